@@ -1,0 +1,90 @@
+"""The ``llem`` command line.
+
+Commands import what they need inside their bodies, so ``llem --help`` and every command that
+does not run a model start without importing torch.
+"""
+
+import logging
+import sys
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from llem.errors import EXIT_INTERRUPTED, exit_code_for
+from llem_schema import LlemError
+
+__all__ = ["app", "main"]
+
+logger = logging.getLogger(__name__)
+
+app = typer.Typer(
+    name="llem",
+    help="Measure what LLM inference costs: energy, power, throughput, latency, tokens per joule.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+schema_app = typer.Typer(help="The llem result format.", no_args_is_help=True)
+app.add_typer(schema_app, name="schema")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"llem {package_version('llem')} (llem-schema {package_version('llem-schema')})")
+        raise typer.Exit
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Show versions."),
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show debug logs and full tracebacks.")
+    ] = False,
+) -> None:
+    """Measure what LLM inference costs."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+@schema_app.command("export")
+def schema_export(
+    kind: Annotated[
+        Literal["result", "raw", "config"],
+        typer.Option(help="Which document: result.json, a staged raw result, or a config."),
+    ] = "result",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+) -> None:
+    """Print the JSON Schema of the current llem result format."""
+    import json
+
+    from llem_schema import json_schema
+    from llem_schema.io import atomic_write_bytes
+
+    text = json.dumps(json_schema(kind), indent=2) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        atomic_write_bytes(output, text.encode("utf-8"))
+        typer.echo(f"wrote {output}", err=True)
+
+
+def main() -> None:
+    """Console entry point: one-line errors and the documented exit codes."""
+    try:
+        app()
+    except LlemError as error:
+        logger.debug("error details", exc_info=True)
+        typer.echo(f"error: {error}", err=True)
+        sys.exit(exit_code_for(error))
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)

@@ -1,0 +1,21 @@
+"""Errors of the llem application, rooted in :class:`llem_schema.LlemError`, and exit codes."""
+
+from typing import Final
+
+from llem_schema import ConfigError, LlemError
+
+__all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "UsageError", "exit_code_for"]
+
+EXIT_OK: Final = 0
+EXIT_FAILURE: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_INTERRUPTED: Final = 130
+
+
+class UsageError(LlemError):
+    """The user asked for something impossible: a bad flag value, an unknown id."""
+
+
+def exit_code_for(error: LlemError) -> int:
+    """2 for the user's mistakes (bad config or usage), 1 for failures."""
+    return EXIT_USAGE if isinstance(error, ConfigError | UsageError) else EXIT_FAILURE

@@ -1,0 +1,71 @@
+"""Experiment ids and directory-name slugs that are safe to use as path components."""
+
+import re
+import secrets
+from datetime import datetime
+from typing import Annotated, Final
+
+from pydantic import AfterValidator
+
+from llem_schema.errors import InvalidExperimentIdError
+
+__all__ = [
+    "MAX_EXPERIMENT_ID_LENGTH",
+    "ExperimentId",
+    "model_slug",
+    "new_experiment_id",
+    "timestamp_slug",
+    "validate_experiment_id",
+]
+
+MAX_EXPERIMENT_ID_LENGTH: Final = 128
+_ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_SLUG_UNSAFE: Final = re.compile(r"[^a-z0-9._-]+")
+
+
+def validate_experiment_id(value: str) -> str:
+    """Return ``value`` if it is a safe single path component, else raise.
+
+    Refused: empty, longer than 128 characters, ``..`` anywhere, separators, NUL, whitespace,
+    a leading dot or dash, and anything outside ``[A-Za-z0-9._-]``.
+    """
+    if not value:
+        raise InvalidExperimentIdError("experiment id is empty")
+    if len(value) > MAX_EXPERIMENT_ID_LENGTH:
+        raise InvalidExperimentIdError(
+            f"experiment id is {len(value)} characters long; at most "
+            f"{MAX_EXPERIMENT_ID_LENGTH} are allowed"
+        )
+    if ".." in value or not _ID_RE.fullmatch(value):
+        raise InvalidExperimentIdError(
+            f"experiment id {value!r} is not allowed: use letters, digits, '.', '_' and '-' "
+            "only, starting with a letter or digit, and no '..'"
+        )
+    return value
+
+
+ExperimentId = Annotated[str, AfterValidator(validate_experiment_id)]
+"""A ``str`` field type that only accepts :func:`validate_experiment_id`-safe ids."""
+
+
+def model_slug(model: str) -> str:
+    """A lowercase directory-safe name for a model: ``meta-llama/Llama-3.2-1B`` -> ``llama-3.2-1b``.
+
+    Only the last path component is kept; anything else unsafe becomes ``-``.
+    """
+    last = model.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    slug = _SLUG_UNSAFE.sub("-", last.lower()).strip("-.")
+    return slug[:64] or "model"
+
+
+def timestamp_slug(when: datetime) -> str:
+    """``2026-11-22T14-03-05``: an ISO timestamp that is safe in a file name."""
+    return when.strftime("%Y-%m-%dT%H-%M-%S")
+
+
+def new_experiment_id(model: str, backend: str, when: datetime) -> str:
+    """A fresh, unique, path-safe experiment id: ``{model}_{backend}_{time}_{6 hex}``."""
+    backend_slug = _SLUG_UNSAFE.sub("-", backend.lower()).strip("-.") or "backend"
+    return validate_experiment_id(
+        f"{model_slug(model)}_{backend_slug}_{timestamp_slug(when)}_{secrets.token_hex(3)}"
+    )

@@ -1,0 +1,161 @@
+"""Crash-safe file writing and versioned document loading, standard library only.
+
+A reader never sees a partial file: every write goes to a temporary file in the same
+directory, is flushed and fsynced, then renamed over the target (``os.replace`` is atomic on
+POSIX and Windows). A process killed mid-write leaves the previous file, or none.
+"""
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from llem_schema.errors import ResultFormatError, SchemaVersionError
+from llem_schema.versions import SCHEMA_VERSION, MigrationRegistry, parse_version
+
+__all__ = [
+    "MAX_UNIQUE_SUFFIX",
+    "atomic_copy",
+    "atomic_write_bytes",
+    "create_unique_dir",
+    "load_document",
+    "read_json_object",
+]
+
+MAX_UNIQUE_SUFFIX: Final = 100_000
+_COPY_CHUNK: Final = 1 << 20
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Makes the rename itself durable; directories cannot be opened on Windows.
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _temporary_beside(path: Path) -> Iterator[tuple[int, Path]]:
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    temporary = Path(name)
+    try:
+        yield fd, temporary
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that ``path`` is either the old file or the new one."""
+    with _temporary_beside(path) as (fd, temporary):
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        temporary.replace(path)
+    _fsync_dir(path.parent)
+
+
+def atomic_copy(source: Path, destination: Path) -> None:
+    """Copy ``source`` to ``destination`` with the same all-or-nothing guarantee."""
+    with _temporary_beside(destination) as (fd, temporary):
+        with os.fdopen(fd, "wb") as out, source.open("rb") as src:
+            shutil.copyfileobj(src, out, _COPY_CHUNK)
+            out.flush()
+            os.fsync(out.fileno())
+        temporary.replace(destination)
+    _fsync_dir(destination.parent)
+
+
+def create_unique_dir(parent: Path, name: str) -> Path:
+    """Create and return ``parent/name``, or ``name_1``, ``name_2``, ... if taken.
+
+    ``os.mkdir`` either creates the directory or fails, so concurrent callers (threads or
+    processes) asking for the same name each get a distinct directory and none is reused.
+    """
+    parent.mkdir(parents=True, exist_ok=True)
+    for suffix in range(MAX_UNIQUE_SUFFIX):
+        candidate = parent / (name if suffix == 0 else f"{name}_{suffix}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(f"{parent / name}: every suffix up to {MAX_UNIQUE_SUFFIX} is taken")
+
+
+def read_json_object(path: Path, *, kind: str) -> dict[str, Any]:
+    """Read a JSON object, turning every way it can be unreadable into one-line errors."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ResultFormatError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ResultFormatError(f"{path}: cannot read {kind}: {exc}") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ResultFormatError(
+            f"{path}: corrupt {kind}: invalid JSON at line {exc.lineno}, column {exc.colno} "
+            f"({exc.msg})"
+        ) from None
+    if not isinstance(document, dict) or "schema_version" not in document:
+        raise ResultFormatError(f"{path}: not an llem {kind} (no schema_version)")
+    return document
+
+
+def load_document(
+    model: type[ModelT],
+    document: dict[str, Any],
+    *,
+    migrations: MigrationRegistry,
+    source: object,
+) -> ModelT:
+    """Validate ``document`` as ``model``, migrating older schema versions first.
+
+    A newer major version is a :class:`SchemaVersionError`; a newer minor version loads when
+    it only carries fields this reader knows. ``source`` names the document in messages.
+    """
+    kind = migrations.kind
+    version = document.get("schema_version")
+    try:
+        found = parse_version(version)
+    except ResultFormatError as exc:
+        raise ResultFormatError(f"{source}: {exc}") from None
+    current = parse_version(SCHEMA_VERSION)
+    upgrade = (
+        f"{source}: written with llem schema {version}, newer than {SCHEMA_VERSION} which this "
+        "llem-schema reads; upgrade llem-schema (pip install -U llem-schema)"
+    )
+    if found[0] > current[0]:
+        raise SchemaVersionError(upgrade)
+    if found < current:
+        try:
+            document = migrations.migrate(document)
+        except ResultFormatError as exc:
+            raise ResultFormatError(f"{source}: {exc}") from None
+    try:
+        return model.model_validate(document)
+    except ValidationError as exc:
+        if found > current:
+            raise SchemaVersionError(upgrade) from None
+        raise ResultFormatError(f"{source}: invalid {kind}: {_first_problem(exc)}") from None
+
+
+def _first_problem(exc: ValidationError) -> str:
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    where = ".".join(str(part) for part in first["loc"]) or "document"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{where}: {first['msg'].removeprefix('Value error, ')}{more}"

@@ -1,0 +1,222 @@
+"""What was measured around the inference: devices, energy, baseline, throttling, warmup,
+environment and FLOPs. Produced by ``llem_energy`` and backends, stored as data."""
+
+import math
+from typing import Literal, Self
+
+from pydantic import AwareDatetime, Field, NonNegativeFloat, NonNegativeInt, model_validator
+
+from llem_schema._base import FrozenModel
+
+__all__ = [
+    "BaselineMeasurement",
+    "BaselineMethod",
+    "DeviceEnergy",
+    "DeviceInfo",
+    "EnergyBreakdown",
+    "EnergyDomain",
+    "EnergyMethod",
+    "EnvironmentSnapshot",
+    "FlopsEstimate",
+    "GpuInfo",
+    "ThermalThrottleInfo",
+    "WarmupResult",
+]
+
+EnergyDomain = Literal["gpu", "cpu_package", "dram"]
+EnergyMethod = Literal["counter", "integrated"]
+BaselineMethod = Literal["fresh", "cached", "unavailable"]
+
+_REL_TOL = 1e-9
+
+
+class DeviceInfo(FrozenModel):
+    """A device a process ran on, identified by what stays the same across processes."""
+
+    kind: Literal["gpu", "cpu"] = Field(description="Accelerator or host CPU.")
+    index: NonNegativeInt = Field(description="Device index as the process saw it.")
+    uuid: str = Field(
+        min_length=1,
+        description="Physical identity: the NVML UUID for a GPU or MIG instance, a host-scoped id for a CPU.",
+    )
+    name: str = Field(description="Model name, e.g. 'NVIDIA H100 80GB HBM3'.")
+    mig: bool = Field(default=False, description="True for a MIG instance of a GPU.")
+
+
+class BaselineMeasurement(FrozenModel):
+    """Idle power of one device, and where the figure came from."""
+
+    method: BaselineMethod = Field(
+        description="fresh (measured for this run), cached (reused, see age_s) or unavailable."
+    )
+    power_w: NonNegativeFloat | None = Field(description="Idle power, W; None when unavailable.")
+    age_s: NonNegativeFloat | None = Field(
+        default=None,
+        description="Age of the figure when used, s; 0 for fresh, None if unavailable.",
+    )
+    duration_s: NonNegativeFloat | None = Field(
+        default=None, description="How long idle power was sampled, s."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if (self.method == "unavailable") != (self.power_w is None):
+            raise ValueError("power_w is None exactly when the baseline is unavailable")
+        if self.method == "cached" and self.age_s is None:
+            raise ValueError("a cached baseline needs its age_s")
+        return self
+
+
+class DeviceEnergy(FrozenModel):
+    """Energy of one physical device (or RAPL domain) over one measurement window."""
+
+    device_uuid: str = Field(
+        min_length=1,
+        description="DeviceInfo.uuid, or a RAPL domain id such as 'rapl:host:package-0'.",
+    )
+    domain: EnergyDomain = Field(description="gpu, cpu_package or dram.")
+    energy_j: NonNegativeFloat = Field(description="The energy used for totals, J (see method).")
+    method: EnergyMethod = Field(
+        description="counter: the device's cumulative energy counter; integrated: trapezoid of sampled power."
+    )
+    counter_energy_j: NonNegativeFloat | None = Field(
+        default=None, description="From the cumulative energy counter, J; None without one."
+    )
+    integrated_energy_j: NonNegativeFloat | None = Field(
+        default=None, description="Trapezoidal integral of sampled power, J; None without samples."
+    )
+    baseline: BaselineMeasurement | None = Field(
+        default=None, description="Idle power of this device, if a baseline was taken."
+    )
+
+    @model_validator(mode="after")
+    def _energy_matches_method(self) -> Self:
+        source = self.counter_energy_j if self.method == "counter" else self.integrated_energy_j
+        if source is None or not math.isclose(self.energy_j, source, rel_tol=_REL_TOL):
+            raise ValueError(f"energy_j must equal the {self.method} figure")
+        return self
+
+
+class EnergyBreakdown(FrozenModel):
+    """How the experiment's energy figures were obtained."""
+
+    raw_j: NonNegativeFloat = Field(description="Total measured energy, J.")
+    adjusted_j: NonNegativeFloat | None = Field(
+        description="max(0, raw - baseline power x duration), J; None without a baseline."
+    )
+    baseline_power_w: NonNegativeFloat | None = Field(
+        description="Idle power summed over the measured devices, W."
+    )
+    baseline_method: BaselineMethod = Field(
+        description="fresh, cached (see baseline_age_s) or unavailable; the oldest source wins."
+    )
+    baseline_age_s: NonNegativeFloat | None = Field(
+        description="Age of the oldest cached baseline used, s."
+    )
+    duration_s: NonNegativeFloat = Field(description="Window the baseline was subtracted over, s.")
+    energy_method: Literal["counter", "integrated", "mixed"] = Field(
+        description="How device energies were obtained: all counter, all integrated, or mixed."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if (self.baseline_method == "unavailable") != (self.baseline_power_w is None):
+            raise ValueError("baseline_power_w is None exactly when the baseline is unavailable")
+        if (self.baseline_power_w is None) != (self.adjusted_j is None):
+            raise ValueError("adjusted_j is set exactly when a baseline is available")
+        if self.baseline_power_w is not None and self.adjusted_j is not None:
+            expected = max(0.0, self.raw_j - self.baseline_power_w * self.duration_s)
+            if not math.isclose(self.adjusted_j, expected, rel_tol=1e-6, abs_tol=1e-9):
+                raise ValueError(
+                    f"adjusted_j ({self.adjusted_j}) must equal max(0, raw_j - "
+                    f"baseline_power_w x duration_s) = {expected}"
+                )
+        return self
+
+
+class ThermalThrottleInfo(FrozenModel):
+    """Clock-event (throttle) reasons seen while measuring, and temperatures."""
+
+    detected: bool = Field(description="Any throttling seen in the window.")
+    hw_thermal: bool = Field(default=False, description="Hardware thermal slowdown seen.")
+    sw_thermal: bool = Field(default=False, description="Software thermal slowdown seen.")
+    power_cap: bool = Field(default=False, description="Software power cap seen.")
+    hw_power_brake: bool = Field(default=False, description="Hardware power brake seen.")
+    throttled_s: NonNegativeFloat = Field(
+        default=0.0, description="Seconds of samples with any throttle reason active."
+    )
+    temperature_start_c: float | None = Field(
+        default=None, description="Highest device temperature at the window's start, deg C."
+    )
+    temperature_peak_c: float | None = Field(
+        default=None, description="Highest device temperature seen in the window, deg C."
+    )
+
+    @model_validator(mode="after")
+    def _detected_matches_kinds(self) -> Self:
+        kinds = self.hw_thermal or self.sw_thermal or self.power_cap or self.hw_power_brake
+        if self.detected != kinds:
+            raise ValueError("detected must be true exactly when a throttle kind was seen")
+        return self
+
+
+class WarmupResult(FrozenModel):
+    """What warmup did before the measurement window opened."""
+
+    batches: NonNegativeInt = Field(description="Warmup batches run.")
+    duration_s: NonNegativeFloat = Field(description="Wall time spent warming up, s.")
+    latencies_ms: list[NonNegativeFloat] = Field(
+        default_factory=list, description="Latency of each warmup batch, ms."
+    )
+    converged: bool | None = Field(
+        default=None, description="Whether latency CV reached its target; None if not asked."
+    )
+    final_cv: NonNegativeFloat | None = Field(
+        default=None, description="Latency coefficient of variation over the last window."
+    )
+    cv_target: NonNegativeFloat | None = Field(
+        default=None, description="The CV target asked for; None if convergence was not asked."
+    )
+
+
+class GpuInfo(FrozenModel):
+    """One GPU as NVML describes it; a field is None where NVML could not say."""
+
+    index: NonNegativeInt = Field(description="NVML device index.")
+    uuid: str = Field(description="NVML UUID.")
+    name: str = Field(description="Model name.")
+    memory_total_mb: NonNegativeFloat | None = Field(default=None, description="Memory, MiB.")
+    compute_capability: str | None = Field(default=None, description="e.g. '9.0'.")
+    power_limit_w: NonNegativeFloat | None = Field(
+        default=None, description="Enforced power limit, W."
+    )
+    persistence_mode: bool | None = Field(default=None, description="Persistence mode on.")
+    ecc_enabled: bool | None = Field(default=None, description="ECC memory enabled.")
+    mig_enabled: bool | None = Field(default=None, description="MIG mode enabled.")
+
+
+class EnvironmentSnapshot(FrozenModel):
+    """The machine and software a result was measured on."""
+
+    collected_at: AwareDatetime = Field(description="When the snapshot was taken.")
+    hostname: str = Field(description="Host name.")
+    os: str = Field(description="Operating system and kernel.")
+    python_version: str = Field(description="Python version.")
+    cpu_model: str | None = Field(default=None, description="CPU model name.")
+    cpu_count: NonNegativeInt | None = Field(default=None, description="Logical CPUs.")
+    in_container: bool = Field(default=False, description="Running inside a container.")
+    driver_version: str | None = Field(default=None, description="NVIDIA driver version.")
+    cuda_version: str | None = Field(default=None, description="CUDA driver API version.")
+    gpus: list[GpuInfo] = Field(default_factory=list, description="GPUs visible to NVML.")
+    package_versions: dict[str, str] = Field(
+        default_factory=dict, description="Versions of the packages that matter (torch, ...)."
+    )
+
+
+class FlopsEstimate(FrozenModel):
+    """Floating-point operations of the measured inference, and how they were estimated."""
+
+    total_flops: NonNegativeFloat = Field(description="Estimated operations, FLOPs.")
+    method: str = Field(
+        min_length=1, description="How: e.g. '2 x parameters x tokens' or a profiler name."
+    )

@@ -1,0 +1,298 @@
+"""The aggregated result of one experiment: :class:`ExperimentResult`, and its save/load."""
+
+import math
+import shutil
+import warnings
+from datetime import UTC
+from os import PathLike
+from pathlib import Path
+from typing import Final, Self
+
+from pydantic import (
+    AwareDatetime,
+    Field,
+    JsonValue,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
+
+from llem_schema._base import FrozenModel
+from llem_schema.errors import LlemError, LlemWarning
+from llem_schema.ids import ExperimentId, model_slug, timestamp_slug
+from llem_schema.io import (
+    atomic_copy,
+    atomic_write_bytes,
+    create_unique_dir,
+    load_document,
+    read_json_object,
+)
+from llem_schema.measurement import (
+    EnergyBreakdown,
+    EnvironmentSnapshot,
+    FlopsEstimate,
+    ThermalThrottleInfo,
+    WarmupResult,
+)
+from llem_schema.metrics import EfficiencyMetrics, LatencyMetrics
+from llem_schema.raw import RawProcessResult
+from llem_schema.versions import RESULT_MIGRATIONS, SCHEMA_VERSION, parse_version
+
+__all__ = [
+    "RESULT_FILE",
+    "TIMESERIES_FILE",
+    "AggregationMetadata",
+    "ExperimentResult",
+    "MultiGPUMetrics",
+]
+
+RESULT_FILE: Final = "result.json"
+TIMESERIES_FILE: Final = "timeseries.parquet"
+
+_REL_TOL = 1e-9
+
+
+def _close(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return math.isclose(a, b, rel_tol=_REL_TOL, abs_tol=1e-12)
+
+
+class AggregationMetadata(FrozenModel):
+    """How per-process results became one, and what was verified on the way."""
+
+    method: str = Field(
+        default="late_concatenation",
+        description="late_concatenation: raw per-request data concatenated, statistics computed once.",
+    )
+    num_processes: PositiveInt = Field(description="Processes whose results were aggregated.")
+    expected_processes: PositiveInt = Field(description="Processes the experiment launched.")
+    temporal_overlap_verified: bool = Field(
+        description="Processes overlap for at least half of the shortest one (True for one process)."
+    )
+    device_attribution_verified: bool = Field(
+        description="No physical device was measured by more than one process."
+    )
+    complete: bool = Field(description="Every launched process contributed.")
+    missing_processes: list[NonNegativeInt] = Field(
+        default_factory=list, description="Indices of processes with no result."
+    )
+    warnings: list[str] = Field(default_factory=list, description="What aggregation noticed.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.complete != (not self.missing_processes):
+            raise ValueError("complete must be true exactly when no process is missing")
+        if self.num_processes + len(self.missing_processes) != self.expected_processes:
+            raise ValueError("num_processes + missing processes must equal expected_processes")
+        return self
+
+
+class MultiGPUMetrics(FrozenModel):
+    """How work and energy were spread when more than one GPU ran."""
+
+    num_gpus: PositiveInt = Field(description="Distinct GPUs measured.")
+    gpu_uuids: list[str] = Field(description="Their UUIDs.")
+    energy_max_over_min: PositiveFloat | None = Field(
+        default=None,
+        description="Highest over lowest per-GPU energy; 1.0 is perfectly even. None if unmeasured.",
+    )
+
+
+class ExperimentResult(FrozenModel):
+    """One experiment's complete, schema-versioned result (``result.json``)."""
+
+    # identity
+    schema_version: str = Field(
+        default=SCHEMA_VERSION, description="llem schema version, 'major.minor'."
+    )
+    experiment_id: ExperimentId = Field(description="Unique id of this experiment run.")
+    measurement_config_hash: str = Field(
+        min_length=1, description="Hash of every config setting that changes the measurement."
+    )
+    model: str = Field(min_length=1, description="Model name or path as configured.")
+    backend: str = Field(min_length=1, description="Inference backend name.")
+    backend_version: str = Field(description="Backend version (e.g. transformers and torch).")
+    effective_config: dict[str, JsonValue] = Field(
+        description="The full resolved ExperimentConfig, defaults included, as JSON."
+    )
+    # time
+    start_time: AwareDatetime = Field(description="Earliest measurement-window start.")
+    end_time: AwareDatetime = Field(description="Latest measurement-window end.")
+    duration_s: PositiveFloat = Field(description="Earliest start to latest end, s.")
+    # tokens
+    input_tokens: NonNegativeInt = Field(description="Prompt tokens, all processes.")
+    output_tokens: NonNegativeInt = Field(description="Generated tokens, all processes.")
+    total_tokens: NonNegativeInt = Field(description="input_tokens + output_tokens.")
+    # energy
+    total_energy_j: NonNegativeFloat | None = Field(
+        description="Energy over distinct physical devices, J; None without an energy source."
+    )
+    energy_per_device_j: dict[str, NonNegativeFloat] = Field(
+        default_factory=dict, description="Energy per device UUID (or RAPL domain id), J."
+    )
+    baseline_power_w: NonNegativeFloat | None = Field(
+        default=None, description="Idle power over the measured devices, W."
+    )
+    energy_adjusted_j: NonNegativeFloat | None = Field(
+        default=None, description="max(0, total - baseline power x duration), J."
+    )
+    energy_breakdown: EnergyBreakdown | None = Field(
+        default=None, description="How the energy figures were obtained."
+    )
+    # throughput
+    output_tokens_per_s: NonNegativeFloat = Field(
+        description="Output tokens / measurement-window wall time (duration_s)."
+    )
+    total_tokens_per_s: NonNegativeFloat = Field(
+        description="Input plus output tokens / duration_s (input-inclusive)."
+    )
+    mean_process_output_tokens_per_s: NonNegativeFloat = Field(
+        description="Mean over processes of each one's output tokens / its own window, labelled as such."
+    )
+    # latency, compute, efficiency
+    latency: LatencyMetrics = Field(description="TTFT, ITL, TPOT and E2E over all requests.")
+    flops: FlopsEstimate | None = Field(default=None, description="FLOPs and how estimated.")
+    efficiency: EfficiencyMetrics = Field(description="Tokens per joule and joules per token.")
+    # context
+    multi_gpu: MultiGPUMetrics | None = Field(
+        default=None, description="Present when more than one GPU was measured."
+    )
+    environment_snapshot: EnvironmentSnapshot | None = Field(
+        default=None, description="Machine and software measured on."
+    )
+    thermal_throttle: ThermalThrottleInfo | None = Field(
+        default=None, description="Throttling over all processes."
+    )
+    warmup_result: WarmupResult | None = Field(default=None, description="Warmup of process 0.")
+    measurement_warnings: list[str] = Field(
+        default_factory=list, description="Each: what was detected and what to do about it."
+    )
+    timeseries: str | None = Field(
+        default=None,
+        description="File name of the power/temperature Parquet sidecar beside result.json.",
+    )
+    process_results: list[RawProcessResult] = Field(
+        min_length=1, description="Every process's raw measurement."
+    )
+    aggregation: AggregationMetadata = Field(description="How processes were combined.")
+
+    @field_validator("timeseries")
+    @classmethod
+    def _plain_file_name(cls, value: str | None) -> str | None:
+        if value is not None and (
+            value in ("", ".", "..") or "/" in value or "\\" in value or "\0" in value
+        ):
+            raise ValueError(f"must be a file name beside result.json, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        parse_version(self.schema_version)
+        for key, value in (("model", self.model), ("backend", self.backend)):
+            if self.effective_config.get(key) != value:
+                raise ValueError(f"effective_config.{key} must be {value!r}")
+        if self.end_time < self.start_time:
+            raise ValueError("end_time precedes start_time")
+        if self.total_tokens != self.input_tokens + self.output_tokens:
+            raise ValueError("total_tokens must equal input_tokens + output_tokens")
+        if not _close(self.output_tokens_per_s, self.output_tokens / self.duration_s):
+            raise ValueError("output_tokens_per_s must equal output_tokens / duration_s")
+        if not _close(self.total_tokens_per_s, self.total_tokens / self.duration_s):
+            raise ValueError("total_tokens_per_s must equal total_tokens / duration_s")
+        self._check_energy()
+        if len(self.process_results) != self.aggregation.num_processes:
+            raise ValueError("process_results must hold aggregation.num_processes entries")
+        return self
+
+    def _check_energy(self) -> None:
+        breakdown = self.energy_breakdown
+        if self.total_energy_j is None:
+            if breakdown or self.energy_per_device_j or self.baseline_power_w is not None:
+                raise ValueError("energy details need total_energy_j")
+            if self.energy_adjusted_j is not None:
+                raise ValueError("energy_adjusted_j needs total_energy_j")
+        else:
+            if breakdown is None:
+                raise ValueError("total_energy_j needs an energy_breakdown")
+            if not _close(breakdown.raw_j, self.total_energy_j):
+                raise ValueError("energy_breakdown.raw_j must equal total_energy_j")
+            if not _close(breakdown.baseline_power_w, self.baseline_power_w):
+                raise ValueError("baseline_power_w must equal energy_breakdown.baseline_power_w")
+            if not _close(breakdown.adjusted_j, self.energy_adjusted_j):
+                raise ValueError("energy_adjusted_j must equal energy_breakdown.adjusted_j")
+            if self.energy_per_device_j and not _close(
+                math.fsum(self.energy_per_device_j.values()), self.total_energy_j
+            ):
+                raise ValueError("energy_per_device_j must sum to total_energy_j")
+        expected = EfficiencyMetrics.from_energy(
+            self.output_tokens, self.total_energy_j, self.energy_adjusted_j
+        )
+        for name in EfficiencyMetrics.model_fields:
+            if not _close(getattr(self.efficiency, name), getattr(expected, name)):
+                raise ValueError(f"efficiency.{name} does not follow from tokens and energy")
+
+    def directory_name(self) -> str:
+        """``{model_slug}_{backend}_{UTC start time}``: the name :meth:`save` starts from."""
+        return f"{model_slug(self.model)}_{model_slug(self.backend)}_{timestamp_slug(self.start_time.astimezone(UTC))}"
+
+    def save(
+        self,
+        output_dir: str | PathLike[str],
+        *,
+        timeseries_source: str | PathLike[str] | None = None,
+    ) -> Path:
+        """Write a new result directory under ``output_dir`` and return its path.
+
+        The directory is :meth:`directory_name`, or that name with ``_1``, ``_2``, ... when
+        taken: an existing result is never overwritten, also when many processes save the
+        same name at once. ``timeseries_source`` (a Parquet file) is copied in beside
+        ``result.json`` and ``timeseries`` names it. ``result.json`` is written last and
+        atomically, so a directory with one is complete.
+        """
+        source = None if timeseries_source is None else Path(timeseries_source)
+        if self.timeseries is not None and source is None:
+            raise LlemError(
+                f"this result names a timeseries sidecar ({self.timeseries!r}): pass "
+                "timeseries_source=<path of that Parquet file> to save() to keep it"
+            )
+        if source is not None and not source.is_file():
+            raise LlemError(f"timeseries source {source} does not exist or is not a file")
+        target = create_unique_dir(Path(output_dir), self.directory_name())
+        try:
+            result = self
+            if source is not None:
+                name = self.timeseries or TIMESERIES_FILE
+                atomic_copy(source, target / name)
+                result = self.model_copy(update={"timeseries": name})
+            atomic_write_bytes(target / RESULT_FILE, result.model_dump_json(indent=2).encode())
+        except BaseException:
+            shutil.rmtree(target, ignore_errors=True)
+            raise
+        return target
+
+    @classmethod
+    def from_json(cls, path: str | PathLike[str]) -> Self:
+        """Load a result from ``result.json`` or the directory holding it.
+
+        Older schema versions are migrated. A missing sidecar loads with ``timeseries=None``
+        and a :class:`LlemWarning`. A corrupt file, a file that is not a result, or a newer
+        major schema version raises a one-line :class:`~llem_schema.ResultFormatError`.
+        """
+        file = Path(path)
+        if file.is_dir():
+            file = file / RESULT_FILE
+        document = read_json_object(file, kind="result")
+        result = load_document(cls, document, migrations=RESULT_MIGRATIONS, source=file)
+        if result.timeseries is not None and not (file.parent / result.timeseries).is_file():
+            warnings.warn(
+                f"{file.parent}: timeseries sidecar {result.timeseries!r} is missing; "
+                "loaded without it (timeseries=None)",
+                LlemWarning,
+                stacklevel=2,
+            )
+            result = result.model_copy(update={"timeseries": None})
+        return result

@@ -1,0 +1,228 @@
+"""Small, valid example documents for tests, docs and backend authors' own test suites.
+
+Every value is consistent with the validators (tokens add up, energy sums, efficiency follows
+from energy), so a test can change one thing with ``model_copy`` or the keyword arguments and
+know the rest is sound. Deterministic for a given ``seed``.
+"""
+
+import math
+import random
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from llem_schema.config import ExperimentConfig, measurement_config_hash
+from llem_schema.measurement import (
+    BaselineMeasurement,
+    DeviceEnergy,
+    DeviceInfo,
+    EnergyBreakdown,
+    FlopsEstimate,
+    WarmupResult,
+)
+from llem_schema.metrics import EfficiencyMetrics, LatencyMetrics, adjusted_energy_j
+from llem_schema.raw import RawProcessResult
+from llem_schema.records import RequestRecord, RequestTiming
+from llem_schema.result import AggregationMetadata, ExperimentResult, MultiGPUMetrics
+
+__all__ = [
+    "EXAMPLE_START",
+    "example_config",
+    "example_raw_result",
+    "example_requests",
+    "example_result",
+]
+
+EXAMPLE_START = datetime(2026, 11, 22, 14, 3, 5, tzinfo=UTC)
+EXAMPLE_EXPERIMENT_ID = "tiny_pytorch_2026-11-22T14-03-05_0a1b2c"
+
+
+def example_config(**settings: object) -> ExperimentConfig:
+    """A small CPU experiment on the built-in tiny model; ``settings`` override fields."""
+    base: dict[str, object] = {"n": 8, "max_new_tokens": 16, "baseline": {"duration_s": 5.0}}
+    return ExperimentConfig.model_validate(base | settings)
+
+
+def example_requests(
+    count: int, *, seed: int = 0, first_index: int = 0, max_new_tokens: int = 16
+) -> list[RequestRecord]:
+    """``count`` requests with plausible token timings, batches of four."""
+    rng = random.Random(seed)
+    records: list[RequestRecord] = []
+    for offset in range(count):
+        start = rng.uniform(0.0, 5.0)
+        times = [start + rng.uniform(0.01, 0.08)]
+        for _ in range(rng.randint(0, max_new_tokens - 1)):
+            times.append(times[-1] + rng.uniform(0.005, 0.03))
+        timing = RequestTiming(
+            request_index=first_index + offset,
+            input_tokens=rng.randint(4, 64),
+            output_tokens=len(times),
+            start_s=start,
+            token_times_s=times,
+        )
+        records.append(RequestRecord.from_timing(timing, batch_index=offset // 4))
+    return records
+
+
+def example_raw_result(
+    *,
+    process_index: int = 0,
+    num_processes: int = 1,
+    n_requests: int = 8,
+    seed: int = 0,
+    energy_j: float | None = 120.0,
+    baseline_power_w: float | None = 5.0,
+    duration_s: float = 10.0,
+    start_time: datetime = EXAMPLE_START,
+    device_uuid: str | None = None,
+    config: ExperimentConfig | None = None,
+    requests: Sequence[RequestRecord] | None = None,
+) -> RawProcessResult:
+    """One process's raw measurement on one GPU-like device (energy from its counter)."""
+    config = config or example_config()
+    uuid = device_uuid or f"GPU-00000000-0000-0000-0000-{process_index:012d}"
+    energy: list[DeviceEnergy] = []
+    if energy_j is not None:
+        baseline = (
+            BaselineMeasurement(method="fresh", power_w=baseline_power_w, age_s=0.0, duration_s=5.0)
+            if baseline_power_w is not None
+            else BaselineMeasurement(method="unavailable", power_w=None)
+        )
+        energy.append(
+            DeviceEnergy(
+                device_uuid=uuid,
+                domain="gpu",
+                energy_j=energy_j,
+                method="counter",
+                counter_energy_j=energy_j,
+                integrated_energy_j=energy_j * 0.98,
+                baseline=baseline,
+            )
+        )
+    if requests is None:
+        requests = example_requests(
+            n_requests,
+            seed=seed,
+            first_index=process_index * n_requests,
+            max_new_tokens=config.max_new_tokens,
+        )
+    return RawProcessResult(
+        experiment_id=EXAMPLE_EXPERIMENT_ID,
+        measurement_config_hash=measurement_config_hash(config),
+        model=config.model,
+        backend=config.backend,
+        backend_version="example 1.0",
+        process_index=process_index,
+        num_processes=num_processes,
+        hostname="example-host",
+        devices=[DeviceInfo(kind="gpu", index=process_index, uuid=uuid, name="Example GPU")],
+        start_time=start_time,
+        end_time=start_time + timedelta(seconds=duration_s),
+        duration_s=duration_s,
+        requests=list(requests),
+        energy=energy,
+        sample_count=int(duration_s * 10) if energy else 0,
+        peak_memory_mb=512.0,
+        peak_memory_source="cuda",
+        flops=FlopsEstimate(
+            total_flops=2.0e9 * sum(r.output_tokens for r in requests),
+            method="2 x parameters x tokens",
+        ),
+        warmup=WarmupResult(batches=3, duration_s=0.5, latencies_ms=[120.0, 100.0, 101.0]),
+    )
+
+
+def example_result(
+    raws: Sequence[RawProcessResult] | None = None,
+    *,
+    config: ExperimentConfig | None = None,
+    timeseries: str | None = None,
+    measurement_warnings: Sequence[str] = (),
+) -> ExperimentResult:
+    """An :class:`ExperimentResult` assembled from ``raws`` (default: one example process).
+
+    A plain assembly for tests: per-device energy counted once per UUID, percentiles from the
+    concatenated requests. It is not llem's aggregation (``llem_persistence`` owns that).
+    """
+    config = config or example_config()
+    raws = list(raws) if raws is not None else [example_raw_result(config=config)]
+    start = min(raw.start_time for raw in raws)
+    end = max(raw.end_time for raw in raws)
+    duration_s = (end - start).total_seconds() or max(raw.duration_s for raw in raws)
+    devices = {e.device_uuid: e for raw in raws for e in raw.energy}
+    requests = [request for raw in raws for request in raw.requests]
+    input_tokens = sum(raw.input_tokens for raw in raws)
+    output_tokens = sum(raw.output_tokens for raw in raws)
+
+    total_j = math.fsum(e.energy_j for e in devices.values()) if devices else None
+    baselines = [e.baseline for e in devices.values() if e.baseline is not None]
+    baseline_w = (
+        math.fsum(b.power_w for b in baselines if b.power_w is not None)
+        if baselines and all(b.power_w is not None for b in baselines)
+        else None
+    )
+    breakdown = None
+    adjusted = None
+    if total_j is not None:
+        adjusted = (
+            None if baseline_w is None else adjusted_energy_j(total_j, baseline_w, duration_s)
+        )
+        breakdown = EnergyBreakdown(
+            raw_j=total_j,
+            adjusted_j=adjusted,
+            baseline_power_w=baseline_w,
+            baseline_method="fresh" if baseline_w is not None else "unavailable",
+            baseline_age_s=None,
+            duration_s=duration_s,
+            energy_method="counter",
+        )
+    flops = [raw.flops.total_flops for raw in raws if raw.flops is not None]
+    return ExperimentResult(
+        experiment_id=raws[0].experiment_id,
+        measurement_config_hash=raws[0].measurement_config_hash,
+        model=config.model,
+        backend=config.backend,
+        backend_version=raws[0].backend_version,
+        effective_config=config.model_dump(mode="json"),
+        start_time=start,
+        end_time=end,
+        duration_s=duration_s,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        total_tokens=input_tokens + output_tokens,
+        total_energy_j=total_j,
+        energy_per_device_j={uuid: e.energy_j for uuid, e in devices.items()},
+        baseline_power_w=baseline_w if total_j is not None else None,
+        energy_adjusted_j=adjusted,
+        energy_breakdown=breakdown,
+        output_tokens_per_s=output_tokens / duration_s,
+        total_tokens_per_s=(input_tokens + output_tokens) / duration_s,
+        mean_process_output_tokens_per_s=math.fsum(
+            raw.output_tokens / raw.duration_s for raw in raws
+        )
+        / len(raws),
+        latency=LatencyMetrics.from_requests(requests),
+        flops=FlopsEstimate(total_flops=math.fsum(flops), method="2 x parameters x tokens")
+        if flops
+        else None,
+        efficiency=EfficiencyMetrics.from_energy(output_tokens, total_j, adjusted),
+        multi_gpu=MultiGPUMetrics(
+            num_gpus=len(devices),
+            gpu_uuids=sorted(devices),
+            energy_max_over_min=max(e.energy_j for e in devices.values())
+            / min(e.energy_j for e in devices.values()),
+        )
+        if len(devices) > 1 and min(e.energy_j for e in devices.values()) > 0
+        else None,
+        warmup_result=raws[0].warmup,
+        measurement_warnings=list(measurement_warnings),
+        timeseries=timeseries,
+        process_results=raws,
+        aggregation=AggregationMetadata(
+            num_processes=len(raws),
+            expected_processes=len(raws),
+            temporal_overlap_verified=True,
+            device_attribution_verified=True,
+            complete=True,
+        ),
+    )

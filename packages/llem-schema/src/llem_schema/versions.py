@@ -1,0 +1,88 @@
+"""Schema versions and the migrations that bring old documents up to date.
+
+Versions are ``"major.minor"``. A minor version only adds optional fields; a major version may
+rename or remove. Every version that ever shipped keeps a fixture in the tests and a chain of
+migrations to :data:`SCHEMA_VERSION`, so ``llem-schema`` alone reads any result ever written.
+"""
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from llem_schema.errors import ResultFormatError
+
+__all__ = [
+    "RAW_MIGRATIONS",
+    "RESULT_MIGRATIONS",
+    "SCHEMA_VERSION",
+    "Migration",
+    "MigrationRegistry",
+    "parse_version",
+]
+
+SCHEMA_VERSION: Final = "1.0"
+"""The version this package writes."""
+
+_VERSION_RE: Final = re.compile(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)")
+
+Migration = Callable[[dict[str, Any]], dict[str, Any]]
+"""Takes a document of one version and returns it at the next (``schema_version`` is set for
+it by the registry)."""
+
+
+def parse_version(version: object) -> tuple[int, int]:
+    """``"1.2"`` -> ``(1, 2)``; anything else is a :class:`ResultFormatError`."""
+    match = _VERSION_RE.fullmatch(version) if isinstance(version, str) else None
+    if match is None:
+        raise ResultFormatError(f"schema_version {version!r} is not of the form 'major.minor'")
+    return int(match[1]), int(match[2])
+
+
+@dataclass(frozen=True)
+class _Step:
+    to_version: str
+    migrate: Migration
+
+
+class MigrationRegistry:
+    """The migrations of one kind of document, each from one version to the next."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._steps: dict[str, _Step] = {}
+
+    def register(self, from_version: str, to_version: str) -> Callable[[Migration], Migration]:
+        """Decorator: ``@RESULT_MIGRATIONS.register("1.0", "1.1")`` on ``def f(doc) -> doc``."""
+        if parse_version(to_version) <= parse_version(from_version):
+            raise ValueError(f"migration must go forward: {from_version} -> {to_version}")
+        if from_version in self._steps:
+            raise ValueError(f"{self.kind}: a migration from {from_version} is already registered")
+
+        def decorator(migrate: Migration) -> Migration:
+            self._steps[from_version] = _Step(to_version, migrate)
+            return migrate
+
+        return decorator
+
+    def migrate(self, document: dict[str, Any], target: str = SCHEMA_VERSION) -> dict[str, Any]:
+        """Apply migrations until ``document`` is at ``target``; returns a new dict."""
+        version = document.get("schema_version")
+        parse_version(version)
+        migrated = dict(document)
+        while version != target:
+            step = self._steps.get(str(version))
+            if step is None:
+                raise ResultFormatError(
+                    f"no migration of {self.kind} schema version {version} to {target}"
+                )
+            migrated = step.migrate(migrated)
+            migrated["schema_version"] = version = step.to_version
+        return migrated
+
+
+RESULT_MIGRATIONS: Final = MigrationRegistry("result")
+"""Migrations of ``result.json`` (:class:`~llem_schema.ExperimentResult`)."""
+
+RAW_MIGRATIONS: Final = MigrationRegistry("raw process result")
+"""Migrations of staged per-process results (:class:`~llem_schema.RawProcessResult`)."""

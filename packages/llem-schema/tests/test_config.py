@@ -1,0 +1,149 @@
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from llem_schema import (
+    ConfigError,
+    DecoderConfig,
+    ExperimentConfig,
+    measurement_config_hash,
+    parse_config,
+)
+
+
+def test_defaults_run_the_tiny_model_on_the_builtin_prompts() -> None:
+    config = ExperimentConfig()
+    assert config.model == "llem/tiny"
+    assert config.backend == "pytorch"
+    assert config.prompts.source == "builtin"
+    assert config.decoder.mode == "greedy"
+    assert config.energy.source == "auto"
+    assert config.energy.sample_rate_hz == 10.0
+    assert config.pytorch.batch_size == 1
+
+
+def test_misspelt_top_level_key_names_the_key_and_suggests_the_right_one() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"modle": "gpt2"})
+    message = str(caught.value)
+    assert message.startswith("unknown config key 'modle'; did you mean 'model'?")
+    assert "max_new_tokens" in message  # lists what is allowed
+    assert "\n" not in message
+    assert caught.value.key == "modle"
+
+
+def test_misspelt_nested_key_names_its_section() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"decoder": {"mode": "sampling", "temprature": 0.7}})
+    assert str(caught.value).startswith(
+        "unknown config key 'decoder.temprature'; did you mean 'temperature'? "
+        "(allowed under decoder: ignore_eos, mode, preset, temperature, top_k, top_p)"
+    )
+    assert caught.value.key == "decoder.temprature"
+
+
+def test_bad_value_names_the_key_what_is_allowed_and_what_was_given() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"precision": "fp8"})
+    assert str(caught.value) == (
+        "config key 'precision': Input should be 'fp32', 'fp16' or 'bf16' (got 'fp8')"
+    )
+
+
+def test_several_problems_report_the_first_and_count_the_rest() -> None:
+    with pytest.raises(ConfigError, match=r"\(and 2 more problems\)$"):
+        parse_config({"n": 0, "batch": 3, "seed": -1})
+
+
+def test_a_misspelt_keyword_fails_at_construction() -> None:
+    kwargs: dict[str, Any] = {"max_new_token": 10}
+    with pytest.raises(ValidationError, match="max_new_token"):
+        ExperimentConfig(**kwargs)
+
+
+def test_config_is_frozen() -> None:
+    config = ExperimentConfig()
+    with pytest.raises(ValidationError, match="frozen"):
+        config.n = 5  # type: ignore[misc]
+
+
+def test_preset_fills_what_is_not_set_and_explicit_settings_win() -> None:
+    decoder = DecoderConfig.model_validate({"preset": "factual", "temperature": 0.5})
+    assert decoder.mode == "sampling"
+    assert decoder.temperature == 0.5
+    assert decoder.top_p == 0.9
+    assert decoder.top_k == 40
+
+
+def test_sampling_without_settings_gets_neutral_defaults() -> None:
+    decoder = DecoderConfig(mode="sampling")
+    assert (decoder.temperature, decoder.top_p, decoder.top_k) == (1.0, 1.0, 0)
+
+
+def test_greedy_refuses_sampling_settings() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"decoder": {"temperature": 0.7}})
+    assert str(caught.value) == (
+        "config key 'decoder': temperature only apply to sampling: set decoder.mode to "
+        "'sampling' or remove them (got {'temperature': 0.7})"
+    )
+
+
+def test_every_process_needs_a_prompt() -> None:
+    with pytest.raises(ConfigError, match=r"n \(2\) is smaller than num_processes \(4\)"):
+        parse_config({"n": 2, "num_processes": 4})
+
+
+@pytest.mark.parametrize("source", ["builtin", "synthetic", "data/prompts.jsonl", "p.CSV"])
+def test_prompt_sources_that_are_accepted(source: str) -> None:
+    assert parse_config({"prompts": {"source": source}}).prompts.source == source
+
+
+def test_prompt_file_must_be_jsonl_or_csv() -> None:
+    with pytest.raises(ConfigError, match=r"'prompts.source': must be 'builtin', 'synthetic' or a path"):
+        parse_config({"prompts": {"source": "prompts.txt"}})
+
+
+def test_warmup_max_count_must_cover_count_when_converging() -> None:
+    with pytest.raises(ConfigError, match=r"warmup.max_count \(2\) is smaller than warmup.count \(3\)"):
+        parse_config({"warmup": {"until_converged": True, "max_count": 2}})
+
+
+def test_hash_ignores_key_order_name_and_output_dir() -> None:
+    a = parse_config({"model": "m", "n": 30, "name": "first", "output_dir": "a"})
+    b = parse_config({"output_dir": "b", "n": 30, "model": "m"})
+    assert measurement_config_hash(a) == measurement_config_hash(b)
+    assert a.measurement_config_hash() == measurement_config_hash(a)
+
+
+def test_hash_sees_a_preset_and_its_explicit_settings_as_the_same_measurement() -> None:
+    preset = parse_config({"decoder": {"preset": "standard"}})
+    explicit = parse_config(
+        {"decoder": {"preset": "standard", "mode": "sampling", "temperature": 1.0, "top_k": 50}}
+    )
+    assert measurement_config_hash(preset) == measurement_config_hash(explicit)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"n": 31},
+        {"precision": "bf16"},
+        {"pytorch": {"batch_size": 8}},
+        {"decoder": {"mode": "sampling"}},
+        {"energy": {"sample_rate_hz": 100}},
+        {"num_processes": 2},
+    ],
+)
+def test_hash_changes_with_anything_measured(change: dict[str, Any]) -> None:
+    base = {"n": 30}
+    assert measurement_config_hash(parse_config(base)) != measurement_config_hash(
+        parse_config(base | change)
+    )
+
+
+def test_hash_of_the_default_config_is_stable() -> None:
+    # A golden value: if this changes, every stored hash changes meaning. Change it only
+    # together with a schema version bump (a new config default also changes it, rightly).
+    assert measurement_config_hash(ExperimentConfig()) == "051051685976185b"
