@@ -58,8 +58,8 @@ def problems(wheels: dict[str, set[str]]) -> list[str]:
         for requirement in sorted(requires):
             allowed = ONLY_IN.get(requirement)
             if allowed is not None and dist not in allowed:
-                where = ", ".join(sorted(allowed)) or "no llem distribution"
-                found.append(f"{dist} requires {requirement}, which only {where} may require")
+                who = f"only {', '.join(sorted(allowed))}" if allowed else "no llem distribution"
+                found.append(f"{dist} requires {requirement}, which {who} may require")
             if dist in NEVER_IN.get(requirement, set()):
                 found.append(f"{dist} requires {requirement}, which it must never require")
         exact = EXACTLY.get(dist)

@@ -101,12 +101,16 @@ def test_prompt_sources_that_are_accepted(source: str) -> None:
 
 
 def test_prompt_file_must_be_jsonl_or_csv() -> None:
-    with pytest.raises(ConfigError, match=r"'prompts.source': must be 'builtin', 'synthetic' or a path"):
+    with pytest.raises(
+        ConfigError, match=r"'prompts.source': must be 'builtin', 'synthetic' or a path"
+    ):
         parse_config({"prompts": {"source": "prompts.txt"}})
 
 
 def test_warmup_max_count_must_cover_count_when_converging() -> None:
-    with pytest.raises(ConfigError, match=r"warmup.max_count \(2\) is smaller than warmup.count \(3\)"):
+    with pytest.raises(
+        ConfigError, match=r"warmup.max_count \(2\) is smaller than warmup.count \(3\)"
+    ):
         parse_config({"warmup": {"until_converged": True, "max_count": 2}})
 
 

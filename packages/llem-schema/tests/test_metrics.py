@@ -76,15 +76,17 @@ def test_request_record_derives_ttft_e2e_itl_and_tpot_from_token_times() -> None
 
 def test_a_request_with_one_token_has_no_tpot_and_none_has_no_latency() -> None:
     one = RequestRecord.from_timing(
-        RequestTiming(request_index=0, input_tokens=3, output_tokens=1, start_s=0.0,
-                      token_times_s=[0.02]),
+        RequestTiming(
+            request_index=0, input_tokens=3, output_tokens=1, start_s=0.0, token_times_s=[0.02]
+        ),
         batch_index=0,
     )
     assert one.tpot_ms is None
     assert one.itl_ms == []
     none = RequestRecord.from_timing(
-        RequestTiming(request_index=1, input_tokens=3, output_tokens=0, start_s=0.0,
-                      token_times_s=[]),
+        RequestTiming(
+            request_index=1, input_tokens=3, output_tokens=0, start_s=0.0, token_times_s=[]
+        ),
         batch_index=0,
     )
     assert (none.ttft_ms, none.e2e_ms, none.tpot_ms) == (None, None, None)
@@ -92,11 +94,13 @@ def test_a_request_with_one_token_has_no_tpot_and_none_has_no_latency() -> None:
 
 def test_timing_refuses_tokens_before_the_start_or_a_count_mismatch() -> None:
     with pytest.raises(ValidationError, match="must not precede"):
-        RequestTiming(request_index=0, input_tokens=1, output_tokens=2, start_s=1.0,
-                      token_times_s=[0.5, 1.5])
+        RequestTiming(
+            request_index=0, input_tokens=1, output_tokens=2, start_s=1.0, token_times_s=[0.5, 1.5]
+        )
     with pytest.raises(ValidationError, match="token_times_s has 1 entries for 2 output tokens"):
-        RequestTiming(request_index=0, input_tokens=1, output_tokens=2, start_s=1.0,
-                      token_times_s=[1.5])
+        RequestTiming(
+            request_index=0, input_tokens=1, output_tokens=2, start_s=1.0, token_times_s=[1.5]
+        )
 
 
 def _record(index: int, ttft_ms: float, gaps_ms: list[float]) -> RequestRecord:

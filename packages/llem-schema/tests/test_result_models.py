@@ -2,6 +2,7 @@
 a misspelt keyword silently dropped, baseline figures computed but never set, an empty
 effective_config naming the output directory 'unknown'."""
 
+import re
 from typing import Any
 
 import pytest
@@ -48,7 +49,9 @@ def test_adjusted_energy_computed_but_not_set_is_refused() -> None:
 
 
 def test_empty_effective_config_is_refused() -> None:
-    with pytest.raises(ValidationError, match="effective_config.model must be 'llem/tiny'"):
+    with pytest.raises(
+        ValidationError, match=re.escape("effective_config.model must be 'llem/tiny'")
+    ):
         ExperimentResult(**_fields(example_result(), effective_config={}))
 
 
@@ -62,7 +65,9 @@ def test_device_energies_must_add_up() -> None:
 def test_efficiency_must_follow_from_tokens_and_energy() -> None:
     result = example_result()
     efficiency = result.efficiency.model_dump() | {"output_tokens_per_j": 99.0}
-    with pytest.raises(ValidationError, match="efficiency.output_tokens_per_j does not follow"):
+    with pytest.raises(
+        ValidationError, match=re.escape("efficiency.output_tokens_per_j does not follow")
+    ):
         ExperimentResult(**_fields(result, efficiency=efficiency))
 
 
@@ -86,7 +91,7 @@ def test_nan_is_never_stored() -> None:
 
 @pytest.mark.parametrize("name", ["../timeseries.parquet", "/tmp/t.parquet", "..", ""])
 def test_timeseries_must_be_a_file_name_beside_the_result(name: str) -> None:
-    with pytest.raises(ValidationError, match="must be a file name beside result.json"):
+    with pytest.raises(ValidationError, match=re.escape("must be a file name beside result.json")):
         ExperimentResult(**_fields(example_result(), timeseries=name))
 
 
@@ -130,16 +135,25 @@ def test_aggregation_complete_means_nothing_missing() -> None:
 def test_device_energy_must_be_the_figure_its_method_names() -> None:
     with pytest.raises(ValidationError, match="energy_j must equal the counter figure"):
         DeviceEnergy(
-            device_uuid="GPU-x", domain="gpu", energy_j=10.0, method="counter",
-            counter_energy_j=None, integrated_energy_j=10.0,
+            device_uuid="GPU-x",
+            domain="gpu",
+            energy_j=10.0,
+            method="counter",
+            counter_energy_j=None,
+            integrated_energy_j=10.0,
         )
 
 
 def test_breakdown_adjusted_energy_follows_the_definition() -> None:
     with pytest.raises(ValidationError, match=r"adjusted_j \(50.0\) must equal"):
         EnergyBreakdown(
-            raw_j=100.0, adjusted_j=50.0, baseline_power_w=10.0, baseline_method="fresh",
-            baseline_age_s=None, duration_s=2.0, energy_method="counter",
+            raw_j=100.0,
+            adjusted_j=50.0,
+            baseline_power_w=10.0,
+            baseline_method="fresh",
+            baseline_age_s=None,
+            duration_s=2.0,
+            energy_method="counter",
         )
 
 
@@ -157,5 +171,7 @@ def test_raw_process_index_within_the_launch() -> None:
 
 def test_raw_experiment_id_must_be_path_safe() -> None:
     fields = example_raw_result().model_dump() | {"experiment_id": "../../etc"}
-    with pytest.raises(ValidationError, match="experiment id '../../etc' is not allowed"):
+    with pytest.raises(
+        ValidationError, match=re.escape("experiment id '../../etc' is not allowed")
+    ):
         RawProcessResult(**fields)

@@ -73,7 +73,10 @@ def schema_export(
     if output is None:
         sys.stdout.write(text)
     else:
-        atomic_write_bytes(output, text.encode("utf-8"))
+        try:
+            atomic_write_bytes(output, text.encode("utf-8"))
+        except OSError as exc:
+            raise LlemError(f"cannot write {output}: {exc.strerror}") from None
         typer.echo(f"wrote {output}", err=True)
 
 

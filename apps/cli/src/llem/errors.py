@@ -4,7 +4,14 @@ from typing import Final
 
 from llem_schema import ConfigError, LlemError
 
-__all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "UsageError", "exit_code_for"]
+__all__ = [
+    "EXIT_FAILURE",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "UsageError",
+    "exit_code_for",
+]
 
 EXIT_OK: Final = 0
 EXIT_FAILURE: Final = 1

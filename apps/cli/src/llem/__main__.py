@@ -1,0 +1,5 @@
+"""``python -m llem``: the same as the ``llem`` command."""
+
+from llem.cli import main
+
+main()

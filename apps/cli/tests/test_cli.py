@@ -1,0 +1,72 @@
+"""The ``llem`` command as a user runs it: a real subprocess, real exit codes and messages."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+
+from llem_schema import SCHEMA_VERSION
+from llem_schema.testing import example_result
+
+
+def llem(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "llem", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ | {"COLUMNS": "200"},  # no wrapping inside rich's error box
+    )
+
+
+def test_help_lists_the_commands() -> None:
+    completed = llem("--help")
+    assert completed.returncode == 0
+    assert "schema" in completed.stdout
+
+
+def test_version_names_both_packages() -> None:
+    completed = llem("--version")
+    assert completed.returncode == 0
+    assert completed.stdout.startswith("llem 0.1.0 (llem-schema 0.1.0)")
+
+
+def test_schema_export_prints_a_schema_that_validates_a_saved_result(tmp_path: Path) -> None:
+    completed = llem("schema", "export")
+    assert completed.returncode == 0
+    schema = json.loads(completed.stdout)
+    assert schema["x-llem-schema-version"] == SCHEMA_VERSION
+    directory = example_result().save(tmp_path)
+    jsonschema.validate(json.loads((directory / "result.json").read_text()), schema)
+
+
+def test_schema_export_to_a_file(tmp_path: Path) -> None:
+    target = tmp_path / "config.schema.json"
+    completed = llem("schema", "export", "--kind", "config", "-o", str(target))
+    assert completed.returncode == 0
+    assert completed.stderr.strip() == f"wrote {target}"
+    assert json.loads(target.read_text())["title"] == "ExperimentConfig"
+
+
+def test_an_unwritable_output_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    target = tmp_path / "missing" / "schema.json"
+    completed = llem("schema", "export", "-o", str(target))
+    assert completed.returncode == 1
+    assert completed.stderr == f"error: cannot write {target}: No such file or directory\n"
+
+
+def test_an_unknown_kind_is_a_usage_error_with_exit_2() -> None:
+    completed = llem("schema", "export", "--kind", "results")
+    assert completed.returncode == 2
+    assert "'results' is not one of 'result', 'raw', 'config'" in completed.stderr
+
+
+def test_importing_the_cli_does_not_import_torch() -> None:
+    probe = "import sys, llem.cli; print(sorted(m for m in ('torch', 'transformers', 'pyarrow') if m in sys.modules))"
+    completed = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert completed.stdout.strip() == "[]"

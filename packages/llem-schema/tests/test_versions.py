@@ -1,0 +1,88 @@
+"""Schema versions: every version that shipped keeps a fixture that must load forever."""
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llem_schema import SCHEMA_VERSION, ExperimentResult, ResultFormatError
+from llem_schema.versions import RESULT_MIGRATIONS, MigrationRegistry, parse_version
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SHIPPED_VERSIONS = ["1.0"]
+
+
+def test_every_shipped_version_has_a_fixture_and_the_current_one_is_among_them() -> None:
+    assert sorted(p.name for p in FIXTURES.iterdir()) == [f"v{v}" for v in SHIPPED_VERSIONS]
+    assert SCHEMA_VERSION in SHIPPED_VERSIONS
+
+
+@pytest.mark.parametrize("version", SHIPPED_VERSIONS)
+def test_shipped_fixture_loads_with_the_current_reader(version: str) -> None:
+    directory = FIXTURES / f"v{version}"
+    stored = json.loads((directory / "result.json").read_text())
+    assert stored["schema_version"] == version
+    result = ExperimentResult.from_json(directory)
+    assert result.schema_version == SCHEMA_VERSION
+    assert result.experiment_id == stored["experiment_id"]
+    assert result.total_energy_j == stored["total_energy_j"] == 250.0
+    assert result.output_tokens == stored["output_tokens"]
+    assert len(result.process_results) == 2
+    assert result.measurement_warnings == stored["measurement_warnings"]
+
+
+def test_the_current_version_needs_no_migration() -> None:
+    document = {"schema_version": SCHEMA_VERSION, "x": 1}
+    assert RESULT_MIGRATIONS.migrate(document) == document
+
+
+def test_migrations_chain_in_order_and_stamp_each_version() -> None:
+    registry = MigrationRegistry("example")
+    seen: list[str] = []
+
+    @registry.register("0.8", "0.9")
+    def rename(doc: dict[str, Any]) -> dict[str, Any]:
+        seen.append(doc["schema_version"])
+        doc["energy_j"] = doc.pop("energy_joules")
+        return doc
+
+    @registry.register("0.9", "1.0")
+    def add_default(doc: dict[str, Any]) -> dict[str, Any]:
+        seen.append(doc["schema_version"])
+        return doc | {"measurement_warnings": []}
+
+    original = {"schema_version": "0.8", "energy_joules": 5.0}
+    migrated = registry.migrate(original, target="1.0")
+    assert migrated == {"schema_version": "1.0", "energy_j": 5.0, "measurement_warnings": []}
+    assert seen == ["0.8", "0.9"]
+    assert original == {"schema_version": "0.8", "energy_joules": 5.0}  # input untouched
+
+
+def test_a_gap_in_the_chain_is_a_clear_error() -> None:
+    registry = MigrationRegistry("example")
+    with pytest.raises(
+        ResultFormatError, match=re.escape("no migration of example schema version 0.5 to 1.0")
+    ):
+        registry.migrate({"schema_version": "0.5"}, target="1.0")
+
+
+def test_migrations_only_go_forward_and_once_per_version() -> None:
+    registry = MigrationRegistry("example")
+    with pytest.raises(ValueError, match="migration must go forward"):
+        registry.register("1.1", "1.0")
+    registry.register("1.0", "1.1")(lambda doc: doc)
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register("1.0", "1.2")
+
+
+@pytest.mark.parametrize(("text", "parsed"), [("1.0", (1, 0)), ("2.15", (2, 15))])
+def test_parse_version(text: str, parsed: tuple[int, int]) -> None:
+    assert parse_version(text) == parsed
+
+
+@pytest.mark.parametrize("text", ["1", "1.0.0", "01.0", "a.b", 1.0, None])
+def test_parse_version_refuses_other_forms(text: object) -> None:
+    with pytest.raises(ResultFormatError, match=re.escape("is not of the form 'major.minor'")):
+        parse_version(text)

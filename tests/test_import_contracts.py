@@ -1,0 +1,103 @@
+"""The layer rules of shared/DESIGN.md fail `lint-imports` when broken.
+
+Each test copies the real sources to a temporary tree, breaks one rule there, and runs the
+real `lint-imports` with the repository's `.importlinter` against the copy (PYTHONPATH puts
+the copy ahead of the installed packages).
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = [ROOT / "apps" / "cli" / "src", *sorted((ROOT / "packages").glob("*/src"))]
+LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
+
+
+def lint(tree: Path | None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--config", str(ROOT / ".importlinter"), "--no-cache"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tree or ROOT,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    for source in SOURCES:
+        for package in source.iterdir():
+            shutil.copytree(package, tmp_path / package.name)
+    return tmp_path
+
+
+def add_import(tree: Path, module: str, statement: str) -> None:
+    path = tree.joinpath(*module.split(".")).with_suffix(".py")
+    path.write_text(path.read_text() + f"\n{statement}\n")
+
+
+def test_the_repository_keeps_every_contract() -> None:
+    completed = lint(None)
+    assert completed.returncode == 0, completed.stdout
+    assert "0 broken" in completed.stdout
+
+
+@pytest.mark.parametrize("external", ["pyarrow", "torch", "transformers", "pynvml"])
+def test_schema_importing_a_heavy_package_breaks_the_schema_contract(
+    tree: Path, external: str
+) -> None:
+    add_import(tree, "llem_schema.ids", f"import {external}")
+    completed = lint(tree)
+    assert completed.returncode == 1
+    assert (
+        "llem_schema imports pydantic only: no pyarrow, torch, transformers or pynvml BROKEN"
+        in completed.stdout
+    )
+    assert f"llem_schema.ids -> {external}" in completed.stdout
+
+
+def test_middle_packages_importing_each_other_breaks_independence(tree: Path) -> None:
+    add_import(tree, "llem_persistence.errors", "import llem_energy")
+    completed = lint(tree)
+    assert completed.returncode == 1
+    assert "Backend, energy and persistence never import each other BROKEN" in completed.stdout
+
+
+def test_schema_importing_upwards_breaks_the_layers(tree: Path) -> None:
+    add_import(tree, "llem_schema.ids", "import llem_persistence")
+    completed = lint(tree)
+    assert completed.returncode == 1
+    assert (
+        "The app sits above the three middle packages, which sit above llem_schema BROKEN"
+        in completed.stdout
+    )
+
+
+@pytest.mark.parametrize(
+    ("module", "external", "contract"),
+    [
+        (
+            "llem_persistence.errors",
+            "torch",
+            "llem_persistence never imports torch, transformers or pynvml",
+        ),
+        ("llem_energy.errors", "transformers", "llem_energy never imports torch or transformers"),
+        ("llem_backend_pytorch.errors", "pynvml", "llem_backend_pytorch never imports pynvml"),
+    ],
+)
+def test_forbidden_externals_of_the_middle_packages(
+    tree: Path, module: str, external: str, contract: str
+) -> None:
+    add_import(tree, module, f"import {external}")
+    completed = lint(tree)
+    assert completed.returncode == 1
+    assert f"{contract} BROKEN" in completed.stdout
