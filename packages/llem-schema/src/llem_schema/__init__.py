@@ -53,11 +53,13 @@ from llem_schema.result import (
     ExperimentResult,
     MultiGPUMetrics,
 )
+from llem_schema.samples import TIMESERIES_COLUMNS, PowerSample
 from llem_schema.versions import SCHEMA_VERSION
 
 __all__ = [
     "RESULT_FILE",
     "SCHEMA_VERSION",
+    "TIMESERIES_COLUMNS",
     "TIMESERIES_FILE",
     "AggregationMetadata",
     "BaselineConfig",
@@ -83,6 +85,7 @@ __all__ = [
     "LlemWarning",
     "ModelInfo",
     "MultiGPUMetrics",
+    "PowerSample",
     "PromptsConfig",
     "PyTorchConfig",
     "RawProcessResult",
