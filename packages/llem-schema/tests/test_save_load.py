@@ -299,3 +299,24 @@ def test_from_json_of_save_equals_the_original(tmp_path: Path, result: Experimen
     source = _sidecar(tmp_path) if result.timeseries is not None else None
     directory = result.save(tmp_path / "results", timeseries_source=source)
     assert ExperimentResult.from_json(directory) == result
+
+
+def test_atomic_path_publishes_only_on_success(tmp_path: Path) -> None:
+    from llem_schema.io import atomic_path
+
+    target = tmp_path / "export.csv"
+    target.write_text("previous\n")
+
+    def failing_writer() -> None:
+        with atomic_path(target) as temporary:
+            temporary.write_text("half a fi")
+            raise RuntimeError("writer failed")
+
+    with pytest.raises(RuntimeError, match="writer failed"):
+        failing_writer()
+    assert target.read_text() == "previous\n"
+    with atomic_path(target) as temporary:
+        assert temporary.parent == tmp_path
+        temporary.write_text("complete\n")
+    assert target.read_text() == "complete\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export.csv"]

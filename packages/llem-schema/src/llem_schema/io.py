@@ -22,6 +22,7 @@ from llem_schema.versions import SCHEMA_VERSION, MigrationRegistry, parse_versio
 __all__ = [
     "MAX_UNIQUE_SUFFIX",
     "atomic_copy",
+    "atomic_path",
     "atomic_write_bytes",
     "create_unique_dir",
     "load_document",
@@ -54,6 +55,22 @@ def _temporary_beside(path: Path) -> Iterator[tuple[int, Path]]:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it is fsynced and renamed to ``path``.
+
+    For writers that want a file name (pyarrow, xlsxwriter, csv streams): whatever they write
+    appears at ``path`` all at once or not at all. On an exception the temporary is removed.
+    """
+    with _temporary_beside(path) as (fd, temporary):
+        os.close(fd)
+        yield temporary
+        with temporary.open("rb+") as handle:
+            os.fsync(handle.fileno())
+        temporary.replace(path)
+    _fsync_dir(path.parent)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
