@@ -1,16 +1,20 @@
+import types
+
 import llem_persistence
 from llem_schema import LlemError
 
 
 def test_public_api_is_what_init_exports() -> None:
-    assert sorted(llem_persistence.__all__) == sorted(
+    public = {
         name
         for name in dir(llem_persistence)
-        if not name.startswith("_") and name not in {"errors"}
-    )
+        if not name.startswith("_")
+        and not isinstance(getattr(llem_persistence, name), types.ModuleType)
+    }
+    assert sorted(llem_persistence.__all__) == sorted(public)
 
 
 def test_errors_are_rooted_in_llem_error() -> None:
-    error = llem_persistence.PersistenceError("something went wrong")
-    assert isinstance(error, LlemError)
-    assert str(error) == "something went wrong"
+    for error in (llem_persistence.PersistenceError, llem_persistence.AggregationError):
+        assert issubclass(error, LlemError)
+    assert str(llem_persistence.UnsafePathError("../x escapes")) == "../x escapes"

@@ -4,6 +4,22 @@ and the SQLite results store.
 Depends on ``llem_schema`` (and pyarrow), never on energy readers or a backend.
 """
 
-from llem_persistence.errors import PersistenceError
+from llem_persistence.aggregation import aggregate_results
+from llem_persistence.errors import AggregationError, PersistenceError, UnsafePathError
+from llem_persistence.finalize import finalize_experiment
+from llem_persistence.staging import Completeness, StagedExperiment, StagingRepository
+from llem_persistence.timeseries import merge_timeseries, read_timeseries, write_timeseries
 
-__all__ = ["PersistenceError"]
+__all__ = [
+    "AggregationError",
+    "Completeness",
+    "PersistenceError",
+    "StagedExperiment",
+    "StagingRepository",
+    "UnsafePathError",
+    "aggregate_results",
+    "finalize_experiment",
+    "merge_timeseries",
+    "read_timeseries",
+    "write_timeseries",
+]

@@ -2,8 +2,16 @@
 
 from llem_schema import LlemError
 
-__all__ = ["PersistenceError"]
+__all__ = ["AggregationError", "PersistenceError", "UnsafePathError"]
 
 
 class PersistenceError(LlemError):
     """A result, staged file or export could not be written or read."""
+
+
+class UnsafePathError(PersistenceError):
+    """A path built from user input would leave the results directory."""
+
+
+class AggregationError(PersistenceError):
+    """Per-process results cannot be combined (mixed models, duplicates, nothing to combine)."""

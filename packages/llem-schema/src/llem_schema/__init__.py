@@ -10,6 +10,7 @@ alone is enough to read any result llem ever wrote.
 >>> result = ExperimentResult.from_json("results/llama-3.2-1b_pytorch_2026-11-22T14-03-05")
 """
 
+from llem_schema._base import FrozenModel
 from llem_schema.backend import InferenceBackend, ModelInfo
 from llem_schema.config import (
     BaselineConfig,
@@ -76,6 +77,7 @@ __all__ = [
     "ExperimentId",
     "ExperimentResult",
     "FlopsEstimate",
+    "FrozenModel",
     "GpuInfo",
     "InferenceBackend",
     "InvalidExperimentIdError",

@@ -1,0 +1,281 @@
+"""Late aggregation: many processes' raw measurements become one :class:`ExperimentResult`.
+
+The raw per-request data of every process is concatenated and every statistic is computed
+once from it (percentiles of all values, never an average of per-process averages). Energy is
+summed over distinct physical devices: a device (by UUID) that two processes both measured
+counts once. Tokens and FLOPs are summed; the window runs from the earliest start to the
+latest end; throughput is total output tokens over that window, and the per-process mean is
+kept beside it, labelled.
+"""
+
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import timedelta
+from typing import Final
+
+from pydantic import JsonValue
+
+from llem_persistence.errors import AggregationError
+from llem_schema import (
+    AggregationMetadata,
+    DeviceEnergy,
+    EfficiencyMetrics,
+    EnergyBreakdown,
+    EnvironmentSnapshot,
+    ExperimentResult,
+    FlopsEstimate,
+    LatencyMetrics,
+    MultiGPUMetrics,
+    RawProcessResult,
+    ThermalThrottleInfo,
+)
+from llem_schema.measurement import BaselineMethod
+from llem_schema.metrics import adjusted_energy_j
+
+__all__ = ["AGGREGATION_METHOD", "MIN_OVERLAP_FRACTION", "aggregate_results"]
+
+logger = logging.getLogger(__name__)
+
+AGGREGATION_METHOD: Final = "late_concatenation"
+MIN_OVERLAP_FRACTION: Final = 0.5
+"""Processes must run together for at least this share of the shortest one."""
+
+
+def aggregate_results(
+    raw_results: Iterable[RawProcessResult],
+    *,
+    effective_config: Mapping[str, JsonValue],
+    expected_processes: int | None = None,
+    environment_snapshot: EnvironmentSnapshot | None = None,
+    measurement_warnings: Sequence[str] = (),
+    timeseries: str | None = None,
+) -> ExperimentResult:
+    """Combine the raw results of one experiment's processes into its result.
+
+    ``expected_processes`` (default: the count the processes were launched with) decides
+    completeness: a partial set aggregates with ``aggregation.complete = False`` and the
+    missing indices named. Results of different experiments, models or backends, or two
+    results for one process, are an :class:`AggregationError`.
+    """
+    raws = sorted(raw_results, key=lambda raw: raw.process_index)
+    _check_same_experiment(raws)
+    first = raws[0]
+    expected = expected_processes if expected_processes is not None else first.num_processes
+    notes: list[str] = []
+
+    start = min(raw.start_time for raw in raws)
+    end = max(raw.end_time for raw in raws)
+    # Each window's length comes from the monotonic clock; wall-clock offsets place them.
+    duration_s = max((raw.start_time - start).total_seconds() + raw.duration_s for raw in raws)
+    if duration_s <= 0:
+        raise AggregationError(f"experiment {first.experiment_id}: measurement window is empty")
+    input_tokens = sum(raw.input_tokens for raw in raws)
+    output_tokens = sum(raw.output_tokens for raw in raws)
+
+    devices, attribution_ok = _distinct_devices(raws, notes)
+    total_j = math.fsum(d.energy_j for d in devices.values()) if devices else None
+    unmeasured = [raw.process_index for raw in raws if not raw.energy]
+    if devices and unmeasured:
+        notes.append(
+            f"processes {_indices(unmeasured)} reported no energy: total_energy_j covers the "
+            "other processes only; check the energy source on every worker"
+        )
+    breakdown = _breakdown(devices, total_j, duration_s) if total_j is not None else None
+
+    missing = [i for i in range(expected) if i not in {raw.process_index for raw in raws}]
+    if missing:
+        notes.append(
+            f"incomplete: processes {_indices(missing)} of {expected} have no result; the "
+            "figures cover the processes that finished"
+        )
+    overlap_ok = _overlap_verified(raws)
+    if not overlap_ok:
+        notes.append(
+            "processes did not run together for at least half of the shortest one: the "
+            "window and throughput span idle gaps; check for stragglers or a slow launch"
+        )
+    for note in notes:
+        logger.warning("%s: %s", first.experiment_id, note)
+
+    return ExperimentResult(
+        experiment_id=first.experiment_id,
+        measurement_config_hash=first.measurement_config_hash,
+        model=first.model,
+        backend=first.backend,
+        backend_version=first.backend_version,
+        effective_config=dict(effective_config),
+        start_time=start,
+        end_time=max(end, start + timedelta(seconds=duration_s)),
+        duration_s=duration_s,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        total_tokens=input_tokens + output_tokens,
+        total_energy_j=total_j,
+        energy_per_device_j={uuid: d.energy_j for uuid, d in sorted(devices.items())},
+        baseline_power_w=breakdown.baseline_power_w if breakdown else None,
+        energy_adjusted_j=breakdown.adjusted_j if breakdown else None,
+        energy_breakdown=breakdown,
+        output_tokens_per_s=output_tokens / duration_s,
+        total_tokens_per_s=(input_tokens + output_tokens) / duration_s,
+        mean_process_output_tokens_per_s=math.fsum(
+            raw.output_tokens / raw.duration_s for raw in raws if raw.duration_s > 0
+        )
+        / max(1, sum(1 for raw in raws if raw.duration_s > 0)),
+        latency=LatencyMetrics.from_requests(r for raw in raws for r in raw.requests),
+        flops=_flops(raws),
+        efficiency=EfficiencyMetrics.from_energy(
+            output_tokens, total_j, breakdown.adjusted_j if breakdown else None
+        ),
+        multi_gpu=_multi_gpu(devices),
+        environment_snapshot=environment_snapshot,
+        thermal_throttle=_throttle([raw.throttle for raw in raws if raw.throttle is not None]),
+        warmup_result=first.warmup if first.process_index == 0 else None,
+        measurement_warnings=_unique(
+            [*measurement_warnings, *(w for raw in raws for w in raw.measurement_warnings), *notes]
+        ),
+        timeseries=timeseries,
+        process_results=raws,
+        aggregation=AggregationMetadata(
+            method=AGGREGATION_METHOD,
+            num_processes=len(raws),
+            expected_processes=max(expected, len(raws)),
+            temporal_overlap_verified=overlap_ok,
+            device_attribution_verified=attribution_ok,
+            complete=not missing,
+            missing_processes=missing,
+            warnings=notes,
+        ),
+    )
+
+
+def _check_same_experiment(raws: Sequence[RawProcessResult]) -> None:
+    if not raws:
+        raise AggregationError("nothing to aggregate: no process results")
+    first = raws[0]
+    for attribute in ("experiment_id", "model", "backend", "measurement_config_hash"):
+        values = sorted({str(getattr(raw, attribute)) for raw in raws})
+        if len(values) > 1:
+            raise AggregationError(
+                f"cannot aggregate results with different {attribute.replace('_', ' ')}s: "
+                f"{', '.join(values)}"
+            )
+    indices = [raw.process_index for raw in raws]
+    duplicates = sorted({i for i in indices if indices.count(i) > 1})
+    if duplicates:
+        raise AggregationError(
+            f"experiment {first.experiment_id}: more than one result for processes "
+            f"{_indices(duplicates)}"
+        )
+
+
+def _distinct_devices(
+    raws: Sequence[RawProcessResult], notes: list[str]
+) -> tuple[dict[str, DeviceEnergy], bool]:
+    """Each physical device once. A device two processes measured keeps its larger figure
+    (the one that covers more of the shared window) and is reported."""
+    devices: dict[str, DeviceEnergy] = {}
+    seen_by: dict[str, list[int]] = {}
+    for raw in raws:
+        for energy in raw.energy:
+            seen_by.setdefault(energy.device_uuid, []).append(raw.process_index)
+            kept = devices.get(energy.device_uuid)
+            if kept is None or energy.energy_j > kept.energy_j:
+                devices[energy.device_uuid] = energy
+    shared = {uuid: procs for uuid, procs in seen_by.items() if len(procs) > 1}
+    for uuid, procs in sorted(shared.items()):
+        notes.append(
+            f"device {uuid} was measured by processes {_indices(procs)}; its energy is "
+            "counted once; give each process its own device"
+        )
+    return devices, not shared
+
+
+def _breakdown(
+    devices: Mapping[str, DeviceEnergy], total_j: float, duration_s: float
+) -> EnergyBreakdown:
+    baselines = [d.baseline for d in devices.values()]
+    available = [b for b in baselines if b is not None and b.power_w is not None]
+    methods = {d.method for d in devices.values()}
+    energy_method = methods.pop() if len(methods) == 1 else "mixed"
+    if not available or len(available) != len(baselines):
+        return EnergyBreakdown(
+            raw_j=total_j,
+            adjusted_j=None,
+            baseline_power_w=None,
+            baseline_method="unavailable",
+            baseline_age_s=None,
+            duration_s=duration_s,
+            energy_method=energy_method,
+        )
+    cached_ages = [b.age_s for b in available if b.method == "cached" and b.age_s is not None]
+    method: BaselineMethod = "cached" if cached_ages else "fresh"
+    baseline_w = math.fsum(b.power_w for b in available if b.power_w is not None)
+    return EnergyBreakdown(
+        raw_j=total_j,
+        adjusted_j=adjusted_energy_j(total_j, baseline_w, duration_s),
+        baseline_power_w=baseline_w,
+        baseline_method=method,
+        baseline_age_s=max(cached_ages) if cached_ages else None,
+        duration_s=duration_s,
+        energy_method=energy_method,
+    )
+
+
+def _overlap_verified(raws: Sequence[RawProcessResult]) -> bool:
+    if len(raws) < 2:
+        return True
+    latest_start = max(raw.start_time for raw in raws)
+    earliest_end = min(raw.start_time + timedelta(seconds=raw.duration_s) for raw in raws)
+    shortest_s = min(raw.duration_s for raw in raws)
+    overlap_s = (earliest_end - latest_start).total_seconds()
+    return overlap_s >= MIN_OVERLAP_FRACTION * shortest_s
+
+
+def _flops(raws: Sequence[RawProcessResult]) -> FlopsEstimate | None:
+    estimates = [raw.flops for raw in raws if raw.flops is not None]
+    if len(estimates) != len(raws):
+        return None  # a sum over some processes would understate the work
+    methods = sorted({e.method for e in estimates})
+    return FlopsEstimate(
+        total_flops=math.fsum(e.total_flops for e in estimates),
+        method=methods[0] if len(methods) == 1 else "mixed: " + "; ".join(methods),
+    )
+
+
+def _multi_gpu(devices: Mapping[str, DeviceEnergy]) -> MultiGPUMetrics | None:
+    gpus = {uuid: d.energy_j for uuid, d in devices.items() if d.domain == "gpu"}
+    if len(gpus) < 2:
+        return None
+    lowest = min(gpus.values())
+    return MultiGPUMetrics(
+        num_gpus=len(gpus),
+        gpu_uuids=sorted(gpus),
+        energy_max_over_min=max(gpus.values()) / lowest if lowest > 0 else None,
+    )
+
+
+def _throttle(infos: Sequence[ThermalThrottleInfo]) -> ThermalThrottleInfo | None:
+    """Any process's throttling counts; seconds are the longest any process saw."""
+    if not infos:
+        return None
+    starts = [i.temperature_start_c for i in infos if i.temperature_start_c is not None]
+    peaks = [i.temperature_peak_c for i in infos if i.temperature_peak_c is not None]
+    return ThermalThrottleInfo(
+        detected=any(i.detected for i in infos),
+        hw_thermal=any(i.hw_thermal for i in infos),
+        sw_thermal=any(i.sw_thermal for i in infos),
+        power_cap=any(i.power_cap for i in infos),
+        hw_power_brake=any(i.hw_power_brake for i in infos),
+        throttled_s=max(i.throttled_s for i in infos),
+        temperature_start_c=max(starts) if starts else None,
+        temperature_peak_c=max(peaks) if peaks else None,
+    )
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def _indices(indices: Iterable[int]) -> str:
+    return ", ".join(str(i) for i in indices)
