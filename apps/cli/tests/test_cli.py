@@ -70,3 +70,39 @@ def test_importing_the_cli_does_not_import_torch() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     )
     assert completed.stdout.strip() == "[]"
+
+
+def test_config_validate_prints_the_hash_and_show_resolves_presets(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("n: 40\ndecoder:\n  preset: factual\n")
+    completed = llem("config", "validate", str(path))
+    assert completed.returncode == 0
+    assert completed.stdout.startswith(f"{path}: valid (measurement_config_hash ")
+    shown = llem("config", "show", str(path), "--json", "--set", "decoder.top_k=7")
+    assert shown.returncode == 0
+    decoder = json.loads(shown.stdout)["decoder"]
+    assert decoder == {
+        "preset": "factual",
+        "mode": "sampling",
+        "temperature": 0.3,
+        "top_p": 0.9,
+        "top_k": 7,
+        "ignore_eos": False,
+    }
+
+
+def test_a_bad_config_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("precision: fp8\n")
+    completed = llem("config", "validate", str(path))
+    assert completed.returncode == 2
+    assert completed.stderr == (
+        f"error: {path}: config key 'precision': Input should be 'fp32', 'fp16' or 'bf16' "
+        "(got 'fp8')\n"
+    )
+
+
+def test_a_malformed_set_is_a_usage_error() -> None:
+    completed = llem("config", "show", "--set", "n")
+    assert completed.returncode == 2
+    assert completed.stderr == "error: --set expects KEY=VALUE, got 'n'\n"

@@ -1,17 +1,18 @@
 """The ``llem`` command line.
 
-Commands import what they need inside their bodies, so ``llem --help`` and every command that
-does not run a model start without importing torch.
+Command modules import what they need inside their bodies, so ``llem --help`` and every
+command that does not run a model start without importing torch.
 """
 
 import logging
 import sys
 from importlib.metadata import version as package_version
-from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 
+from llem.commands import config as config_commands
+from llem.commands import schema as schema_commands
 from llem.errors import EXIT_INTERRUPTED, exit_code_for
 from llem_schema import LlemError
 
@@ -26,8 +27,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-schema_app = typer.Typer(help="The llem result format.", no_args_is_help=True)
-app.add_typer(schema_app, name="schema")
+app.add_typer(config_commands.app, name="config")
+app.add_typer(schema_commands.app, name="schema")
 
 
 def _print_version(value: bool) -> None:
@@ -51,33 +52,6 @@ def root(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-
-
-@schema_app.command("export")
-def schema_export(
-    kind: Annotated[
-        Literal["result", "raw", "config"],
-        typer.Option(help="Which document: result.json, a staged raw result, or a config."),
-    ] = "result",
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
-    ] = None,
-) -> None:
-    """Print the JSON Schema of the current llem result format."""
-    import json
-
-    from llem_schema import json_schema
-    from llem_schema.io import atomic_write_bytes
-
-    text = json.dumps(json_schema(kind), indent=2) + "\n"
-    if output is None:
-        sys.stdout.write(text)
-    else:
-        try:
-            atomic_write_bytes(output, text.encode("utf-8"))
-        except OSError as exc:
-            raise LlemError(f"cannot write {output}: {exc.strerror}") from None
-        typer.echo(f"wrote {output}", err=True)
 
 
 def main() -> None:

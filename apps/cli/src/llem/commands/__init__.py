@@ -1,0 +1,1 @@
+"""The ``llem`` subcommands, one module per group. Each imports heavy packages lazily."""

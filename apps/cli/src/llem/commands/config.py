@@ -1,0 +1,60 @@
+"""``llem config``: check and show experiment configs without running anything."""
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from llem.config import load_experiment_config
+from llem_schema import ConfigError
+
+app = typer.Typer(help="Check and show experiment configs.", no_args_is_help=True)
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override one key: --set pytorch.batch_size=8 (YAML value)."),
+]
+
+
+def parse_sets(assignments: list[str] | None) -> dict[str, object]:
+    """``["a.b=8", "c=fp16"]`` -> ``{"a.b": 8, "c": "fp16"}``, values read as YAML scalars."""
+    import yaml
+
+    parsed: dict[str, object] = {}
+    for assignment in assignments or []:
+        key, sep, value = assignment.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects KEY=VALUE, got {assignment!r}")
+        parsed[key.strip()] = yaml.safe_load(value) if value.strip() else None
+    return parsed
+
+
+@app.command("validate")
+def validate(
+    file: Annotated[Path, typer.Argument(help="The experiment YAML.")],
+    sets: SetOption = None,
+) -> None:
+    """Check a config; print its measurement hash. Exit 2 naming the key when invalid."""
+    config = load_experiment_config(file, parse_sets(sets))
+    typer.echo(f"{file}: valid (measurement_config_hash {config.measurement_config_hash()})")
+
+
+@app.command("show")
+def show(
+    file: Annotated[
+        Path | None, typer.Argument(help="The experiment YAML; none: defaults.")
+    ] = None,
+    sets: SetOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of YAML.")] = False,
+) -> None:
+    """Print the fully resolved config: defaults filled in, presets applied."""
+    import yaml
+
+    config = load_experiment_config(file, parse_sets(sets))
+    data = config.model_dump(mode="json")
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    typer.echo(f"# measurement_config_hash: {config.measurement_config_hash()}")
+    typer.echo(yaml.safe_dump(data, sort_keys=False).rstrip())

@@ -1,0 +1,38 @@
+"""``llem schema``: the result format."""
+
+import sys
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from llem_schema import LlemError
+
+app = typer.Typer(help="The llem result format.", no_args_is_help=True)
+
+
+@app.command("export")
+def export(
+    kind: Annotated[
+        Literal["result", "raw", "config"],
+        typer.Option(help="Which document: result.json, a staged raw result, or a config."),
+    ] = "result",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+) -> None:
+    """Print the JSON Schema of the current llem result format."""
+    import json
+
+    from llem_schema import json_schema
+    from llem_schema.io import atomic_write_bytes
+
+    text = json.dumps(json_schema(kind), indent=2) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        atomic_write_bytes(output, text.encode("utf-8"))
+    except OSError as exc:
+        raise LlemError(f"cannot write {output}: {exc.strerror}") from None
+    typer.echo(f"wrote {output}", err=True)
