@@ -2,8 +2,94 @@
 environment snapshot and measurement warnings.
 
 Depends on ``llem_schema`` (and nvidia-ml-py), never on torch, a backend or persistence.
+A measurement window is two calls::
+
+    meter = EnergyMeter.create(config.energy, gpu_indices=[0])
+    meter.measure_baseline(config.baseline)
+    window = meter.start()       # after the device is synchronised
+    ...                          # inference
+    reading = window.stop()      # after the device is synchronised again
+    reading.energy, reading.samples, reading.throttle, reading.warnings_with(prompt_count=n)
 """
 
-from llem_energy.errors import EnergyError
+from llem_energy.baseline import BaselineCache, default_cache_dir
+from llem_energy.checks import (
+    MIN_PROMPTS,
+    MIN_WINDOW_S,
+    THERMAL_DRIFT_C,
+    MeasurementFacts,
+    measurement_warnings,
+    thermal_drift_c,
+)
+from llem_energy.environment import (
+    DEFAULT_PACKAGES,
+    collect_environment,
+    cpu_model,
+    in_container,
+    package_versions,
+)
+from llem_energy.errors import (
+    EnergyError,
+    EnergySourceUnavailableError,
+    GpuLostError,
+    NvmlError,
+    NvmlNotSupportedError,
+    NvmlPermissionError,
+    NvmlUnavailableError,
+    RaplUnavailableError,
+)
+from llem_energy.meter import EnergyMeter, EnergyReading, EnergyWindow
+from llem_energy.nvml import NvmlDevice, NvmlSession, resolve_gpu_indices
+from llem_energy.rapl import DEFAULT_POWERCAP_ROOT, RaplCounter, RaplReader, RaplZone, rapl_delta_uj
+from llem_energy.sampler import (
+    PowerSampler,
+    SampleGap,
+    SamplerResult,
+    achieved_rate_hz,
+    integrate_power_j,
+    sample_gaps,
+)
+from llem_energy.throttle import THROTTLE_REASONS, summarise_throttle
 
-__all__ = ["EnergyError"]
+__all__ = [
+    "DEFAULT_PACKAGES",
+    "DEFAULT_POWERCAP_ROOT",
+    "MIN_PROMPTS",
+    "MIN_WINDOW_S",
+    "THERMAL_DRIFT_C",
+    "THROTTLE_REASONS",
+    "BaselineCache",
+    "EnergyError",
+    "EnergyMeter",
+    "EnergyReading",
+    "EnergySourceUnavailableError",
+    "EnergyWindow",
+    "GpuLostError",
+    "MeasurementFacts",
+    "NvmlDevice",
+    "NvmlError",
+    "NvmlNotSupportedError",
+    "NvmlPermissionError",
+    "NvmlSession",
+    "NvmlUnavailableError",
+    "PowerSampler",
+    "RaplCounter",
+    "RaplReader",
+    "RaplUnavailableError",
+    "RaplZone",
+    "SampleGap",
+    "SamplerResult",
+    "achieved_rate_hz",
+    "collect_environment",
+    "cpu_model",
+    "default_cache_dir",
+    "in_container",
+    "integrate_power_j",
+    "measurement_warnings",
+    "package_versions",
+    "rapl_delta_uj",
+    "resolve_gpu_indices",
+    "sample_gaps",
+    "summarise_throttle",
+    "thermal_drift_c",
+]

@@ -1,0 +1,275 @@
+"""The two-call window end to end over fake NVML and fake RAPL, with a manual clock.
+
+The sampler rate is set so low (0.001 Hz) that its thread never ticks during a test: the
+samples are exactly the ones taken at start and stop, so every figure is deterministic.
+"""
+
+import math
+from pathlib import Path
+
+import pynvml
+import pytest
+
+from llem_energy import EnergyError, EnergyMeter, EnergySourceUnavailableError
+from llem_energy.testing import FakeGpu, FakeNvml, ManualClock, write_rapl_zone
+from llem_schema import BaselineConfig, EnergyConfig
+
+QUIET = EnergyConfig(sample_rate_hz=0.001)
+
+
+def _meter(fake: FakeNvml, clock: ManualClock, rapl: Path, **config: object) -> EnergyMeter:
+    return EnergyMeter.create(
+        QUIET.model_copy(update=config), nvml=fake, clock=clock, rapl_root=rapl, environ={}
+    )
+
+
+def test_counter_energy_of_every_gpu_over_the_window(
+    fake_nvml: FakeNvml, clock: ManualClock, no_rapl: Path
+) -> None:
+    clock.sleep(3.0)
+    with _meter(fake_nvml, clock, no_rapl) as meter:
+        assert meter.sources == ("nvml",)
+        assert [d.uuid for d in meter.devices] == [g.uuid for g in fake_nvml.gpus]
+        window = meter.start()
+        clock.sleep(75.0)
+        reading = window.stop()
+    gpu = fake_nvml.gpus[0]
+    expected_j = gpu.true_energy_j(78.0) - gpu.true_energy_j(3.0)
+    assert [e.device_uuid for e in reading.energy] == [g.uuid for g in fake_nvml.gpus]
+    for energy in reading.energy:
+        assert energy.method == "counter"
+        assert energy.energy_j == pytest.approx(expected_j, abs=0.002)
+        # two samples, sine power: the trapezoid is close but not equal to the counter
+        trapezoid = 75.0 * (gpu.true_power_w(3.0) + gpu.true_power_w(78.0)) / 2
+        assert energy.integrated_energy_j == pytest.approx(trapezoid, abs=0.2)
+    assert reading.duration_s == 75.0
+    assert reading.sample_count == 4
+    assert reading.total_energy_j == pytest.approx(2 * expected_j, abs=0.004)
+    assert reading.throttle is not None
+    assert reading.throttle.temperature_peak_c == round(gpu.temperature_at_c(78.0))
+    assert reading.end_time >= reading.start_time
+    assert fake_nvml.init_count == 0
+
+
+def test_gpu_without_counter_uses_the_integral(clock: ManualClock, no_rapl: Path) -> None:
+    fake = FakeNvml([FakeGpu(uuid="GPU-old", energy_counter=False, power_swing_w=0.0)], clock=clock)
+    with _meter(fake, clock, no_rapl) as meter:
+        window = meter.start()
+        clock.sleep(100.0)
+        reading = window.stop()
+    (energy,) = reading.energy
+    assert energy.method == "integrated"
+    assert energy.counter_energy_j is None
+    assert energy.energy_j == pytest.approx(300.0 * 100.0, rel=1e-4)
+
+
+def test_a_miscalibrated_counter_is_a_mismatch_warning(clock: ManualClock, no_rapl: Path) -> None:
+    fake = FakeNvml([FakeGpu(uuid="GPU-a", counter_scale=1.3, power_swing_w=0.0)], clock=clock)
+    with _meter(fake, clock, no_rapl) as meter:
+        window = meter.start()
+        clock.sleep(90.0)
+        reading = window.stop()
+    assert [w for w in reading.warnings if "differ by 23%, more than 10%" in w]
+    assert reading.energy[0].energy_j == pytest.approx(1.3 * 300.0 * 90.0, rel=1e-4)
+
+
+def test_window_warnings_and_the_prompt_count(
+    fake_nvml: FakeNvml, clock: ManualClock, no_rapl: Path
+) -> None:
+    fake_nvml.gpus[1].persistence_mode = False
+    fake_nvml.gpus[0].clock_event_reasons = lambda t: int(pynvml.nvmlClocksEventReasonSwPowerCap)
+    fake_nvml.gpus[0].temperature_rise_c_per_s = 1.0
+    with _meter(fake_nvml, clock, no_rapl) as meter:
+        window = meter.start()
+        clock.sleep(20.0)
+        reading = window.stop()
+    text = "\n".join(reading.warnings)
+    assert "window was 20.0 s, shorter than 60 s" in text
+    assert f"persistence mode is off on GPU {fake_nvml.gpus[1].uuid}" in text
+    assert "throttled (power cap) for 20.0 s" in text
+    assert "GPU 0 warmed by 20.0 °C" in text
+    assert "no idle baseline" in text
+    assert not any(w.startswith("only ") for w in reading.warnings)
+    assert any("only 8 prompts" in w for w in reading.warnings_with(prompt_count=8))
+
+
+def test_rapl_domains_join_the_gpus(
+    fake_nvml: FakeNvml, clock: ManualClock, rapl_root: Path
+) -> None:
+    with EnergyMeter.create(
+        QUIET, nvml=fake_nvml, clock=clock, rapl_root=rapl_root, environ={}
+    ) as meter:
+        assert meter.sources == ("nvml", "rapl")
+        window = meter.start()
+        write_rapl_zone(rapl_root, "intel-rapl:0", name="package-0", energy_uj=31_000_000)
+        write_rapl_zone(rapl_root, "intel-rapl:0:1", name="dram", energy_uj=7_000_000)
+        clock.sleep(60.0)
+        reading = window.stop()
+    rapl = {e.domain: e.energy_j for e in reading.energy if e.device_uuid.startswith("rapl:")}
+    assert rapl == {"cpu_package": pytest.approx(30.0), "dram": pytest.approx(5.0)}
+
+
+def test_auto_without_nvml_falls_back_to_rapl_with_a_warning(
+    clock: ManualClock, rapl_root: Path
+) -> None:
+    meter = EnergyMeter.create(
+        QUIET, nvml=FakeNvml(library_missing=True), clock=clock, rapl_root=rapl_root, environ={}
+    )
+    assert meter.sources == ("rapl",)
+    window = meter.start()
+    clock.sleep(61.0)
+    reading = window.stop()
+    assert reading.warnings[0].startswith(
+        "no GPU energy, CPU energy (RAPL) only: NVML: NVML initialisation"
+    )
+    assert [e.domain for e in reading.energy] == ["cpu_package", "dram"]
+
+
+def test_auto_with_nothing_measures_no_energy_and_says_why(
+    clock: ManualClock, no_rapl: Path
+) -> None:
+    meter = EnergyMeter.create(
+        QUIET, nvml=FakeNvml(library_missing=True), clock=clock, rapl_root=no_rapl, environ={}
+    )
+    assert meter.sources == ()
+    window = meter.start()
+    clock.sleep(61.0)
+    reading = window.stop()
+    assert reading.energy == []
+    assert reading.total_energy_j is None
+    assert reading.samples == []
+    (warning,) = [w for w in reading.warnings if w.startswith("no energy measured")]
+    assert "NVML_ERROR_LIBRARY_NOT_FOUND" in warning
+    assert "RAPL is not exposed here" in warning
+    assert reading.duration_s == 61.0
+
+
+def test_asking_for_a_missing_source_is_one_line_with_a_hint(
+    clock: ManualClock, no_rapl: Path
+) -> None:
+    with pytest.raises(EnergySourceUnavailableError) as nvml_error:
+        EnergyMeter.create(
+            EnergyConfig(source="nvml"), nvml=FakeNvml(library_missing=True), environ={}
+        )
+    message = str(nvml_error.value)
+    assert message.startswith("energy.source is 'nvml' but NVML cannot be used: ")
+    assert "install the NVIDIA driver" in message
+    assert "\n" not in message
+    with pytest.raises(
+        EnergySourceUnavailableError, match=r"energy\.source is 'rapl' but RAPL cannot be read: no "
+    ):
+        EnergyMeter.create(EnergyConfig(source="rapl"), rapl_root=no_rapl)
+    with pytest.raises(EnergySourceUnavailableError, match="NVML found no GPU"):
+        EnergyMeter.create(EnergyConfig(source="nvml"), nvml=FakeNvml([]), environ={})
+
+
+def test_source_none(clock: ManualClock) -> None:
+    meter = EnergyMeter.create(EnergyConfig(source="none"), clock=clock)
+    window = meter.start()
+    clock.sleep(1.0)
+    reading = window.stop()
+    assert reading.energy == []
+    assert any("energy.source is 'none'" in w for w in reading.warnings)
+
+
+def test_cuda_visible_devices_choose_the_gpus(clock: ManualClock, no_rapl: Path) -> None:
+    fake = FakeNvml.with_gpus(4, clock=clock)
+    meter = EnergyMeter.create(
+        QUIET, nvml=fake, clock=clock, rapl_root=no_rapl, environ={"CUDA_VISIBLE_DEVICES": "3,1"}
+    )
+    assert [d.index for d in meter.devices] == [3, 1]
+    assert [
+        d.index
+        for d in EnergyMeter.create(QUIET, nvml=fake, gpu_indices=[2], rapl_root=no_rapl).devices
+    ] == [2]
+
+
+def test_baseline_fresh_then_cached_and_adjusted_energy(
+    clock: ManualClock, no_rapl: Path, tmp_path: Path
+) -> None:
+    fake = FakeNvml([FakeGpu(uuid="GPU-a", power_w=80.0, power_swing_w=0.0)], clock=clock)
+    config = BaselineConfig(duration_s=10.0, cache_ttl_s=3600.0)
+    wall = [1_700_000_000.0]
+    with _meter(fake, clock, no_rapl) as meter:
+        fresh = meter.measure_baseline(
+            config, cache_dir=tmp_path, sleep=clock.sleep, now=lambda: wall[0]
+        )
+        assert fresh["GPU-a"].method == "fresh"
+        assert fresh["GPU-a"].power_w == pytest.approx(80.0, abs=1e-3)
+        assert fresh["GPU-a"].duration_s == 10.0
+        fake.gpus[0].power_w = 300.0
+        window = meter.start()
+        clock.sleep(100.0)
+        reading = window.stop()
+    assert reading.energy[0].baseline == fresh["GPU-a"]
+    assert reading.adjusted_energy_j == pytest.approx(300.0 * 100 - 80.0 * 100, abs=0.2)
+    assert not any("no idle baseline" in w for w in reading.warnings)
+
+    wall[0] += 600.0  # another process, ten minutes later, reuses the figure
+    with _meter(fake, clock, no_rapl) as other:
+        calls = fake.calls["nvmlDeviceGetTotalEnergyConsumption"]
+        cached = other.measure_baseline(
+            config, cache_dir=tmp_path, sleep=clock.sleep, now=lambda: wall[0]
+        )
+        assert fake.calls["nvmlDeviceGetTotalEnergyConsumption"] == calls  # nothing measured
+    assert cached["GPU-a"].method == "cached"
+    assert cached["GPU-a"].age_s == 600.0
+
+
+def test_baseline_unavailable_without_energy_and_disabled(
+    clock: ManualClock, no_rapl: Path, tmp_path: Path
+) -> None:
+    meter = EnergyMeter.create(EnergyConfig(source="none"), clock=clock)
+    assert (
+        meter.measure_baseline(
+            BaselineConfig(duration_s=1.0), cache_dir=tmp_path, sleep=clock.sleep
+        )
+        == {}
+    )
+    fake = FakeNvml.with_gpus(1, clock=clock)
+    gpu_meter = _meter(fake, clock, no_rapl)
+    assert gpu_meter.measure_baseline(BaselineConfig(enabled=False), cache_dir=tmp_path) == {}
+    fake.gpus[0].failures["nvmlDeviceGetTotalEnergyConsumption"] = pynvml.NVML_ERROR_GPU_IS_LOST
+    fake.gpus[0].failures["nvmlDeviceGetFieldValues"] = pynvml.NVML_ERROR_GPU_IS_LOST
+    result = gpu_meter.measure_baseline(
+        BaselineConfig(duration_s=1.0), cache_dir=tmp_path, sleep=clock.sleep
+    )
+    assert result[fake.gpus[0].uuid].method == "unavailable"
+
+
+def test_counter_failure_mid_window_falls_back_to_the_integral(
+    clock: ManualClock, no_rapl: Path
+) -> None:
+    fake = FakeNvml([FakeGpu(uuid="GPU-a", power_swing_w=0.0)], clock=clock)
+    meter = _meter(fake, clock, no_rapl)
+    window = meter.start()
+    clock.sleep(70.0)
+    fake.gpus[0].failures["nvmlDeviceGetTotalEnergyConsumption"] = pynvml.NVML_ERROR_UNKNOWN
+    reading = window.stop()
+    assert reading.energy[0].method == "integrated"
+    assert math.isclose(reading.energy[0].energy_j, 300.0 * 70.0, rel_tol=1e-4)
+    assert reading.warnings[0].startswith(
+        "GPU GPU-a: energy counter unreadable at window end (NVML energy counter"
+    )
+
+
+def test_a_window_closes_once_and_one_is_open_at_a_time(
+    fake_nvml: FakeNvml, clock: ManualClock, no_rapl: Path
+) -> None:
+    meter = _meter(fake_nvml, clock, no_rapl)
+    window = meter.start()
+    with pytest.raises(EnergyError, match="already open"):
+        meter.start()
+    window.stop()
+    with pytest.raises(EnergyError, match="already closed"):
+        window.stop()
+    meter.start().stop()
+
+
+def test_environment_describes_the_measured_gpus(clock: ManualClock, no_rapl: Path) -> None:
+    fake = FakeNvml.with_gpus(3, clock=clock)
+    meter = EnergyMeter.create(QUIET, nvml=fake, gpu_indices=[1], rapl_root=no_rapl, clock=clock)
+    snapshot = meter.environment(packages=["pydantic"])
+    assert [g.index for g in snapshot.gpus] == [1]
+    assert snapshot.driver_version == "550.54.15"
+    assert EnergyMeter.create(EnergyConfig(source="none")).environment(packages=[]).gpus == []
