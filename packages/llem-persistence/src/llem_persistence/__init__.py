@@ -6,18 +6,40 @@ Depends on ``llem_schema`` (and pyarrow), never on energy readers or a backend.
 
 from llem_persistence.aggregation import aggregate_results
 from llem_persistence.errors import AggregationError, PersistenceError, UnsafePathError
+from llem_persistence.exporters import (
+    EXPORT_FORMATS,
+    REQUEST_COLUMNS,
+    SUMMARY_COLUMN_NAMES,
+    SUMMARY_COLUMNS,
+    ExportError,
+    export,
+    export_csv,
+    export_json,
+    export_parquet,
+    export_xlsx,
+)
 from llem_persistence.finalize import finalize_experiment
 from llem_persistence.staging import Completeness, StagedExperiment, StagingRepository
 from llem_persistence.timeseries import merge_timeseries, read_timeseries, write_timeseries
 
 __all__ = [
+    "EXPORT_FORMATS",
+    "REQUEST_COLUMNS",
+    "SUMMARY_COLUMNS",
+    "SUMMARY_COLUMN_NAMES",
     "AggregationError",
     "Completeness",
+    "ExportError",
     "PersistenceError",
     "StagedExperiment",
     "StagingRepository",
     "UnsafePathError",
     "aggregate_results",
+    "export",
+    "export_csv",
+    "export_json",
+    "export_parquet",
+    "export_xlsx",
     "finalize_experiment",
     "merge_timeseries",
     "read_timeseries",
