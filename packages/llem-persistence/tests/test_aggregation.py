@@ -90,13 +90,16 @@ def test_two_processes_by_hand() -> None:
     assert result.total_energy_j == 400.0
     assert result.energy_per_device_j == {"GPU-A": 100.0, "GPU-B": 300.0}
     assert result.baseline_power_w == 30.0
-    assert result.energy_adjusted_j == pytest.approx(400.0 - 30.0 * 11.0)
+    # each device's idle power over its own process's 10 s window, not the 11 s experiment
+    assert result.energy_breakdown is not None
+    assert result.energy_breakdown.baseline_energy_j == pytest.approx(10.0 * 10 + 20.0 * 10)
+    assert result.energy_adjusted_j == pytest.approx(400.0 - 300.0)
     assert result.energy_breakdown is not None
     assert result.energy_breakdown.baseline_method == "cached"  # the oldest source wins
     assert result.energy_breakdown.baseline_age_s == 100.0
     assert result.energy_breakdown.energy_method == "counter"
     assert result.efficiency.output_tokens_per_j == pytest.approx(13 / 400.0)
-    assert result.efficiency.output_tokens_per_j_adjusted == pytest.approx(13 / 70.0)
+    assert result.efficiency.output_tokens_per_j_adjusted == pytest.approx(13 / 100.0)
     assert result.multi_gpu is not None
     assert result.multi_gpu.energy_max_over_min == 3.0
     assert result.aggregation.complete
@@ -236,6 +239,9 @@ def test_energy_from_some_processes_only_is_said_plainly() -> None:
     p0, p1 = two_processes()
     result = aggregate_results([p0, changed(p1, energy=[])], effective_config=EFFECTIVE)
     assert result.total_energy_j == 100.0
+    # process 1's tokens were made with unmeasured energy: no tokens-per-joule figure at all
+    assert result.efficiency.output_tokens_per_j is None
+    assert result.efficiency.energy_per_output_token_adjusted_j is None
     assert any(w.startswith("processes 1 reported no energy") for w in result.measurement_warnings)
 
 
@@ -291,5 +297,49 @@ def test_warnings_of_processes_are_kept_once_each() -> None:
     assert result.measurement_warnings == [
         "from the harness",
         short,
-        "ECC is off on GPU-B: enable it.",
+        "process 1: ECC is off on GPU-B: enable it.",
     ]
+
+
+def test_host_wide_rapl_domains_seen_by_every_process_are_not_an_attribution_problem() -> None:
+    p0, p1 = two_processes()
+    rapl = [
+        DeviceEnergy(
+            device_uuid="rapl:host:package-0",
+            domain="cpu_package",
+            energy_j=j,
+            method="counter",
+            counter_energy_j=j,
+        )
+        for j in (50.0, 55.0)
+    ]
+    p0 = changed(p0, energy=[*p0.energy, rapl[0]])
+    p1 = changed(p1, energy=[*p1.energy, rapl[1]])
+    result = aggregate_results([p0, p1], effective_config=EFFECTIVE)
+    assert result.energy_per_device_j["rapl:host:package-0"] == 55.0
+    assert result.total_energy_j == 455.0
+    assert result.aggregation.device_attribution_verified
+    assert not any("rapl" in w for w in result.measurement_warnings)
+
+
+def test_processes_outside_the_launch_are_an_error() -> None:
+    raws = [
+        example_raw_result(process_index=i, num_processes=4, device_uuid=f"G{i}") for i in (0, 3)
+    ]
+    with pytest.raises(AggregationError, match="processes 3 are outside the 2 expected"):
+        aggregate_results(raws, effective_config=EFFECTIVE, expected_processes=2)
+
+
+def test_processes_that_disagree_on_the_launch_are_an_error() -> None:
+    raws = [
+        example_raw_result(process_index=0, num_processes=2),
+        example_raw_result(process_index=1, num_processes=3, device_uuid="G1"),
+    ]
+    with pytest.raises(AggregationError, match=r"disagree on how many were launched \(2, 3\)"):
+        aggregate_results(raws, effective_config=EFFECTIVE)
+
+
+def test_a_config_other_than_the_measured_one_is_an_error() -> None:
+    other = example_config(n=99).model_dump(mode="json")
+    with pytest.raises(AggregationError, match="is not the config the processes measured"):
+        aggregate_results(two_processes(), effective_config=other)

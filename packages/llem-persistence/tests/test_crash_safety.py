@@ -28,11 +28,12 @@ WRITER = textwrap.dedent(
     staging = StagingRepository(results)
     raws = [example_raw_result(seed=0), example_raw_result(seed=1)]
     result = example_result()
-    print("ready", flush=True)
     i = 0
     while True:
         staging.save_raw(raws[0].experiment_id, raws[i % 2])
         result.save(results)
+        if i == 0:
+            print("saved once", flush=True)  # kills land after this, within later writes
         i += 1
     """
 )
@@ -51,7 +52,7 @@ def test_sigkill_at_random_moments_never_leaves_a_partial_file(tmp_path: Path) -
             [sys.executable, "-c", WRITER, str(results)], stdout=subprocess.PIPE, text=True
         ) as writer:
             assert writer.stdout is not None
-            assert writer.stdout.readline().strip() == "ready"
+            assert writer.stdout.readline().strip() == "saved once"
             time.sleep(rng.uniform(0.0, 0.05))
             writer.send_signal(signal.SIGKILL)
             assert writer.wait(timeout=30) == -signal.SIGKILL
@@ -63,4 +64,4 @@ def test_sigkill_at_random_moments_never_leaves_a_partial_file(tmp_path: Path) -
                 continue
             assert ExperimentResult.from_json(directory) == expected
     saved = [d for d in results.iterdir() if (d / "result.json").exists()]
-    assert saved, "the writer never got as far as one save; the test proved nothing"
+    assert len(saved) >= KILLS  # every writer completed at least one save before its kill

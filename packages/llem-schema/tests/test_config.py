@@ -124,9 +124,26 @@ def test_hash_ignores_key_order_name_and_output_dir() -> None:
 def test_hash_sees_a_preset_and_its_explicit_settings_as_the_same_measurement() -> None:
     preset = parse_config({"decoder": {"preset": "standard"}})
     explicit = parse_config(
-        {"decoder": {"preset": "standard", "mode": "sampling", "temperature": 1.0, "top_k": 50}}
+        {"decoder": {"mode": "sampling", "temperature": 1.0, "top_p": 1.0, "top_k": 50}}
     )
+    assert preset.decoder.preset == "standard"
+    assert explicit.decoder.preset is None
     assert measurement_config_hash(preset) == measurement_config_hash(explicit)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"name": "renamed"},
+        {"output_dir": "elsewhere"},
+        {"energy": {"mismatch_tolerance": 0.5}},
+        {"baseline": {"cache_ttl_s": 0}},
+    ],
+)
+def test_hash_ignores_what_does_not_change_the_measurement(change: dict[str, Any]) -> None:
+    assert measurement_config_hash(parse_config(change)) == measurement_config_hash(
+        ExperimentConfig()
+    )
 
 
 @pytest.mark.parametrize(
@@ -149,5 +166,6 @@ def test_hash_changes_with_anything_measured(change: dict[str, Any]) -> None:
 
 def test_hash_of_the_default_config_is_stable() -> None:
     # A golden value: if this changes, every stored hash changes meaning. Change it only
-    # together with a schema version bump (a new config default also changes it, rightly).
-    assert measurement_config_hash(ExperimentConfig()) == "051051685976185b"
+    # together with a schema version bump. A new default of a measured setting changes it,
+    # rightly; a new backend's section does not (only the selected backend's is hashed).
+    assert measurement_config_hash(ExperimentConfig()) == "7e29ffb977e22ade"

@@ -89,9 +89,13 @@ def test_nan_is_never_stored() -> None:
         ExperimentResult(**_fields(example_result(), total_tokens_per_s=float("nan")))
 
 
-@pytest.mark.parametrize("name", ["../timeseries.parquet", "/tmp/t.parquet", "..", ""])
+@pytest.mark.parametrize(
+    "name", ["../timeseries.parquet", "/tmp/t.parquet", "..", "", "result.json", ".hidden.parquet"]
+)
 def test_timeseries_must_be_a_file_name_beside_the_result(name: str) -> None:
-    with pytest.raises(ValidationError, match=re.escape("must be a file name beside result.json")):
+    with pytest.raises(
+        ValidationError, match=re.escape("must be a plain file name beside the JSON document")
+    ):
         ExperimentResult(**_fields(example_result(), timeseries=name))
 
 
@@ -145,9 +149,13 @@ def test_device_energy_must_be_the_figure_its_method_names() -> None:
 
 
 def test_breakdown_adjusted_energy_follows_the_definition() -> None:
-    with pytest.raises(ValidationError, match=r"adjusted_j \(50.0\) must equal"):
+    with pytest.raises(
+        ValidationError,
+        match=r"adjusted_j \(50.0\) must equal max\(0, raw_j - baseline_energy_j\) = 80.0",
+    ):
         EnergyBreakdown(
             raw_j=100.0,
+            baseline_energy_j=20.0,
             adjusted_j=50.0,
             baseline_power_w=10.0,
             baseline_method="fresh",
@@ -174,4 +182,10 @@ def test_raw_experiment_id_must_be_path_safe() -> None:
     with pytest.raises(
         ValidationError, match=re.escape("experiment id '../../etc' is not allowed")
     ):
+        RawProcessResult(**fields)
+
+
+def test_raw_timeseries_must_stay_beside_the_staged_file() -> None:
+    fields = example_raw_result().model_dump() | {"timeseries": "../../outside/secret.parquet"}
+    with pytest.raises(ValidationError, match="must be a plain file name beside the JSON document"):
         RawProcessResult(**fields)

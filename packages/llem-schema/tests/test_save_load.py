@@ -320,3 +320,13 @@ def test_atomic_path_publishes_only_on_success(tmp_path: Path) -> None:
         temporary.write_text("complete\n")
     assert target.read_text() == "complete\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export.csv"]
+
+
+def test_saved_files_get_the_usual_permissions_not_owner_only(tmp_path: Path) -> None:
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    directory = example_result().save(tmp_path, timeseries_source=_sidecar(tmp_path))
+    for name in ("result.json", "timeseries.parquet"):
+        assert (directory / name).stat().st_mode & 0o777 == 0o666 & ~mask

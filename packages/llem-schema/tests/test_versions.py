@@ -7,8 +7,15 @@ from typing import Any
 
 import pytest
 
-from llem_schema import SCHEMA_VERSION, ExperimentResult, ResultFormatError
-from llem_schema.versions import RESULT_MIGRATIONS, MigrationRegistry, parse_version
+from llem_schema import SCHEMA_VERSION, ExperimentResult, RawProcessResult, ResultFormatError
+from llem_schema.io import load_document, read_json_object
+from llem_schema.versions import (
+    RAW_MIGRATIONS,
+    RESULT_MIGRATIONS,
+    MigrationRegistry,
+    _Step,
+    parse_version,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SHIPPED_VERSIONS = ["1.0"]
@@ -16,6 +23,11 @@ SHIPPED_VERSIONS = ["1.0"]
 
 def test_every_shipped_version_has_a_fixture_and_the_current_one_is_among_them() -> None:
     assert sorted(p.name for p in FIXTURES.iterdir()) == [f"v{v}" for v in SHIPPED_VERSIONS]
+    for version in SHIPPED_VERSIONS:
+        assert sorted(p.name for p in (FIXTURES / f"v{version}").iterdir()) == [
+            "raw_process_0.json",
+            "result.json",
+        ]
     assert SCHEMA_VERSION in SHIPPED_VERSIONS
 
 
@@ -86,3 +98,35 @@ def test_parse_version(text: str, parsed: tuple[int, int]) -> None:
 def test_parse_version_refuses_other_forms(text: object) -> None:
     with pytest.raises(ResultFormatError, match=re.escape("is not of the form 'major.minor'")):
         parse_version(text)
+
+
+@pytest.mark.parametrize("version", SHIPPED_VERSIONS)
+def test_shipped_raw_fixture_loads_with_the_current_reader(version: str) -> None:
+    path = FIXTURES / f"v{version}" / "raw_process_0.json"
+    raw = load_document(
+        RawProcessResult,
+        read_json_object(path, kind="raw process result"),
+        migrations=RAW_MIGRATIONS,
+        source=path,
+    )
+    assert raw.schema_version == SCHEMA_VERSION
+    assert raw.process_index == 0
+    assert raw.requests
+
+
+def test_embedded_process_results_are_migrated_with_the_raw_chain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def rename_back(doc: dict[str, Any]) -> dict[str, Any]:
+        doc["hostname"] = doc.pop("host")
+        return doc
+
+    monkeypatch.setitem(RAW_MIGRATIONS._steps, "0.9", _Step("1.0", rename_back))
+    document = json.loads((FIXTURES / "v1.0" / "result.json").read_text())
+    old = document["process_results"][0]
+    old["schema_version"] = "0.9"
+    old["host"] = old.pop("hostname")
+    (tmp_path / "result.json").write_text(json.dumps(document))
+    result = ExperimentResult.from_json(tmp_path)
+    assert result.process_results[0].schema_version == "1.0"
+    assert result.process_results[0].hostname == "example-host"

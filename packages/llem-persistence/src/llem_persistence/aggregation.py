@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Final
 
-from pydantic import JsonValue
+from pydantic import JsonValue, ValidationError
 
 from llem_persistence.errors import AggregationError
 from llem_schema import (
@@ -23,15 +23,16 @@ from llem_schema import (
     EfficiencyMetrics,
     EnergyBreakdown,
     EnvironmentSnapshot,
+    ExperimentConfig,
     ExperimentResult,
     FlopsEstimate,
     LatencyMetrics,
     MultiGPUMetrics,
     RawProcessResult,
     ThermalThrottleInfo,
+    measurement_config_hash,
 )
 from llem_schema.measurement import BaselineMethod
-from llem_schema.metrics import adjusted_energy_j
 
 __all__ = ["AGGREGATION_METHOD", "MIN_OVERLAP_FRACTION", "aggregate_results"]
 
@@ -62,6 +63,7 @@ def aggregate_results(
     _check_same_experiment(raws)
     first = raws[0]
     expected = expected_processes if expected_processes is not None else first.num_processes
+    _check_launch(raws, expected, effective_config)
     notes: list[str] = []
 
     start = min(raw.start_time for raw in raws)
@@ -73,15 +75,19 @@ def aggregate_results(
     input_tokens = sum(raw.input_tokens for raw in raws)
     output_tokens = sum(raw.output_tokens for raw in raws)
 
-    devices, attribution_ok = _distinct_devices(raws, notes)
+    devices, windows, attribution_ok = _distinct_devices(raws, notes)
     total_j = math.fsum(d.energy_j for d in devices.values()) if devices else None
     unmeasured = [raw.process_index for raw in raws if not raw.energy]
     if devices and unmeasured:
         notes.append(
             f"processes {_indices(unmeasured)} reported no energy: total_energy_j covers the "
-            "other processes only; check the energy source on every worker"
+            "other processes only, and no efficiency figure is given; check the energy source "
+            "on every worker"
         )
-    breakdown = _breakdown(devices, total_j, duration_s) if total_j is not None else None
+    breakdown = _breakdown(devices, windows, total_j, duration_s) if total_j is not None else None
+    # Tokens of processes without energy over energy of the others would overstate efficiency.
+    efficiency_j = None if unmeasured else total_j
+    efficiency_adjusted_j = None if unmeasured or breakdown is None else breakdown.adjusted_j
 
     missing = [i for i in range(expected) if i not in {raw.process_index for raw in raws}]
     if missing:
@@ -125,15 +131,13 @@ def aggregate_results(
         latency=LatencyMetrics.from_requests(r for raw in raws for r in raw.requests),
         flops=_flops(raws),
         efficiency=EfficiencyMetrics.from_energy(
-            output_tokens, total_j, breakdown.adjusted_j if breakdown else None
+            output_tokens, efficiency_j, efficiency_adjusted_j
         ),
         multi_gpu=_multi_gpu(devices),
         environment_snapshot=environment_snapshot,
         thermal_throttle=_throttle([raw.throttle for raw in raws if raw.throttle is not None]),
         warmup_result=first.warmup if first.process_index == 0 else None,
-        measurement_warnings=_unique(
-            [*measurement_warnings, *(w for raw in raws for w in raw.measurement_warnings), *notes]
-        ),
+        measurement_warnings=_unique([*measurement_warnings, *_process_warnings(raws), *notes]),
         timeseries=timeseries,
         process_results=raws,
         aggregation=AggregationMetadata(
@@ -169,12 +173,46 @@ def _check_same_experiment(raws: Sequence[RawProcessResult]) -> None:
         )
 
 
+def _check_launch(
+    raws: Sequence[RawProcessResult], expected: int, effective_config: Mapping[str, JsonValue]
+) -> None:
+    first = raws[0]
+    launched = sorted({raw.num_processes for raw in raws})
+    if len(launched) > 1:
+        raise AggregationError(
+            f"experiment {first.experiment_id}: processes disagree on how many were launched "
+            f"({', '.join(map(str, launched))})"
+        )
+    outside = [raw.process_index for raw in raws if raw.process_index >= expected]
+    if outside:
+        raise AggregationError(
+            f"experiment {first.experiment_id}: processes {_indices(outside)} are outside the "
+            f"{expected} expected"
+        )
+    try:
+        config_hash = measurement_config_hash(ExperimentConfig.model_validate(effective_config))
+    except ValidationError:
+        raise AggregationError(
+            f"experiment {first.experiment_id}: effective_config is not a valid experiment config"
+        ) from None
+    if config_hash != first.measurement_config_hash:
+        raise AggregationError(
+            f"experiment {first.experiment_id}: effective_config (hash {config_hash}) is not "
+            f"the config the processes measured (hash {first.measurement_config_hash})"
+        )
+
+
 def _distinct_devices(
     raws: Sequence[RawProcessResult], notes: list[str]
-) -> tuple[dict[str, DeviceEnergy], bool]:
-    """Each physical device once. A device two processes measured keeps its larger figure
-    (the one that covers more of the shared window) and is reported."""
+) -> tuple[dict[str, DeviceEnergy], dict[str, float], bool]:
+    """Each physical device once, with the window of the process whose figure is kept.
+
+    A device two processes measured keeps the larger figure (the one covering more of the
+    shared window). For a GPU that is an attribution problem and is reported; host-wide
+    domains (RAPL package, DRAM) are seen by every process on the host by nature.
+    """
     devices: dict[str, DeviceEnergy] = {}
+    windows: dict[str, float] = {}
     seen_by: dict[str, list[int]] = {}
     for raw in raws:
         for energy in raw.energy:
@@ -182,25 +220,35 @@ def _distinct_devices(
             kept = devices.get(energy.device_uuid)
             if kept is None or energy.energy_j > kept.energy_j:
                 devices[energy.device_uuid] = energy
-    shared = {uuid: procs for uuid, procs in seen_by.items() if len(procs) > 1}
-    for uuid, procs in sorted(shared.items()):
+                windows[energy.device_uuid] = raw.duration_s
+    shared_gpus = {
+        uuid: procs
+        for uuid, procs in seen_by.items()
+        if len(procs) > 1 and devices[uuid].domain == "gpu"
+    }
+    for uuid, procs in sorted(shared_gpus.items()):
         notes.append(
             f"device {uuid} was measured by processes {_indices(procs)}; its energy is "
             "counted once; give each process its own device"
         )
-    return devices, not shared
+    return devices, windows, not shared_gpus
 
 
 def _breakdown(
-    devices: Mapping[str, DeviceEnergy], total_j: float, duration_s: float
+    devices: Mapping[str, DeviceEnergy],
+    windows: Mapping[str, float],
+    total_j: float,
+    duration_s: float,
 ) -> EnergyBreakdown:
-    baselines = [d.baseline for d in devices.values()]
-    available = [b for b in baselines if b is not None and b.power_w is not None]
+    """Baseline subtracted per device over the window in which that device was measured."""
     methods = {d.method for d in devices.values()}
     energy_method = methods.pop() if len(methods) == 1 else "mixed"
-    if not available or len(available) != len(baselines):
+    baselines = {uuid: d.baseline for uuid, d in devices.items()}
+    powers = {uuid: b.power_w for uuid, b in baselines.items() if b is not None}
+    if len(powers) != len(devices) or any(p is None for p in powers.values()):
         return EnergyBreakdown(
             raw_j=total_j,
+            baseline_energy_j=None,
             adjusted_j=None,
             baseline_power_w=None,
             baseline_method="unavailable",
@@ -208,13 +256,18 @@ def _breakdown(
             duration_s=duration_s,
             energy_method=energy_method,
         )
-    cached_ages = [b.age_s for b in available if b.method == "cached" and b.age_s is not None]
+    baseline_j = math.fsum((powers[uuid] or 0.0) * windows[uuid] for uuid in devices)
+    cached_ages = [
+        b.age_s
+        for b in baselines.values()
+        if b is not None and b.method == "cached" and b.age_s is not None
+    ]
     method: BaselineMethod = "cached" if cached_ages else "fresh"
-    baseline_w = math.fsum(b.power_w for b in available if b.power_w is not None)
     return EnergyBreakdown(
         raw_j=total_j,
-        adjusted_j=adjusted_energy_j(total_j, baseline_w, duration_s),
-        baseline_power_w=baseline_w,
+        baseline_energy_j=baseline_j,
+        adjusted_j=max(0.0, total_j - baseline_j),
+        baseline_power_w=math.fsum(p or 0.0 for p in powers.values()),
         baseline_method=method,
         baseline_age_s=max(cached_ages) if cached_ages else None,
         duration_s=duration_s,
@@ -271,6 +324,16 @@ def _throttle(infos: Sequence[ThermalThrottleInfo]) -> ThermalThrottleInfo | Non
         temperature_start_c=max(starts) if starts else None,
         temperature_peak_c=max(peaks) if peaks else None,
     )
+
+
+def _process_warnings(raws: Sequence[RawProcessResult]) -> list[str]:
+    """Each process's warnings; one that not every process raised names its process."""
+    everywhere = set.intersection(*(set(raw.measurement_warnings) for raw in raws))
+    return [
+        w if w in everywhere or len(raws) == 1 else f"process {raw.process_index}: {w}"
+        for raw in raws
+        for w in raw.measurement_warnings
+    ]
 
 
 def _unique(items: Iterable[str]) -> list[str]:

@@ -4,25 +4,34 @@ Used by the harness when every worker has finished, and by ``llem aggregate <id>
 what finished after a failed or interrupted run (marked ``complete = False``).
 """
 
-import json
+import contextlib
+import fcntl
 import logging
+import os
+from collections.abc import Iterator
 from os import PathLike
 from pathlib import Path
 from typing import Final
 
 from llem_persistence.aggregation import aggregate_results
-from llem_persistence.errors import AggregationError
+from llem_persistence.errors import AggregationError, PersistenceError
 from llem_persistence.staging import StagingRepository
 from llem_persistence.timeseries import merge_timeseries
-from llem_schema import TIMESERIES_FILE, EnvironmentSnapshot, ExperimentResult, LlemError
-from llem_schema.io import atomic_write_bytes
+from llem_schema import (
+    RESULT_FILE,
+    TIMESERIES_FILE,
+    EnvironmentSnapshot,
+    ExperimentResult,
+    LlemError,
+)
+from llem_schema.io import MAX_UNIQUE_SUFFIX
 
 __all__ = ["finalize_experiment"]
 
 logger = logging.getLogger(__name__)
 
 _MERGED: Final = "merged.timeseries.parquet"
-_SAVED: Final = "saved.json"
+_LOCK: Final = "finalize.lock"
 
 
 def finalize_experiment(
@@ -35,57 +44,85 @@ def finalize_experiment(
 ) -> Path:
     """Aggregate the staged processes of ``experiment_id``, save the result, drop the staging.
 
-    Returns the new result directory. With ``require_complete`` a missing process is an
-    :class:`AggregationError` and the staging stays. Safe to repeat: if a previous call saved
-    the result but died before removing the staging, the saved directory is returned.
+    Returns the result directory. With ``require_complete`` a missing process is an
+    :class:`AggregationError` and the staging stays. Safe to repeat and to race: one caller
+    at a time holds the experiment's lock, and a result of this experiment already saved
+    under ``output_dir`` (a previous call died before removing the staging) is returned
+    instead of being saved twice.
     """
     directory = staging.experiment_dir(experiment_id)
-    already = _already_saved(directory / _SAVED, experiment_id)
-    if already is not None:
-        staging.delete(experiment_id)
-        return already
-    manifest = staging.load_manifest(experiment_id)
-    raws = staging.load_all_raw(experiment_id)
-    if not raws:
-        raise AggregationError(
-            f"experiment {experiment_id}: no process finished, so there is nothing to save"
+    with _exclusive(directory / _LOCK):
+        manifest = staging.load_manifest(experiment_id)
+        raws = staging.load_all_raw(experiment_id)
+        if not raws:
+            raise AggregationError(
+                f"experiment {experiment_id}: no process finished, so there is nothing to save"
+            )
+        completeness = staging.validate_process_completeness(
+            experiment_id, manifest.expected_processes
         )
-    completeness = staging.validate_process_completeness(experiment_id, manifest.expected_processes)
-    if require_complete and not completeness.complete:
-        raise AggregationError(
-            f"experiment {experiment_id}: processes "
-            f"{', '.join(map(str, completeness.missing))} did not finish; recover what did "
-            f"with: llem aggregate {experiment_id}"
+        if require_complete and not completeness.complete:
+            raise AggregationError(
+                f"experiment {experiment_id}: processes "
+                f"{', '.join(map(str, completeness.missing))} did not finish; recover what "
+                f"did with: llem aggregate {experiment_id}"
+            )
+        start = min(raw.start_time for raw in raws)
+        sources = []
+        for raw in raws:
+            if raw.timeseries is None:
+                continue
+            path = staging.staged_file(experiment_id, raw.timeseries)
+            if path.is_file():
+                sources.append((path, (raw.start_time - start).total_seconds()))
+        merged = directory / _MERGED
+        has_timeseries = merge_timeseries(sources, merged)
+        result = aggregate_results(
+            raws,
+            effective_config=manifest.config.model_dump(mode="json"),
+            expected_processes=manifest.expected_processes,
+            environment_snapshot=environment_snapshot or manifest.environment,
+            timeseries=TIMESERIES_FILE if has_timeseries else None,
         )
-    start = min(raw.start_time for raw in raws)
-    sources = [
-        (directory / raw.timeseries, (raw.start_time - start).total_seconds())
-        for raw in raws
-        if raw.timeseries is not None and (directory / raw.timeseries).is_file()
-    ]
-    merged = directory / _MERGED
-    has_timeseries = merge_timeseries(sources, merged)
-    result = aggregate_results(
-        raws,
-        effective_config=manifest.config.model_dump(mode="json"),
-        expected_processes=manifest.expected_processes,
-        environment_snapshot=environment_snapshot or manifest.environment,
-        timeseries=TIMESERIES_FILE if has_timeseries else None,
-    )
-    saved = result.save(output_dir, timeseries_source=merged if has_timeseries else None)
-    atomic_write_bytes(directory / _SAVED, json.dumps({"result_dir": str(saved)}).encode())
+        saved = _already_saved(Path(output_dir), result)
+        if saved is None:
+            saved = result.save(output_dir, timeseries_source=merged if has_timeseries else None)
+            logger.info(
+                "saved %s (%d of %d processes)", saved, len(raws), manifest.expected_processes
+            )
+        else:
+            logger.warning("%s was already saved as %s; removing its staging", experiment_id, saved)
     staging.delete(experiment_id)
-    logger.info("saved %s (%d of %d processes)", saved, len(raws), manifest.expected_processes)
     return saved
 
 
-def _already_saved(marker: Path, experiment_id: str) -> Path | None:
-    if not marker.is_file():
-        return None
+@contextlib.contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """An advisory lock released by the kernel when its holder exits, even by SIGKILL."""
     try:
-        saved = Path(json.loads(marker.read_text())["result_dir"])
-        if ExperimentResult.from_json(saved).experiment_id == experiment_id:
-            return saved
-    except (LlemError, OSError, ValueError, KeyError):
-        logger.warning("%s: stale save marker ignored", marker)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except FileNotFoundError:
+        raise PersistenceError(f"{lock_path.parent}: no staged experiment here") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _already_saved(output_dir: Path, result: ExperimentResult) -> Path | None:
+    """A directory under ``output_dir`` already holding this experiment's result."""
+    base = result.directory_name()
+    for suffix in range(MAX_UNIQUE_SUFFIX):
+        candidate = output_dir / (base if suffix == 0 else f"{base}_{suffix}")
+        if not candidate.is_dir():
+            return None
+        try:
+            if (
+                ExperimentResult.from_json(candidate / RESULT_FILE).experiment_id
+                == result.experiment_id
+            ):
+                return candidate
+        except LlemError:
+            continue  # an interrupted save (no result.json yet) or another experiment
     return None

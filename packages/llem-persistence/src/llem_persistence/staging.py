@@ -111,6 +111,10 @@ class StagingRepository:
         directory = self.experiment_dir(experiment_id)
         return self._inside(directory / f"process_{process_index}.timeseries.parquet")
 
+    def staged_file(self, experiment_id: str, name: str) -> Path:
+        """A file named by a staged document (a timeseries), checked to stay inside."""
+        return self._inside(self.experiment_dir(experiment_id) / name)
+
     def _marker_path(self, experiment_id: str, process_index: int) -> Path:
         return self._inside(self.experiment_dir(experiment_id) / f"process_{process_index}.done")
 
@@ -177,7 +181,7 @@ class StagingRepository:
 
     def load_manifest(self, experiment_id: str) -> StagedExperiment:
         """The config and process count recorded by :meth:`begin`."""
-        path = self.experiment_dir(experiment_id) / _MANIFEST
+        path = self._inside(self.experiment_dir(experiment_id) / _MANIFEST)
         try:
             document = read_json_object(path, kind="staged experiment")
             return StagedExperiment.model_validate(document)

@@ -19,6 +19,7 @@ from llem_schema._base import FrozenModel
 from llem_schema.errors import ConfigError
 
 __all__ = [
+    "BACKEND_SECTIONS",
     "BUILTIN_PROMPTS",
     "DECODER_PRESETS",
     "SYNTHETIC_PROMPTS",
@@ -61,8 +62,17 @@ DECODER_PRESETS: Final[Mapping[str, Mapping[str, Any]]] = {
 
 _SAMPLING_DEFAULTS: Final[Mapping[str, Any]] = {"temperature": 1.0, "top_p": 1.0, "top_k": 0}
 
-# Settings that name or place a run but do not change what is measured.
-_NOT_MEASURED: Final = frozenset({"name", "output_dir"})
+# Settings that name, place or judge a run but do not change what is measured. A decoder
+# preset is left out because it is already resolved into the settings it stands for.
+_NOT_MEASURED: Final[Mapping[str, Any]] = {
+    "name": True,
+    "output_dir": True,
+    "decoder": {"preset"},
+    "energy": {"mismatch_tolerance"},
+    "baseline": {"cache_ttl_s"},
+}
+BACKEND_SECTIONS: Final = ("pytorch",)
+"""Config sections that belong to one backend; only the selected one is part of the hash."""
 
 
 class PromptsConfig(FrozenModel):
@@ -309,10 +319,15 @@ def measurement_config_hash(config: ExperimentConfig) -> str:
     """A stable 16-hex-digit hash of everything in ``config`` that changes a measurement.
 
     Computed from the canonical JSON of the config (sorted keys, defaults filled in, presets
-    resolved), leaving out the name and output directory. Equal configs written differently
-    (key order, a preset versus its explicit settings) hash the same.
+    resolved), leaving out what does not change a measurement: the name, the output
+    directory, the preset's name, warning thresholds, the baseline cache's lifetime, and the
+    sections of backends other than the selected one. Equal configs written differently (key
+    order, a preset versus its explicit settings) hash the same.
     """
-    canonical = config.model_dump(mode="json", exclude=set(_NOT_MEASURED))
+    exclude = dict(_NOT_MEASURED) | {
+        section: True for section in BACKEND_SECTIONS if section != config.backend
+    }
+    canonical = config.model_dump(mode="json", exclude=exclude)
     text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 

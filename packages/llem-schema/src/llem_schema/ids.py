@@ -16,6 +16,7 @@ __all__ = [
     "new_experiment_id",
     "timestamp_slug",
     "validate_experiment_id",
+    "validate_sidecar_name",
 ]
 
 MAX_EXPERIMENT_ID_LENGTH: Final = 128
@@ -69,3 +70,16 @@ def new_experiment_id(model: str, backend: str, when: datetime) -> str:
     return validate_experiment_id(
         f"{model_slug(model)}_{backend_slug}_{timestamp_slug(when)}_{secrets.token_hex(3)}"
     )
+
+
+def validate_sidecar_name(value: str) -> str:
+    """A file name that stays beside its JSON document: no directories, no hidden files,
+    not ``result.json`` itself."""
+    if (
+        not value
+        or value.startswith(".")
+        or value == "result.json"
+        or any(c in value for c in "/\\\0")
+    ):
+        raise ValueError(f"must be a plain file name beside the JSON document, got {value!r}")
+    return value

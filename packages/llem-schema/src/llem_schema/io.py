@@ -46,9 +46,21 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE: Final = 0o666 & ~_current_umask()
+"""What ``open()`` would give a new file; ``mkstemp`` alone would make it owner-only (0600)."""
+
+
 @contextlib.contextmanager
 def _temporary_beside(path: Path) -> Iterator[tuple[int, Path]]:
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, _FILE_MODE)
     temporary = Path(name)
     try:
         yield fd, temporary

@@ -98,11 +98,20 @@ class DeviceEnergy(FrozenModel):
 
 
 class EnergyBreakdown(FrozenModel):
-    """How the experiment's energy figures were obtained."""
+    """How the experiment's energy figures were obtained.
+
+    The baseline is subtracted per device over that device's own measurement window:
+    ``baseline_energy_j`` = sum over devices of idle power x the window of the process that
+    measured it, and ``adjusted_j`` = max(0, raw_j - baseline_energy_j). With one process
+    this is max(0, raw - baseline power x duration).
+    """
 
     raw_j: NonNegativeFloat = Field(description="Total measured energy, J.")
+    baseline_energy_j: NonNegativeFloat | None = Field(
+        description="Idle energy subtracted: each device's idle power x its window, summed, J."
+    )
     adjusted_j: NonNegativeFloat | None = Field(
-        description="max(0, raw - baseline power x duration), J; None without a baseline."
+        description="max(0, raw_j - baseline_energy_j), J; None without a baseline."
     )
     baseline_power_w: NonNegativeFloat | None = Field(
         description="Idle power summed over the measured devices, W."
@@ -113,23 +122,23 @@ class EnergyBreakdown(FrozenModel):
     baseline_age_s: NonNegativeFloat | None = Field(
         description="Age of the oldest cached baseline used, s."
     )
-    duration_s: NonNegativeFloat = Field(description="Window the baseline was subtracted over, s.")
+    duration_s: NonNegativeFloat = Field(description="The experiment's measurement window, s.")
     energy_method: Literal["counter", "integrated", "mixed"] = Field(
         description="How device energies were obtained: all counter, all integrated, or mixed."
     )
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        if (self.baseline_method == "unavailable") != (self.baseline_power_w is None):
-            raise ValueError("baseline_power_w is None exactly when the baseline is unavailable")
-        if (self.baseline_power_w is None) != (self.adjusted_j is None):
-            raise ValueError("adjusted_j is set exactly when a baseline is available")
-        if self.baseline_power_w is not None and self.adjusted_j is not None:
-            expected = max(0.0, self.raw_j - self.baseline_power_w * self.duration_s)
-            if not math.isclose(self.adjusted_j, expected, rel_tol=1e-6, abs_tol=1e-9):
+        available = self.baseline_method != "unavailable"
+        for name in ("baseline_power_w", "baseline_energy_j", "adjusted_j"):
+            if (getattr(self, name) is not None) != available:
+                raise ValueError(f"{name} is set exactly when a baseline is available")
+        if self.baseline_energy_j is not None and self.adjusted_j is not None:
+            expected = max(0.0, self.raw_j - self.baseline_energy_j)
+            if not math.isclose(self.adjusted_j, expected, rel_tol=1e-9, abs_tol=1e-9):
                 raise ValueError(
                     f"adjusted_j ({self.adjusted_j}) must equal max(0, raw_j - "
-                    f"baseline_power_w x duration_s) = {expected}"
+                    f"baseline_energy_j) = {expected}"
                 )
         return self
 

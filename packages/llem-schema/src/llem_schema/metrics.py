@@ -149,7 +149,11 @@ def energy_per_token_j(energy_j: float | None, tokens: int) -> float | None:
 
 
 class EfficiencyMetrics(FrozenModel):
-    """Energy efficiency per output token, from raw and from baseline-adjusted energy."""
+    """Energy efficiency per output token, from raw and from baseline-adjusted energy.
+
+    A figure is None without energy, and also when it is withheld because the energy does not
+    cover the work of every process (a result says why in its warnings).
+    """
 
     output_tokens_per_j: NonNegativeFloat | None = Field(
         description="Output tokens per joule of raw energy."

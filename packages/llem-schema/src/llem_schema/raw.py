@@ -8,11 +8,12 @@ from pydantic import (
     NonNegativeFloat,
     NonNegativeInt,
     PositiveInt,
+    field_validator,
     model_validator,
 )
 
 from llem_schema._base import FrozenModel
-from llem_schema.ids import ExperimentId
+from llem_schema.ids import ExperimentId, validate_sidecar_name
 from llem_schema.measurement import (
     DeviceEnergy,
     DeviceInfo,
@@ -73,6 +74,11 @@ class RawProcessResult(FrozenModel):
     timeseries: str | None = Field(
         default=None, description="Staged power/temperature samples file beside this one, if any."
     )
+
+    @field_validator("timeseries")
+    @classmethod
+    def _plain_file_name(cls, value: str | None) -> str | None:
+        return None if value is None else validate_sidecar_name(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -22,7 +22,7 @@ from pydantic import (
 
 from llem_schema._base import FrozenModel
 from llem_schema.errors import LlemError, LlemWarning
-from llem_schema.ids import ExperimentId, model_slug, timestamp_slug
+from llem_schema.ids import ExperimentId, model_slug, timestamp_slug, validate_sidecar_name
 from llem_schema.io import (
     atomic_copy,
     atomic_write_bytes,
@@ -39,7 +39,7 @@ from llem_schema.measurement import (
 )
 from llem_schema.metrics import EfficiencyMetrics, LatencyMetrics
 from llem_schema.raw import RawProcessResult
-from llem_schema.versions import RESULT_MIGRATIONS, SCHEMA_VERSION, parse_version
+from llem_schema.versions import RAW_MIGRATIONS, RESULT_MIGRATIONS, SCHEMA_VERSION, parse_version
 
 __all__ = [
     "RESULT_FILE",
@@ -183,11 +183,7 @@ class ExperimentResult(FrozenModel):
     @field_validator("timeseries")
     @classmethod
     def _plain_file_name(cls, value: str | None) -> str | None:
-        if value is not None and (
-            value in ("", ".", "..") or "/" in value or "\\" in value or "\0" in value
-        ):
-            raise ValueError(f"must be a file name beside result.json, got {value!r}")
-        return value
+        return None if value is None else validate_sidecar_name(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -232,7 +228,10 @@ class ExperimentResult(FrozenModel):
             self.output_tokens, self.total_energy_j, self.energy_adjusted_j
         )
         for name in EfficiencyMetrics.model_fields:
-            if not _close(getattr(self.efficiency, name), getattr(expected, name)):
+            stored = getattr(self.efficiency, name)
+            # None is allowed: a figure is withheld when its energy does not cover every
+            # process's tokens.
+            if stored is not None and not _close(stored, getattr(expected, name)):
                 raise ValueError(f"efficiency.{name} does not follow from tokens and energy")
 
     def directory_name(self) -> str:
@@ -286,6 +285,16 @@ class ExperimentResult(FrozenModel):
         if file.is_dir():
             file = file / RESULT_FILE
         document = read_json_object(file, kind="result")
+        processes = document.get("process_results")
+        if isinstance(processes, list):  # embedded raw results follow their own versions
+            document = document | {
+                "process_results": [
+                    RAW_MIGRATIONS.migrate(p)
+                    if isinstance(p, dict) and "schema_version" in p
+                    else p
+                    for p in processes
+                ]
+            }
         result = load_document(cls, document, migrations=RESULT_MIGRATIONS, source=file)
         if result.timeseries is not None and not (file.parent / result.timeseries).is_file():
             warnings.warn(

@@ -19,7 +19,7 @@ from llem_schema.measurement import (
     FlopsEstimate,
     WarmupResult,
 )
-from llem_schema.metrics import EfficiencyMetrics, LatencyMetrics, adjusted_energy_j
+from llem_schema.metrics import EfficiencyMetrics, LatencyMetrics
 from llem_schema.raw import RawProcessResult
 from llem_schema.records import RequestRecord, RequestTiming
 from llem_schema.result import AggregationMetadata, ExperimentResult, MultiGPUMetrics
@@ -150,28 +150,29 @@ def example_result(
     end = max(raw.end_time for raw in raws)
     duration_s = (end - start).total_seconds() or max(raw.duration_s for raw in raws)
     devices = {e.device_uuid: e for raw in raws for e in raw.energy}
+    windows = {e.device_uuid: raw.duration_s for raw in raws for e in raw.energy}
     requests = [request for raw in raws for request in raw.requests]
     input_tokens = sum(raw.input_tokens for raw in raws)
     output_tokens = sum(raw.output_tokens for raw in raws)
 
     total_j = math.fsum(e.energy_j for e in devices.values()) if devices else None
-    baselines = [e.baseline for e in devices.values() if e.baseline is not None]
-    baseline_w = (
-        math.fsum(b.power_w for b in baselines if b.power_w is not None)
-        if baselines and all(b.power_w is not None for b in baselines)
-        else None
-    )
+    powers = {uuid: e.baseline.power_w if e.baseline else None for uuid, e in devices.items()}
+    has_baseline = bool(powers) and all(p is not None for p in powers.values())
     breakdown = None
     adjusted = None
+    baseline_w = None
     if total_j is not None:
-        adjusted = (
-            None if baseline_w is None else adjusted_energy_j(total_j, baseline_w, duration_s)
-        )
+        baseline_j = None
+        if has_baseline:
+            baseline_w = math.fsum(p for p in powers.values() if p is not None)
+            baseline_j = math.fsum((p or 0.0) * windows[uuid] for uuid, p in powers.items())
+            adjusted = max(0.0, total_j - baseline_j)
         breakdown = EnergyBreakdown(
             raw_j=total_j,
+            baseline_energy_j=baseline_j,
             adjusted_j=adjusted,
             baseline_power_w=baseline_w,
-            baseline_method="fresh" if baseline_w is not None else "unavailable",
+            baseline_method="fresh" if has_baseline else "unavailable",
             baseline_age_s=None,
             duration_s=duration_s,
             energy_method="counter",
@@ -192,7 +193,7 @@ def example_result(
         total_tokens=input_tokens + output_tokens,
         total_energy_j=total_j,
         energy_per_device_j={uuid: e.energy_j for uuid, e in devices.items()},
-        baseline_power_w=baseline_w if total_j is not None else None,
+        baseline_power_w=baseline_w,
         energy_adjusted_j=adjusted,
         energy_breakdown=breakdown,
         output_tokens_per_s=output_tokens / duration_s,
