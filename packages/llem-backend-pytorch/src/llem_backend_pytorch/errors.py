@@ -1,9 +1,24 @@
-"""Errors raised by llem_backend_pytorch, all rooted in :class:`llem_schema.LlemError`."""
+"""Errors raised by llem_backend_pytorch, all rooted in :class:`llem_schema.LlemError`.
+
+Every message is one line a user can act on: what went wrong, where, and what to do.
+"""
 
 from llem_schema import LlemError
 
-__all__ = ["BackendError"]
+__all__ = ["BackendError", "BackendStateError", "ModelNotFoundError", "PromptSourceError"]
 
 
 class BackendError(LlemError):
     """The model could not be loaded or inference failed."""
+
+
+class ModelNotFoundError(BackendError):
+    """The model is neither a local directory nor a hub id in the local cache (never downloaded)."""
+
+
+class BackendStateError(BackendError):
+    """A backend method was called out of order (for example ``run_batch`` before ``load``)."""
+
+
+class PromptSourceError(BackendError, ValueError):
+    """Prompts could not be read: a missing or empty file, a missing column, a bad JSON line."""
