@@ -159,3 +159,18 @@ def test_two_processes_building_at_once_both_get_a_valid_model(tmp_path: Path) -
         models / "llem-tiny-v1-seed0", local_files_only=True
     )
     assert model.num_parameters() > 0
+
+
+def test_a_build_that_wrote_no_weights_is_refused_not_published(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under torch.distributed, transformers saves weights only on rank 0; a build on another
+    rank must fail loudly instead of publishing a model directory without weights."""
+    from transformers import PreTrainedModel
+
+    monkeypatch.setattr(PreTrainedModel, "should_save_on_this_rank", lambda self, main: False)
+    with pytest.raises(
+        BackendError, match=r"building the tiny model wrote no config.json, model.safetensors"
+    ):
+        ensure_tiny_model(tmp_path)
+    assert not tiny_model_dir(tmp_path).exists()

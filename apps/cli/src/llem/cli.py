@@ -13,7 +13,10 @@ import typer
 
 from llem.commands import config as config_commands
 from llem.commands import schema as schema_commands
+from llem.commands.aggregate import aggregate
+from llem.commands.run import run
 from llem.errors import EXIT_INTERRUPTED, exit_code_for
+from llem.logs import configure_logging
 from llem_schema import LlemError
 
 __all__ = ["app", "main"]
@@ -27,6 +30,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.command("run")(run)
+app.command("aggregate")(aggregate)
 app.add_typer(config_commands.app, name="config")
 app.add_typer(schema_commands.app, name="schema")
 
@@ -48,10 +53,7 @@ def root(
     ] = False,
 ) -> None:
     """Measure what LLM inference costs."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(verbose=verbose)
 
 
 def main() -> None:

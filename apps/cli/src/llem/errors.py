@@ -23,6 +23,18 @@ class UsageError(LlemError):
     """The user asked for something impossible: a bad flag value, an unknown id."""
 
 
+class RunFailedError(LlemError):
+    """A run did not finish; the message says what is kept and how to recover it."""
+
+
+class RunInterruptedError(LlemError):
+    """Ctrl-C during a run; staged results are kept."""
+
+
 def exit_code_for(error: LlemError) -> int:
-    """2 for the user's mistakes (bad config or usage), 1 for failures."""
-    return EXIT_USAGE if isinstance(error, ConfigError | UsageError) else EXIT_FAILURE
+    """2 for the user's mistakes (bad config or usage), 130 for Ctrl-C, 1 for failures."""
+    if isinstance(error, ConfigError | UsageError):
+        return EXIT_USAGE
+    if isinstance(error, RunInterruptedError):
+        return EXIT_INTERRUPTED
+    return EXIT_FAILURE

@@ -38,6 +38,7 @@ TINY_MODEL_SEED: Final = 0
 """Default weight seed of the tiny model (independent of an experiment's sampling seed)."""
 TINY_MODEL_FORMAT: Final = 1
 """Bumped whenever the tiny model's architecture, tokenizer or initialisation changes."""
+_REQUIRED_FILES: Final = ("config.json", "model.safetensors", "tokenizer.json")
 TINY_MODEL_MARKER: Final = "llem-tiny.json"
 """Written last into a finished build; its presence means the directory is complete."""
 
@@ -90,6 +91,13 @@ def _build_into(directory: Path, *, seed: int) -> None:
     from llem_backend_pytorch.prompts import builtin_prompts
 
     description = _tiny_build.build_tiny_model(directory, seed=seed, texts=builtin_prompts())
+    missing = [name for name in _REQUIRED_FILES if not (directory / name).is_file()]
+    if missing:
+        # transformers writes weights only on rank 0 once torch.distributed is initialised
+        raise BackendError(
+            f"building the tiny model wrote no {', '.join(missing)}: build it before "
+            "torch.distributed starts (llem run does), or from rank 0"
+        )
     marker = {"model": TINY_MODEL, "revision": tiny_model_revision(seed), **description}
     atomic_write_bytes(
         directory / TINY_MODEL_MARKER,

@@ -354,7 +354,7 @@ class EnergyMeter:
         unavailable = None
         if not gpus and rapl is None:
             unavailable = "no energy source could be opened (" + "; ".join(reasons) + ")"
-            logger.warning("energy will not be measured: %s", unavailable)
+            logger.info("energy will not be measured: %s", unavailable)
         setup: list[str] = []
         if source == "auto" and not gpus and rapl is not None:
             setup.append(

@@ -1,0 +1,55 @@
+"""The end-of-run summary (step 6): energy, throughput, latency, efficiency, warnings, path."""
+
+from pathlib import Path
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from llem_schema import ExperimentResult, LatencyStats
+
+__all__ = ["summary"]
+
+
+def _num(value: float | None, unit: str, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:,.{digits}f} {unit}".strip()
+
+
+def _latency(stats: LatencyStats | None) -> str:
+    if stats is None:
+        return "-"
+    return f"p50 {stats.median_ms:,.1f}  p95 {stats.p95_ms:,.1f}  p99 {stats.p99_ms:,.1f} ms"
+
+
+def summary(result: ExperimentResult, directory: Path) -> RenderableType:
+    """A table of the key figures, then the warnings and where the result is."""
+    table = Table(
+        title=f"{result.model} on {result.backend}", show_header=False, title_justify="left"
+    )
+    table.add_column("metric", style="bold")
+    table.add_column("value")
+    efficiency = result.efficiency
+    rows = [
+        ("duration", _num(result.duration_s, "s")),
+        ("tokens in / out", f"{result.input_tokens:,} / {result.output_tokens:,}"),
+        ("energy (raw)", _num(result.total_energy_j, "J")),
+        ("energy (baseline-adjusted)", _num(result.energy_adjusted_j, "J")),
+        ("baseline power", _num(result.baseline_power_w, "W")),
+        ("throughput", _num(result.output_tokens_per_s, "output tokens/s")),
+        ("TTFT", _latency(result.latency.ttft)),
+        ("ITL", _latency(result.latency.itl)),
+        ("E2E", _latency(result.latency.e2e)),
+        ("output tokens per joule", _num(efficiency.output_tokens_per_j, "tok/J", 3)),
+        ("  adjusted", _num(efficiency.output_tokens_per_j_adjusted, "tok/J", 3)),
+        ("joules per output token", _num(efficiency.energy_per_output_token_j, "J/tok", 4)),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    parts: list[RenderableType] = [table]
+    if result.measurement_warnings:
+        parts.append(
+            Text(f"{len(result.measurement_warnings)} measurement warning(s):", style="yellow")
+        )
+        parts.extend(Text(f"  - {w}") for w in result.measurement_warnings)
+    parts.append(Text(f"result: {directory}", style="bold"))
+    return Group(*parts)

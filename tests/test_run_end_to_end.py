@@ -1,0 +1,285 @@
+"""`llem run` end to end on the built-in tiny model: real torch, transformers, staging,
+aggregation and result files. Only NVML is faked, where energy is the subject."""
+
+import csv
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from llem.harness import run_experiment
+from llem.harness.progress import SilentReporter
+from llem_energy import nvml as nvml_module
+from llem_energy.testing import FakeGpu, FakeNvml
+from llem_persistence import read_timeseries
+from llem_schema import ExperimentConfig, ExperimentResult
+
+
+def llem(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "llem", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
+
+
+def saved_dir(stdout: str) -> Path:
+    match = re.search(r"^result: (.+)$", stdout, re.MULTILINE)
+    assert match, stdout
+    return Path(match[1].strip())
+
+
+def test_one_process_on_cpu_writes_a_complete_result(
+    tmp_path: Path, llem_env: dict[str, str]
+) -> None:
+    results = tmp_path / "results"
+    completed = llem(
+        "run",
+        "-n",
+        "6",
+        "--max-new-tokens",
+        "8",
+        "--batch-size",
+        "3",
+        "-o",
+        str(results),
+        "--export-csv",
+        env=llem_env,
+    )
+    assert completed.returncode == 0, completed.stderr
+    directory = saved_dir(completed.stdout)
+    assert directory.parent == results
+    result = ExperimentResult.from_json(directory)
+    assert result.effective_config["n"] == 6
+    assert result.model == "llem/tiny"
+    (process,) = result.process_results
+    assert sorted(r.request_index for r in process.requests) == list(range(6))
+    assert [r.batch_index for r in process.requests] == [0, 0, 0, 1, 1, 1]
+    assert result.output_tokens == sum(r.output_tokens for r in process.requests) > 0
+    assert result.latency.ttft is not None
+    assert result.latency.ttft.count == 6
+    assert result.latency.e2e is not None
+    assert result.warmup_result is not None
+    assert result.warmup_result.batches == 3
+    assert result.aggregation.complete
+    assert result.environment_snapshot is not None
+    assert result.flops is not None
+    assert process.peak_memory_mb is not None
+    assert process.peak_memory_source == "rss"
+    # this machine has no GPU and no RAPL: energy is None, and the result says why
+    assert result.total_energy_j is None
+    assert any(w.startswith("no energy measured") for w in result.measurement_warnings)
+    assert not (results / ".staging" / result.experiment_id).exists()
+    with (directory / "result.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["experiment_id"] for row in rows] == [result.experiment_id]
+    assert "output tokens/s" in completed.stdout  # the summary table
+
+
+def test_every_energy_field_is_filled_when_a_gpu_is_measured(
+    tmp_path: Path, llem_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wiring of baseline, per-device energy, timeseries and throttling into the result
+    (fields an earlier tool computed but never set), with NVML faked at its boundary."""
+    fake = FakeNvml([FakeGpu(uuid="GPU-e2e-0"), FakeGpu(uuid="GPU-e2e-1", power_w=200.0)])
+    monkeypatch.setattr(nvml_module, "load_nvml", lambda: fake)
+    monkeypatch.setenv("LLEM_CACHE_DIR", str(llem_cache))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    config = ExperimentConfig.model_validate(
+        {
+            "n": 4,
+            "max_new_tokens": 8,
+            "output_dir": str(tmp_path / "results"),
+            "baseline": {"duration_s": 0.3},
+            "energy": {"sample_rate_hz": 50},
+            "warmup": {"count": 1},
+        }
+    )
+    directory = run_experiment(config, reporter=SilentReporter())
+    result = ExperimentResult.from_json(directory)
+    assert result.total_energy_j is not None
+    assert result.total_energy_j > 0
+    assert sorted(result.energy_per_device_j) == ["GPU-e2e-0", "GPU-e2e-1"]
+    assert result.baseline_power_w is not None
+    assert result.energy_adjusted_j is not None
+    assert result.energy_breakdown is not None
+    assert result.energy_breakdown.baseline_method == "fresh"
+    assert result.energy_breakdown.energy_method == "counter"
+    assert result.efficiency.output_tokens_per_j is not None
+    assert result.thermal_throttle is not None
+    assert result.multi_gpu is not None
+    assert result.multi_gpu.num_gpus == 2
+    assert result.timeseries == "timeseries.parquet"
+    table = read_timeseries(directory)
+    assert set(table.column("gpu_index").to_pylist()) == {0, 1}
+    assert result.process_results[0].sample_count == table.num_rows
+    assert result.environment_snapshot is not None
+    assert [g.uuid for g in result.environment_snapshot.gpus] == ["GPU-e2e-0", "GPU-e2e-1"]
+    # a second run reuses the cached baseline and says so, with its age
+    again = ExperimentResult.from_json(run_experiment(config, reporter=SilentReporter()))
+    assert again.energy_breakdown is not None
+    assert again.energy_breakdown.baseline_method == "cached"
+    assert again.energy_breakdown.baseline_age_s is not None
+
+
+def test_two_processes_through_the_elastic_launcher(
+    tmp_path: Path, llem_env: dict[str, str]
+) -> None:
+    completed = llem(
+        "run",
+        "-n",
+        "6",
+        "--max-new-tokens",
+        "6",
+        "--batch-size",
+        "2",
+        "--num-processes",
+        "2",
+        "-o",
+        str(tmp_path),
+        env=llem_env,
+    )
+    assert completed.returncode == 0, completed.stderr
+    result = ExperimentResult.from_json(saved_dir(completed.stdout))
+    assert [p.process_index for p in result.process_results] == [0, 1]
+    indices = sorted(r.request_index for p in result.process_results for r in p.requests)
+    assert indices == list(range(6))  # every prompt measured exactly once
+    assert result.aggregation.num_processes == 2
+    assert result.aggregation.complete
+    assert result.aggregation.temporal_overlap_verified  # a barrier opens the windows together
+    assert result.output_tokens == sum(
+        r.output_tokens for p in result.process_results for r in p.requests
+    )
+
+
+# Loaded at interpreter start in every process that has it on PYTHONPATH. In worker 1 (the
+# launcher sets RANK=1 in it once it runs) staging waits until worker 0 has staged its
+# result, then the worker dies by SIGKILL instead of staging its own.
+KILL_RANK_1 = textwrap.dedent(
+    """
+    import os, signal, time
+    from llem_persistence import staging
+
+    original = staging.StagingRepository.save_raw
+
+    def save_raw_or_die(self, experiment_id, raw):
+        if os.environ.get("RANK") != "1":
+            return original(self, experiment_id, raw)
+        marker = self.experiment_dir(experiment_id) / "process_0.done"
+        deadline = time.monotonic() + 120
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    staging.StagingRepository.save_raw = save_raw_or_die
+    """
+)
+
+
+def test_a_killed_worker_leaves_the_staging_and_llem_aggregate_recovers_it(
+    tmp_path: Path, llem_env: dict[str, str]
+) -> None:
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(KILL_RANK_1)
+    env = llem_env | {"PYTHONPATH": str(hooks)}
+    results = tmp_path / "results"
+    completed = llem(
+        "run",
+        "-n",
+        "4",
+        "--max-new-tokens",
+        "4",
+        "--num-processes",
+        "2",
+        "-o",
+        str(results),
+        env=env,
+    )
+    assert completed.returncode == 1
+    error = completed.stderr.strip().splitlines()[-1]
+    match = re.fullmatch(
+        r"error: process 1 was killed by signal 9; the processes that finished are staged: "
+        r"recover them with `llem aggregate (\S+) --output (\S+)`",
+        error,
+    )
+    assert match, completed.stderr
+    experiment_id = match[1]
+    assert (results / ".staging" / experiment_id / "process_0.json").is_file()
+    assert not [p for p in results.iterdir() if p.name != ".staging"]  # nothing saved yet
+
+    recovered = llem("aggregate", experiment_id, "--output", str(results), env=llem_env)
+    assert recovered.returncode == 0, recovered.stderr
+    assert "incomplete, missing processes 1" in recovered.stdout
+    (directory,) = [p for p in results.iterdir() if p.name != ".staging"]
+    result = ExperimentResult.from_json(directory)
+    assert not result.aggregation.complete
+    assert result.aggregation.missing_processes == [1]
+    assert [p.process_index for p in result.process_results] == [0]
+    assert not (results / ".staging" / experiment_id).exists()
+
+
+def test_a_bad_config_exits_2_naming_the_key(tmp_path: Path, llem_env: dict[str, str]) -> None:
+    config = tmp_path / "experiment.yaml"
+    config.write_text("n: 10\npytorch:\n  batch: 4\n")
+    completed = llem("run", str(config), env=llem_env)
+    assert completed.returncode == 2
+    assert completed.stderr.startswith(
+        f"error: {config}: unknown config key 'pytorch.batch'; did you mean 'batch_size'?"
+    )
+    assert completed.stderr.count("\n") == 1
+
+
+def test_aggregate_of_an_unknown_id_is_a_usage_error(
+    tmp_path: Path, llem_env: dict[str, str]
+) -> None:
+    completed = llem("aggregate", "nope", "--output", str(tmp_path), env=llem_env)
+    assert completed.returncode == 2
+    assert completed.stderr == (
+        f"error: no staged experiment 'nope' in {tmp_path / '.staging'} (staged: none)\n"
+    )
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT semantics are POSIX")
+def test_ctrl_c_exits_130_and_says_what_was_kept(tmp_path: Path, llem_env: dict[str, str]) -> None:
+    with subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llem",
+            "run",
+            "-n",
+            "400",
+            "--max-new-tokens",
+            "64",
+            "-o",
+            str(tmp_path),
+        ],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=llem_env,
+    ) as run:
+        assert run.stderr is not None
+        for line in run.stderr:
+            if line.startswith("inference"):
+                break
+        time.sleep(0.5)
+        run.send_signal(signal.SIGINT)
+        _, rest = run.communicate(timeout=60)
+    assert run.returncode == 130
+    assert rest.strip().splitlines()[-1] == (
+        "error: interrupted; no process had finished, nothing was kept"
+    )
+    assert list(tmp_path.iterdir()) in ([], [tmp_path / ".staging"])
+    assert not any((tmp_path / ".staging").glob("*/process_*.json"))
