@@ -106,3 +106,26 @@ def test_a_malformed_set_is_a_usage_error() -> None:
     completed = llem("config", "show", "--set", "n")
     assert completed.returncode == 2
     assert completed.stderr == "error: --set expects KEY=VALUE, got 'n'\n"
+
+
+def test_run_dry_run_shows_the_plan_without_running(tmp_path: Path) -> None:
+    completed = llem(
+        "run",
+        "--dry-run",
+        "-n",
+        "40",
+        "--batch-size",
+        "8",
+        "--num-processes",
+        "2",
+        "--no-baseline",
+        "-o",
+        str(tmp_path / "out"),
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.splitlines()[:2] == [
+        "would run llem/tiny (pytorch, fp32) on 40 builtin prompts: 2 process(es), 3 batch(es) "
+        "of up to 8 each, 128 new tokens per request",
+        f"energy: auto at 10 Hz; baseline: off; results into {tmp_path / 'out'}/",
+    ]
+    assert not (tmp_path / "out").exists()

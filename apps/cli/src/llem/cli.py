@@ -14,6 +14,7 @@ import typer
 from llem.commands import config as config_commands
 from llem.commands import schema as schema_commands
 from llem.commands.aggregate import aggregate
+from llem.commands.env import env
 from llem.commands.run import run
 from llem.errors import EXIT_INTERRUPTED, exit_code_for
 from llem.logs import configure_logging
@@ -32,6 +33,7 @@ app = typer.Typer(
 )
 app.command("run")(run)
 app.command("aggregate")(aggregate)
+app.command("env")(env)
 app.add_typer(config_commands.app, name="config")
 app.add_typer(schema_commands.app, name="schema")
 

@@ -12,6 +12,7 @@ def configure_logging(*, verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
+        force=True,
     )
     for name in _NOISY:
         logging.getLogger(name).setLevel(logging.INFO if verbose else logging.CRITICAL)

@@ -39,8 +39,15 @@ def run(
         bool, typer.Option("--dry-run", help="Validate and show the plan; run nothing.")
     ] = False,
     sets: SetOption = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Debug logs (same as llem -v run).")
+    ] = False,
 ) -> None:
     """Measure energy, throughput and latency of one experiment."""
+    if verbose:
+        from llem.logs import configure_logging
+
+        configure_logging(verbose=True)
     overrides: dict[str, object] = {
         "model": model,
         "prompts.source": dataset,

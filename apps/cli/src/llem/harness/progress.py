@@ -56,16 +56,16 @@ class PlainReporter:
     def stage(self, name: str, total: int | None = None) -> Iterator[Advance]:
         started = time.perf_counter()
         done = 0
-        next_report = 0.1
+        reported_tenths = 0
         self._say(f"{name} ...")
 
         def advance(n: int = 1) -> None:
-            nonlocal done, next_report
+            nonlocal done, reported_tenths
             done += n
-            if total and done / total >= next_report and done < total:
+            tenths = done * 10 // total if total else 0
+            if reported_tenths < tenths < 10:
                 self._say(f"{name}: {done}/{total}")
-                while next_report <= done / total:
-                    next_report += 0.1
+                reported_tenths = tenths
 
         yield advance
         counted = f" {done}/{total}" if total else ""
