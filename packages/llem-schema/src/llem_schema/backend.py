@@ -29,7 +29,10 @@ class ModelInfo(FrozenModel):
     device: str = Field(description="Where inference runs: 'cpu', 'cuda:0', ...")
     device_indices: list[NonNegativeInt] = Field(
         default_factory=list,
-        description="Accelerator indices holding the model (empty on CPU); measured for energy.",
+        description=(
+            "CUDA device ordinals holding the model, as this process sees them (after "
+            "CUDA_VISIBLE_DEVICES); empty on CPU. The harness maps them to NVML devices."
+        ),
     )
 
 
