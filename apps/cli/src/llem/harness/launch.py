@@ -89,6 +89,9 @@ def _elastic_worker(config_json: str, experiment_id: str, results_dir: str, verb
     from llem.logs import configure_logging
 
     configure_logging(verbose=verbose)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)  # NCCL collectives (the barrier) use this device
     dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     try:
         rank = dist.get_rank()
@@ -99,7 +102,7 @@ def _elastic_worker(config_json: str, experiment_id: str, results_dir: str, verb
             results_dir=Path(results_dir),
             process_index=rank,
             num_processes=dist.get_world_size(),
-            local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+            local_rank=local_rank,
             reporter=make_reporter(rank=rank),
             barrier=lambda: _barrier(dist),
         )
