@@ -130,3 +130,15 @@ def test_embedded_process_results_are_migrated_with_the_raw_chain(
     result = ExperimentResult.from_json(tmp_path)
     assert result.process_results[0].schema_version == "1.0"
     assert result.process_results[0].hostname == "example-host"
+
+
+def test_an_embedded_raw_result_of_an_unknown_old_version_names_the_file(tmp_path: Path) -> None:
+    document = json.loads((FIXTURES / "v1.0" / "result.json").read_text())
+    document["process_results"][0]["schema_version"] = "0.5"
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps(document))
+    with pytest.raises(ResultFormatError) as caught:
+        ExperimentResult.from_json(path)
+    assert str(caught.value) == (
+        f"{path}: no migration of raw process result schema version 0.5 to {SCHEMA_VERSION}"
+    )

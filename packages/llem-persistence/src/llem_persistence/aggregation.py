@@ -5,7 +5,8 @@ once from it (percentiles of all values, never an average of per-process average
 summed over distinct physical devices: a device (by UUID) that two processes both measured
 counts once. Tokens and FLOPs are summed; the window runs from the earliest start to the
 latest end; throughput is total output tokens over that window, and the per-process mean is
-kept beside it, labelled.
+kept beside it, labelled. The latency statistics follow llem_schema's definitions, computed
+with pyarrow over the concatenated values (see ``_stats``).
 """
 
 import logging
@@ -16,6 +17,7 @@ from typing import Final
 
 from pydantic import JsonValue, ValidationError
 
+from llem_persistence._stats import latency_metrics
 from llem_persistence.errors import AggregationError
 from llem_schema import (
     AggregationMetadata,
@@ -26,7 +28,6 @@ from llem_schema import (
     ExperimentConfig,
     ExperimentResult,
     FlopsEstimate,
-    LatencyMetrics,
     MultiGPUMetrics,
     RawProcessResult,
     ThermalThrottleInfo,
@@ -128,7 +129,7 @@ def aggregate_results(
             raw.output_tokens / raw.duration_s for raw in raws if raw.duration_s > 0
         )
         / max(1, sum(1 for raw in raws if raw.duration_s > 0)),
-        latency=LatencyMetrics.from_requests(r for raw in raws for r in raw.requests),
+        latency=latency_metrics([r for raw in raws for r in raw.requests]),
         flops=_flops(raws),
         efficiency=EfficiencyMetrics.from_energy(
             output_tokens, efficiency_j, efficiency_adjusted_j

@@ -26,6 +26,8 @@ __all__ = [
     "atomic_write_bytes",
     "create_unique_dir",
     "load_document",
+    "parse_json_object",
+    "read_document_text",
     "read_json_object",
 ]
 
@@ -126,12 +128,21 @@ def create_unique_dir(parent: Path, name: str) -> Path:
 
 def read_json_object(path: Path, *, kind: str) -> dict[str, Any]:
     """Read a JSON object, turning every way it can be unreadable into one-line errors."""
+    return parse_json_object(read_document_text(path, kind=kind), path, kind=kind)
+
+
+def read_document_text(path: Path, *, kind: str) -> str:
+    """The text of ``path`` (UTF-8), or the one-line error :func:`read_json_object` gives."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ResultFormatError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ResultFormatError(f"{path}: cannot read {kind}: {exc}") from None
+
+
+def parse_json_object(text: str, path: Path, *, kind: str) -> dict[str, Any]:
+    """Parse ``text`` (read from ``path``) as a JSON object with a ``schema_version``."""
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:

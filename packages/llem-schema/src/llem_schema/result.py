@@ -6,7 +6,7 @@ import warnings
 from datetime import UTC
 from os import PathLike
 from pathlib import Path
-from typing import Final, Self
+from typing import Any, Final, Self
 
 from pydantic import (
     AwareDatetime,
@@ -21,14 +21,15 @@ from pydantic import (
 )
 
 from llem_schema._base import FrozenModel
-from llem_schema.errors import LlemError, LlemWarning
+from llem_schema.errors import LlemError, LlemWarning, ResultFormatError
 from llem_schema.ids import ExperimentId, model_slug, timestamp_slug, validate_sidecar_name
 from llem_schema.io import (
     atomic_copy,
     atomic_write_bytes,
     create_unique_dir,
     load_document,
-    read_json_object,
+    parse_json_object,
+    read_document_text,
 )
 from llem_schema.measurement import (
     EnergyBreakdown,
@@ -284,18 +285,10 @@ class ExperimentResult(FrozenModel):
         file = Path(path)
         if file.is_dir():
             file = file / RESULT_FILE
-        document = read_json_object(file, kind="result")
-        processes = document.get("process_results")
-        if isinstance(processes, list):  # embedded raw results follow their own versions
-            document = document | {
-                "process_results": [
-                    RAW_MIGRATIONS.migrate(p)
-                    if isinstance(p, dict) and "schema_version" in p
-                    else p
-                    for p in processes
-                ]
-            }
-        result = load_document(cls, document, migrations=RESULT_MIGRATIONS, source=file)
+        text = read_document_text(file, kind="result")
+        result = cls._validate_current_json(text)
+        if result is None:
+            result = cls._load_document(parse_json_object(text, file, kind="result"), file)
         if result.timeseries is not None and not (file.parent / result.timeseries).is_file():
             warnings.warn(
                 f"{file.parent}: timeseries sidecar {result.timeseries!r} is missing; "
@@ -305,3 +298,42 @@ class ExperimentResult(FrozenModel):
             )
             result = result.model_copy(update={"timeseries": None})
         return result
+
+    @classmethod
+    def _validate_current_json(cls, text: str) -> Self | None:
+        """The result in ``text`` if it is valid and of the current schema version throughout.
+
+        The fast path of :meth:`from_json`: pydantic validates the JSON text directly, without
+        building Python dicts first. It applies only where no migration could apply: the
+        document and every embedded process result are of :data:`SCHEMA_VERSION`, which the
+        document states (a missing ``schema_version`` is not a result). In every other case,
+        and on any problem at all, it returns ``None`` and :meth:`_load_document` decides, so
+        what is loaded and every error message stay those of the general path.
+        """
+        try:
+            result = cls.model_validate_json(text)
+        except Exception:  # the general path reports it, word for word
+            return None
+        current = (
+            "schema_version" in result.model_fields_set
+            and result.schema_version == SCHEMA_VERSION
+            and all(raw.schema_version == SCHEMA_VERSION for raw in result.process_results)
+        )
+        return result if current else None
+
+    @classmethod
+    def _load_document(cls, document: dict[str, Any], file: Path) -> Self:
+        """Migrate (the document and each embedded process result) and validate."""
+        processes = document.get("process_results")
+        if isinstance(processes, list):  # embedded raw results follow their own versions
+            try:
+                migrated = [
+                    RAW_MIGRATIONS.migrate(p)
+                    if isinstance(p, dict) and "schema_version" in p
+                    else p
+                    for p in processes
+                ]
+            except ResultFormatError as exc:
+                raise type(exc)(f"{file}: {exc}") from None
+            document = document | {"process_results": migrated}
+        return load_document(cls, document, migrations=RESULT_MIGRATIONS, source=file)

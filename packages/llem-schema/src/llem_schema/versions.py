@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from llem_schema.errors import ResultFormatError
+from llem_schema.errors import ResultFormatError, SchemaVersionError
 
 __all__ = [
     "RAW_MIGRATIONS",
@@ -66,9 +66,20 @@ class MigrationRegistry:
         return decorator
 
     def migrate(self, document: dict[str, Any], target: str = SCHEMA_VERSION) -> dict[str, Any]:
-        """Apply migrations until ``document`` is at ``target``; returns a new dict."""
+        """Apply migrations until ``document`` is at ``target``; returns a new dict.
+
+        A newer minor version is returned as it is (validation decides whether this reader
+        knows all its fields); a newer major version is a :class:`SchemaVersionError`.
+        """
         version = document.get("schema_version")
-        parse_version(version)
+        found, wanted = parse_version(version), parse_version(target)
+        if found[0] > wanted[0]:
+            raise SchemaVersionError(
+                f"{self.kind} schema version {version} is newer than {target}, which this "
+                "llem-schema reads; upgrade llem-schema (pip install -U llem-schema)"
+            )
+        if found > wanted:
+            return dict(document)
         migrated = dict(document)
         while version != target:
             step = self._steps.get(str(version))

@@ -1,0 +1,411 @@
+"""Save + load of a large result, and late aggregation of many processes, against baselines.
+
+(1) Save + load of an ``ExperimentResult`` with 100,000 requests (4 processes x 25,000, each
+    request 1 to 32 output tokens, so about 1.55 million inter-token gaps) and a 1,000,000-row
+    power/temperature timeseries (8 GPUs x 125,000 samples, every sidecar column).
+    - llem save: ``write_timeseries`` of the 1,000,000 ``PowerSample`` s (what the sampler
+      produces) to a file, then ``result.save(dir, timeseries_source=that file)`` (result.json
+      written atomically with fsync, the sidecar copied in atomically).
+    - llem load: ``ExperimentResult.from_json(dir)`` (validated, with migrations checked)
+      plus ``read_timeseries`` of the sidecar it names.
+    - Baseline, in the same run: ``json.dumps`` of the same document (``result.model_dump(
+      mode="json")``, compact, the C encoder) written to a file, plus ``pq.write_table`` of the
+      same rows as a ``pyarrow.Table`` (default options); ``json.loads`` of that file plus
+      ``pq.read_table``. Target: llem at most 1.5x the baseline (save + load together).
+(2) ``aggregate_results`` of 8 processes x 10,000 requests x 101 output tokens: 100 gaps per
+    request, so 1,000,000 inter-token latencies per process and 8,000,000 in all (plus
+    80,000 TTFT, TPOT and E2E values).
+    - Baseline, in the same run: the same four metrics with numpy from the same raw
+      results: each metric's values concatenated from the requests into one array
+      (``np.fromiter``), then ``np.percentile(..., [50, 90, 95, 99])``, mean, min and max.
+      Target: llem at most 2x the baseline. A reference row shows ``np.percentile`` alone on
+      an array of the 8,000,000 gaps built beforehand (no target).
+
+Setup (building the documents) is not timed. Each case: one warm-up, then ROUNDS timed rounds
+with the baseline and llem alternating; the table shows the median and the spread (max - min).
+
+Run: uv run --frozen python bench/bench_persistence.py [--quick]
+"""
+
+import argparse
+import gc
+import itertools
+import json
+import random
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from llem_persistence import aggregate_results, read_timeseries, write_timeseries
+from llem_persistence.timeseries import TIMESERIES_SCHEMA
+from llem_schema import (
+    TIMESERIES_FILE,
+    ExperimentConfig,
+    ExperimentResult,
+    PowerSample,
+    RawProcessResult,
+    RequestRecord,
+)
+from llem_schema.testing import EXAMPLE_START, example_config, example_raw_result
+
+SAVE_PROCESSES = 4
+SAVE_REQUESTS_PER_PROCESS = 25_000
+SAVE_MAX_TOKENS = 32
+TIMESERIES_GPUS = 8
+TIMESERIES_ROWS = 1_000_000
+AGG_PROCESSES = 8
+AGG_REQUESTS_PER_PROCESS = 10_000
+AGG_OUTPUT_TOKENS = 101  # 100 gaps per request -> 1,000,000 gaps per process
+PERCENTILES = [50.0, 90.0, 95.0, 99.0]
+
+
+# -- setup (not timed) ---------------------------------------------------------------------
+
+
+def build_requests(
+    rng: np.random.Generator, count: int, first_index: int, tokens: Sequence[int]
+) -> list[RequestRecord]:
+    """``count`` consistent requests, built with ``model_construct`` (setup speed only)."""
+    gaps = rng.uniform(5.0, 30.0, size=int(sum(t - 1 for t in tokens))).tolist()
+    ttfts = rng.uniform(10.0, 80.0, size=count).tolist()
+    requests = []
+    position = 0
+    for offset in range(count):
+        n_gaps = tokens[offset] - 1
+        itl = gaps[position : position + n_gaps]
+        position += n_gaps
+        requests.append(
+            RequestRecord.model_construct(
+                request_index=first_index + offset,
+                batch_index=offset // 8,
+                input_tokens=32 + offset % 97,
+                output_tokens=tokens[offset],
+                ttft_ms=ttfts[offset],
+                e2e_ms=ttfts[offset] + sum(itl),
+                itl_ms=itl,
+            )
+        )
+    return requests
+
+
+def build_raws(
+    config: ExperimentConfig, processes: int, per_process: int, tokens_of: Callable[[int], int]
+) -> list[RawProcessResult]:
+    rng = np.random.default_rng(7)
+    raws = []
+    for index in range(processes):
+        tokens = [tokens_of(i) for i in range(per_process)]
+        raws.append(
+            example_raw_result(
+                process_index=index,
+                num_processes=processes,
+                config=config,
+                duration_s=600.0,
+                start_time=EXAMPLE_START + timedelta(seconds=0.1 * index),
+                requests=build_requests(rng, per_process, index * per_process, tokens),
+            )
+        )
+    return raws
+
+
+def build_timeseries() -> pa.Table:
+    rng = np.random.default_rng(11)
+    per_gpu = TIMESERIES_ROWS // TIMESERIES_GPUS
+    columns = {
+        "timestamp_s": np.repeat(np.arange(per_gpu) * 0.1, TIMESERIES_GPUS),
+        "gpu_index": np.tile(np.arange(TIMESERIES_GPUS, dtype=np.int32), per_gpu),
+        "gpu_power_w": rng.normal(250.0, 40.0, TIMESERIES_ROWS).round(3),
+        "gpu_temperature_c": rng.normal(65.0, 5.0, TIMESERIES_ROWS).round(0),
+        "gpu_memory_used_mb": rng.uniform(1000.0, 70000.0, TIMESERIES_ROWS).round(0),
+        "gpu_utilization_pct": rng.uniform(0.0, 100.0, TIMESERIES_ROWS).round(0),
+        "clock_event_reasons": np.zeros(TIMESERIES_ROWS, dtype=np.uint64),
+    }
+    return pa.Table.from_pydict(columns, schema=TIMESERIES_SCHEMA)
+
+
+def samples_of(table: pa.Table) -> list[PowerSample]:
+    return [PowerSample(**row) for row in table.to_pylist()]
+
+
+# -- timing --------------------------------------------------------------------------------
+
+
+def timed(action: Callable[[], object]) -> float:
+    gc.collect()
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+def alternate(cases: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
+    """One warm-up of every case, then ``rounds`` rounds running each case once in turn."""
+    for action in cases.values():
+        action()
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, action in cases.items():
+            times[name].append(timed(action))
+    return times
+
+
+def row(case: str, values: Sequence[float], baseline: float | None, target: str = "") -> str:
+    median = statistics.median(values)
+    spread = max(values) - min(values)
+    ratio = f"{median / baseline:.2f}" if baseline else ""
+    return f"| {case} | {median:.3f} s | {spread:.3f} s | {ratio} | {target} |"
+
+
+# -- (1) save + load -------------------------------------------------------------------------
+
+
+def bench_save_load(rounds: int, work: Path) -> list[str]:
+    config = example_config(n=SAVE_PROCESSES * SAVE_REQUESTS_PER_PROCESS, max_new_tokens=64)
+    rand = random.Random(3)
+    tokens = [rand.randint(1, SAVE_MAX_TOKENS) for _ in range(SAVE_REQUESTS_PER_PROCESS)]
+    raws = build_raws(config, SAVE_PROCESSES, SAVE_REQUESTS_PER_PROCESS, tokens.__getitem__)
+    result = aggregate_results(
+        raws, effective_config=config.model_dump(mode="json"), timeseries=TIMESERIES_FILE
+    )
+    table = build_timeseries()
+    samples = samples_of(table)
+    document = result.model_dump(mode="json")
+    n_gaps = sum(len(r.itl_ms) for raw in raws for r in raw.requests)
+
+    counter = itertools.count()
+    llem_dir = work / "llem"
+    base_dir = work / "plain"
+    staged = work / "staged.parquet"
+    saved: list[Path] = []
+    saved_plain: list[Path] = []
+    without_sidecar = result.model_copy(update={"timeseries": None})
+
+    def llem_save() -> None:
+        write_timeseries(samples, staged)
+        saved.append(result.save(llem_dir / str(next(counter)), timeseries_source=staged))
+
+    def llem_load() -> None:
+        loaded = ExperimentResult.from_json(saved[-1])
+        assert loaded.timeseries is not None
+        read_timeseries(saved[-1] / loaded.timeseries)
+
+    def base_save() -> None:
+        target = base_dir / str(next(counter))
+        target.mkdir(parents=True)
+        (target / "result.json").write_text(json.dumps(document), encoding="utf-8")
+        pq.write_table(table, target / TIMESERIES_FILE)
+        saved_plain.append(target)
+
+    def base_load() -> None:
+        json.loads((saved_plain[-1] / "result.json").read_text(encoding="utf-8"))
+        pq.read_table(saved_plain[-1] / TIMESERIES_FILE)
+
+    # Parts, to show where time goes (same work as the totals, split).
+    def llem_save_json() -> None:
+        without_sidecar.save(llem_dir / str(next(counter)))
+
+    def llem_load_json() -> None:
+        ExperimentResult.from_json(saved[-1] / "result.json")
+
+    def base_save_json() -> None:
+        target = base_dir / f"{next(counter)}.json"
+        base_dir.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(document), encoding="utf-8")
+
+    def base_load_json() -> None:
+        json.loads((saved_plain[-1] / "result.json").read_text(encoding="utf-8"))
+
+    def llem_save_parquet() -> None:
+        write_timeseries(samples, staged)
+
+    def base_save_parquet() -> None:
+        pq.write_table(table, work / "plain.parquet")
+
+    def llem_load_parquet() -> None:
+        read_timeseries(saved[-1] / TIMESERIES_FILE)
+
+    def base_load_parquet() -> None:
+        pq.read_table(saved_plain[-1] / TIMESERIES_FILE)
+
+    totals = alternate(
+        {
+            "base_save": base_save,
+            "llem_save": llem_save,
+            "base_load": base_load,
+            "llem_load": llem_load,
+        },
+        rounds,
+    )
+    parts = alternate(
+        {
+            "base_save_json": base_save_json,
+            "llem_save_json": llem_save_json,
+            "base_load_json": base_load_json,
+            "llem_load_json": llem_load_json,
+            "base_save_parquet": base_save_parquet,
+            "llem_save_parquet": llem_save_parquet,
+            "base_load_parquet": base_load_parquet,
+            "llem_load_parquet": llem_load_parquet,
+        },
+        rounds,
+    )
+    # What was timed is right: llem's files load back as the original result and rows.
+    assert ExperimentResult.from_json(saved[-1]) == result
+    assert read_timeseries(saved[-1] / TIMESERIES_FILE).equals(table)
+    for directory in (llem_dir, base_dir):
+        shutil.rmtree(directory, ignore_errors=True)
+    size_mb = len(json.dumps(document)) / 1e6
+    both_base = [
+        save + load for save, load in zip(totals["base_save"], totals["base_load"], strict=True)
+    ]
+    both_llem = [
+        save + load for save, load in zip(totals["llem_save"], totals["llem_load"], strict=True)
+    ]
+    b = statistics.median
+    return [
+        f"(1) save + load: {SAVE_PROCESSES * SAVE_REQUESTS_PER_PROCESS:,} requests "
+        f"({n_gaps:,} inter-token gaps, result.json {size_mb:.0f} MB compact), "
+        f"{table.num_rows:,}-row timeseries",
+        "",
+        "| case | median | spread | ratio | target |",
+        "|---|---|---|---|---|",
+        row(
+            "baseline save: json.dumps + write, pq.write_table",
+            totals["base_save"],
+            b(totals["base_save"]),
+        ),
+        row(
+            "llem save: write_timeseries + result.save", totals["llem_save"], b(totals["base_save"])
+        ),
+        row(
+            "baseline load: json.loads, pq.read_table", totals["base_load"], b(totals["base_load"])
+        ),
+        row("llem load: from_json + read_timeseries", totals["llem_load"], b(totals["base_load"])),
+        row("baseline save + load", both_base, b(both_base)),
+        row("llem save + load", both_llem, b(both_base), "<= 1.5"),
+        row("  part: baseline json save", parts["base_save_json"], b(parts["base_save_json"])),
+        row(
+            "  part: llem result.save (json only)",
+            parts["llem_save_json"],
+            b(parts["base_save_json"]),
+        ),
+        row("  part: baseline json load", parts["base_load_json"], b(parts["base_load_json"])),
+        row("  part: llem from_json", parts["llem_load_json"], b(parts["base_load_json"])),
+        row(
+            "  part: baseline pq.write_table",
+            parts["base_save_parquet"],
+            b(parts["base_save_parquet"]),
+        ),
+        row(
+            "  part: llem write_timeseries (1M PowerSample)",
+            parts["llem_save_parquet"],
+            b(parts["base_save_parquet"]),
+        ),
+        row(
+            "  part: baseline pq.read_table",
+            parts["base_load_parquet"],
+            b(parts["base_load_parquet"]),
+        ),
+        row(
+            "  part: llem read_timeseries",
+            parts["llem_load_parquet"],
+            b(parts["base_load_parquet"]),
+        ),
+    ]
+
+
+# -- (2) aggregation -------------------------------------------------------------------------
+
+
+def numpy_latency(raws: Sequence[RawProcessResult]) -> dict[str, tuple[float, ...]]:
+    """The baseline: each metric concatenated into one array, then numpy's statistics."""
+    requests = [r for raw in raws for r in raw.requests]
+    columns = {
+        "ttft": np.fromiter((r.ttft_ms for r in requests if r.ttft_ms is not None), float),
+        "e2e": np.fromiter((r.e2e_ms for r in requests if r.e2e_ms is not None), float),
+        "tpot": np.fromiter((t for r in requests if (t := r.tpot_ms) is not None), float),
+        "itl": np.fromiter(
+            itertools.chain.from_iterable(r.itl_ms for r in requests),
+            float,
+            count=sum(len(r.itl_ms) for r in requests),
+        ),
+    }
+    return {
+        name: (
+            *np.percentile(values, PERCENTILES).tolist(),
+            float(values.mean()),
+            float(values.min()),
+            float(values.max()),
+        )
+        for name, values in columns.items()
+    }
+
+
+def bench_aggregation(rounds: int) -> list[str]:
+    config = example_config(n=AGG_PROCESSES * AGG_REQUESTS_PER_PROCESS, max_new_tokens=128)
+    raws = build_raws(config, AGG_PROCESSES, AGG_REQUESTS_PER_PROCESS, lambda _: AGG_OUTPUT_TOKENS)
+    effective = config.model_dump(mode="json")
+    gaps = np.fromiter(
+        itertools.chain.from_iterable(r.itl_ms for raw in raws for r in raw.requests), float
+    )
+    outputs: dict[str, object] = {}
+
+    def base() -> None:
+        outputs["numpy"] = numpy_latency(raws)
+
+    def llem() -> None:
+        outputs["llem"] = aggregate_results(raws, effective_config=effective)
+
+    def reference() -> None:
+        np.percentile(gaps, PERCENTILES)
+
+    times = alternate({"base": base, "llem": llem, "reference": reference}, rounds)
+    result = outputs["llem"]
+    assert isinstance(result, ExperimentResult)
+    expected = outputs["numpy"]
+    assert isinstance(expected, dict)
+    itl = result.latency.itl
+    assert itl is not None
+    assert itl.count == gaps.size
+    got = (itl.median_ms, itl.p90_ms, itl.p95_ms, itl.p99_ms, itl.mean_ms, itl.min_ms, itl.max_ms)
+    assert np.allclose(got, expected["itl"], rtol=1e-9, atol=0.0), (got, expected["itl"])
+    b = statistics.median(times["base"])
+    return [
+        f"(2) aggregation: {AGG_PROCESSES} processes x {AGG_REQUESTS_PER_PROCESS:,} requests x "
+        f"{AGG_OUTPUT_TOKENS} output tokens = {gaps.size:,} inter-token latencies "
+        f"({gaps.size // AGG_PROCESSES:,} per process)",
+        "",
+        "| case | median | spread | ratio | target |",
+        "|---|---|---|---|---|",
+        row("baseline: numpy concatenation + np.percentile (4 metrics)", times["base"], b),
+        row("llem: aggregate_results", times["llem"], b, "<= 2"),
+        row("reference: np.percentile of the 8M gaps alone", times["reference"], b),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 timed rounds instead of 5")
+    parser.add_argument("--only", choices=["save-load", "aggregation"], default=None)
+    args = parser.parse_args()
+    rounds = 3 if args.quick else 5
+    print(f"llem persistence bench, {rounds} timed rounds per case after one warm-up")
+    lines: list[str] = []
+    if args.only in (None, "save-load"):
+        with tempfile.TemporaryDirectory(prefix="llem-bench-") as work:
+            lines += bench_save_load(rounds, Path(work))
+        lines.append("")
+    if args.only in (None, "aggregation"):
+        lines += bench_aggregation(rounds)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
