@@ -269,11 +269,16 @@ def test_ctrl_c_exits_130_and_says_what_was_kept(tmp_path: Path, llem_env: dict[
         stdout=subprocess.PIPE,
         text=True,
         env=llem_env,
+        # A shell without job control starts background jobs with SIGINT ignored, and
+        # children inherit that: give llem the default disposition a terminal would.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     ) as run:
         assert run.stderr is not None
         for line in run.stderr:
             if line.startswith("inference"):
                 break
+        else:
+            pytest.fail("llem run ended before its inference started")
         time.sleep(0.5)
         run.send_signal(signal.SIGINT)
         _, rest = run.communicate(timeout=60)
