@@ -23,6 +23,7 @@ Target (issue 5): llem at least 0.97 of the plain figure on CPU.
 Run: uv run --frozen python bench/bench_run_overhead.py
 """
 
+import argparse
 import platform
 import statistics
 import tempfile
@@ -146,7 +147,7 @@ def row(case: str, rates: list[float], ratio: float, target: str) -> str:
     return f"{case:38} {median:10.0f} tok/s {spread:8.0f} tok/s {ratio:7.3f} {target:>8}"
 
 
-def main() -> None:
+def main(rounds: int = ROUNDS) -> None:
     torch.set_num_threads(THREADS)
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     model_dir = ensure_tiny_model()
@@ -159,7 +160,7 @@ def main() -> None:
         results_dir = Path(tmp)
         plain.warmup()
         llem_round(results_dir, -1)  # a whole unmeasured round; each round also warms up
-        for index in range(ROUNDS):
+        for index in range(rounds):
             order = (("llem", llem_rates), ("plain", plain_rates))
             # which side goes first alternates, so neither always follows the other
             for side, rates in order if index % 2 == 0 else order[::-1]:
@@ -169,7 +170,7 @@ def main() -> None:
                 if tokens != expected_tokens:
                     raise RuntimeError(f"{side} generated {tokens} tokens, not {expected_tokens}")
                 rates.append(tokens / window_s)
-        bookkeeping = [bookkeeping_s() for _ in range(ROUNDS)]
+        bookkeeping = [bookkeeping_s() for _ in range(rounds)]
     ratio = statistics.median(llem_rates) / statistics.median(plain_rates)
     plain_batch_s = expected_tokens / statistics.median(plain_rates) / len(plain.batches)
     paired = [ours / theirs for ours, theirs in zip(llem_rates, plain_rates, strict=True)]
@@ -179,7 +180,7 @@ def main() -> None:
         f"llem run overhead bench: llem/tiny fp32 on CPU ({cpu_model() or platform.machine()}, "
         f"{THREADS} torch thread), n={N}, batch {BATCH_SIZE}, {MAX_NEW_TOKENS} new tokens "
         f"(EOS ignored), greedy: {expected_tokens} output tokens per round; "
-        f"{ROUNDS} interleaved rounds each (llem, plain, plain, llem, ...)"
+        f"{rounds} interleaved rounds each (llem, plain, plain, llem, ...)"
     )
     print(f"{'case':38} {'median':>16} {'spread':>14} {'ratio':>7} {'target':>8}")
     print(row("plain transformers generate (baseline)", plain_rates, 1.0, ""))
@@ -206,4 +207,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--rounds", type=int, default=ROUNDS, help="rounds per side (more: tighter medians)"
+    )
+    main(parser.parse_args().rounds)
