@@ -125,3 +125,21 @@ def test_read_errors() -> None:
     assert "3 sample read(s) failed on GPU GPU-a (first: boom)" in _one(
         _clean(read_errors={"GPU-a": (3, "boom")})
     )
+
+
+def test_machine_warnings_judge_the_machine_not_a_window() -> None:
+    from llem_energy import machine_warnings
+
+    facts = MeasurementFacts(
+        duration_s=0.0,
+        energy_unavailable_reason="no NVML",
+        persistence_mode={"GPU-a": False, "GPU-b": True},
+        ecc_enabled={"GPU-a": True, "GPU-b": False},
+        extra=["CPU energy only"],
+    )
+    warnings = machine_warnings(facts)
+    assert warnings[0] == "CPU energy only"
+    assert warnings[1].startswith("no energy measured: no NVML")
+    assert warnings[2].startswith("persistence mode is off on GPU GPU-a")
+    assert warnings[3].startswith("ECC is off on GPU GPU-b")
+    assert len(warnings) == 4  # no short-window warning for a machine check

@@ -18,6 +18,7 @@ from llem_energy.checks import (
     MIN_WINDOW_S,
     THERMAL_DRIFT_C,
     MeasurementFacts,
+    machine_warnings,
     measurement_warnings,
     thermal_drift_c,
 )
@@ -85,6 +86,7 @@ __all__ = [
     "default_cache_dir",
     "in_container",
     "integrate_power_j",
+    "machine_warnings",
     "measurement_warnings",
     "package_versions",
     "rapl_delta_uj",

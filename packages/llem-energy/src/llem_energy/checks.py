@@ -234,6 +234,13 @@ def _read_errors(facts: MeasurementFacts) -> list[str]:
     ]
 
 
+def machine_warnings(facts: MeasurementFacts) -> list[str]:
+    """The warnings a machine calls for before any window opens (``llem env``): the energy
+    source, persistence mode and ECC; the window-dependent checks are not judged."""
+    checks = (_energy, _persistence, _ecc)
+    return [*facts.extra, *(warning for check in checks for warning in check(facts))]
+
+
 def measurement_warnings(facts: MeasurementFacts) -> list[str]:
     """Every warning ``facts`` call for, each saying what was detected and what to do."""
     checks = (

@@ -8,26 +8,21 @@ import typer
 
 def env(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False) -> None:
     """GPUs, NVML, RAPL, the energy source `auto` would use, and what would be warned about."""
-    from llem_energy import EnergyMeter
+    from llem_energy import EnergyMeter, MeasurementFacts, machine_warnings
     from llem_schema import EnergyConfig
 
     with EnergyMeter.create(EnergyConfig(source="auto")) as meter:
         snapshot = meter.environment()
         rapl = [zone.device_id for zone in meter.rapl.zones] if meter.rapl is not None else []
-        warnings = list(meter.setup_warnings)
-        if meter.unavailable_reason is not None:
-            warnings.append(f"no energy would be measured: {meter.unavailable_reason}")
-        warnings += [
-            f"persistence mode is off on {uuid}: enable it (nvidia-smi -pm 1) so the driver "
-            "does not reinitialise between runs"
-            for uuid, on in meter.persistence.items()
-            if on is False
-        ]
-        warnings += [
-            f"ECC is off on {uuid}: results are comparable only with other ECC-off runs"
-            for uuid, on in meter.ecc.items()
-            if on is False
-        ]
+        warnings = machine_warnings(
+            MeasurementFacts(
+                duration_s=0.0,
+                energy_unavailable_reason=meter.unavailable_reason,
+                persistence_mode=meter.persistence,
+                ecc_enabled=meter.ecc,
+                extra=meter.setup_warnings,
+            )
+        )
         report: dict[str, Any] = {
             "energy_sources": list(meter.sources),
             "rapl_domains": rapl,
