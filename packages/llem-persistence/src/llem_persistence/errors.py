@@ -2,7 +2,15 @@
 
 from llem_schema import LlemError
 
-__all__ = ["AggregationError", "PersistenceError", "UnsafePathError"]
+__all__ = [
+    "AggregationError",
+    "DuplicateResultError",
+    "ForeignDatabaseError",
+    "PersistenceError",
+    "StoreError",
+    "StoreLookupError",
+    "UnsafePathError",
+]
 
 
 class PersistenceError(LlemError):
@@ -15,3 +23,20 @@ class UnsafePathError(PersistenceError):
 
 class AggregationError(PersistenceError):
     """Per-process results cannot be combined (mixed models, duplicates, nothing to combine)."""
+
+
+class StoreError(PersistenceError):
+    """The results store failed: a corrupt database, a write that did not go through."""
+
+
+class StoreLookupError(StoreError, LookupError):
+    """Asked for something the store does not have: an unknown experiment id, a missing
+    result directory, no database at the given path."""
+
+
+class ForeignDatabaseError(StoreError):
+    """The database file is not an llem results store (another application's, or not SQLite)."""
+
+
+class DuplicateResultError(StoreError):
+    """A second live copy of an experiment that is already indexed from another directory."""

@@ -10,52 +10,56 @@ alone is enough to read any result llem ever wrote.
 >>> result = ExperimentResult.from_json("results/llama-3.2-1b_pytorch_2026-11-22T14-03-05")
 """
 
-from llem_schema._base import FrozenModel
-from llem_schema.backend import InferenceBackend, ModelInfo
-from llem_schema.config import (
-    BaselineConfig,
-    DecoderConfig,
-    EnergyConfig,
-    ExperimentConfig,
-    PromptsConfig,
-    PyTorchConfig,
-    WarmupConfig,
-    measurement_config_hash,
-    parse_config,
-)
-from llem_schema.errors import (
-    ConfigError,
-    InvalidExperimentIdError,
-    LlemError,
-    LlemWarning,
-    ResultFormatError,
-    SchemaVersionError,
-)
-from llem_schema.ids import ExperimentId, new_experiment_id, validate_experiment_id
-from llem_schema.json_schema import json_schema
-from llem_schema.measurement import (
-    BaselineMeasurement,
-    DeviceEnergy,
-    DeviceInfo,
-    EnergyBreakdown,
-    EnvironmentSnapshot,
-    FlopsEstimate,
-    GpuInfo,
-    ThermalThrottleInfo,
-    WarmupResult,
-)
-from llem_schema.metrics import EfficiencyMetrics, LatencyMetrics, LatencyStats
-from llem_schema.raw import RawProcessResult
-from llem_schema.records import RequestRecord, RequestTiming
-from llem_schema.result import (
-    RESULT_FILE,
-    TIMESERIES_FILE,
-    AggregationMetadata,
-    ExperimentResult,
-    MultiGPUMetrics,
-)
-from llem_schema.samples import TIMESERIES_COLUMNS, PowerSample
-from llem_schema.versions import SCHEMA_VERSION
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from llem_schema._base import FrozenModel
+    from llem_schema.backend import InferenceBackend, ModelInfo
+    from llem_schema.config import (
+        BaselineConfig,
+        DecoderConfig,
+        EnergyConfig,
+        ExperimentConfig,
+        PromptsConfig,
+        PyTorchConfig,
+        WarmupConfig,
+        measurement_config_hash,
+        parse_config,
+    )
+    from llem_schema.errors import (
+        ConfigError,
+        InvalidExperimentIdError,
+        LlemError,
+        LlemWarning,
+        ResultFormatError,
+        SchemaVersionError,
+    )
+    from llem_schema.ids import ExperimentId, new_experiment_id, validate_experiment_id
+    from llem_schema.json_schema import json_schema
+    from llem_schema.measurement import (
+        BaselineMeasurement,
+        DeviceEnergy,
+        DeviceInfo,
+        EnergyBreakdown,
+        EnvironmentSnapshot,
+        FlopsEstimate,
+        GpuInfo,
+        ThermalThrottleInfo,
+        WarmupResult,
+    )
+    from llem_schema.metrics import EfficiencyMetrics, LatencyMetrics, LatencyStats
+    from llem_schema.raw import RawProcessResult
+    from llem_schema.records import RequestRecord, RequestTiming
+    from llem_schema.result import (
+        RESULT_FILE,
+        TIMESERIES_FILE,
+        AggregationMetadata,
+        ExperimentResult,
+        MultiGPUMetrics,
+    )
+    from llem_schema.samples import TIMESERIES_COLUMNS, PowerSample
+    from llem_schema.versions import SCHEMA_VERSION
 
 __all__ = [
     "RESULT_FILE",
@@ -104,3 +108,66 @@ __all__ = [
     "parse_config",
     "validate_experiment_id",
 ]
+
+# Each public name and the module defining it. Modules load on first use, so importing
+# the package stays cheap (the CLI lists results without loading pydantic or pyarrow).
+_EXPORTS: dict[str, str] = {
+    "FrozenModel": "llem_schema._base",
+    "InferenceBackend": "llem_schema.backend",
+    "ModelInfo": "llem_schema.backend",
+    "BaselineConfig": "llem_schema.config",
+    "DecoderConfig": "llem_schema.config",
+    "EnergyConfig": "llem_schema.config",
+    "ExperimentConfig": "llem_schema.config",
+    "PromptsConfig": "llem_schema.config",
+    "PyTorchConfig": "llem_schema.config",
+    "WarmupConfig": "llem_schema.config",
+    "measurement_config_hash": "llem_schema.config",
+    "parse_config": "llem_schema.config",
+    "ConfigError": "llem_schema.errors",
+    "InvalidExperimentIdError": "llem_schema.errors",
+    "LlemError": "llem_schema.errors",
+    "LlemWarning": "llem_schema.errors",
+    "ResultFormatError": "llem_schema.errors",
+    "SchemaVersionError": "llem_schema.errors",
+    "ExperimentId": "llem_schema.ids",
+    "new_experiment_id": "llem_schema.ids",
+    "validate_experiment_id": "llem_schema.ids",
+    "json_schema": "llem_schema.json_schema",
+    "BaselineMeasurement": "llem_schema.measurement",
+    "DeviceEnergy": "llem_schema.measurement",
+    "DeviceInfo": "llem_schema.measurement",
+    "EnergyBreakdown": "llem_schema.measurement",
+    "EnvironmentSnapshot": "llem_schema.measurement",
+    "FlopsEstimate": "llem_schema.measurement",
+    "GpuInfo": "llem_schema.measurement",
+    "ThermalThrottleInfo": "llem_schema.measurement",
+    "WarmupResult": "llem_schema.measurement",
+    "EfficiencyMetrics": "llem_schema.metrics",
+    "LatencyMetrics": "llem_schema.metrics",
+    "LatencyStats": "llem_schema.metrics",
+    "RawProcessResult": "llem_schema.raw",
+    "RequestRecord": "llem_schema.records",
+    "RequestTiming": "llem_schema.records",
+    "RESULT_FILE": "llem_schema.result",
+    "TIMESERIES_FILE": "llem_schema.result",
+    "AggregationMetadata": "llem_schema.result",
+    "ExperimentResult": "llem_schema.result",
+    "MultiGPUMetrics": "llem_schema.result",
+    "TIMESERIES_COLUMNS": "llem_schema.samples",
+    "PowerSample": "llem_schema.samples",
+    "SCHEMA_VERSION": "llem_schema.versions",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -18,4 +18,5 @@ class FrozenModel(BaseModel):
         allow_inf_nan=False,
         validate_default=True,
         use_attribute_docstrings=False,
+        defer_build=True,
     )

@@ -1,0 +1,786 @@
+""":class:`ResultStore`: the SQLite index of result directories.
+
+The store indexes results; it never replaces them. Every row of a saved result comes from its
+``result.json`` and can be rebuilt from it (:meth:`ResultStore.import_tree`). One file, WAL
+journal, a busy timeout and ``BEGIN IMMEDIATE`` transactions, so several processes can write at
+once without "database is locked" failures; each result's rows commit together or not at all.
+"""
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from os import PathLike
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from llem_persistence.errors import (
+    DuplicateResultError,
+    ForeignDatabaseError,
+    StoreError,
+    StoreLookupError,
+    UnsafePathError,
+)
+from llem_persistence.store._schema import (
+    APPLICATION_ID,
+    MIGRATIONS,
+    STORE_SCHEMA_VERSION,
+    Migration,
+    migrate,
+)
+from llem_persistence.store.models import (
+    EXPERIMENT_STATUSES,
+    SUMMARY_FIELDS,
+    ExperimentStatus,
+    ExperimentSummary,
+    ImportReport,
+    IngestOutcome,
+    IntegrityReport,
+)
+
+if TYPE_CHECKING:
+    from llem_schema import ExperimentConfig, ExperimentResult, LatencyStats
+
+__all__ = ["DEFAULT_STORE_FILE", "SORT_KEYS", "ResultStore"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_STORE_FILE: Final = "llem.db"
+"""The store's file name inside a results directory: ``results/llem.db``."""
+
+_SQLITE_HEADER: Final = b"SQLite format 3\x00"
+_RESULT_FILE: Final = "result.json"  # llem_schema.RESULT_FILE, without importing pydantic here
+
+SORT_KEYS: Final[dict[str, tuple[str, bool]]] = {
+    "created": ("created_at", True),
+    "model": ("model", False),
+    "backend": ("backend", False),
+    "status": ("status", False),
+    "duration": ("duration_s", True),
+    "energy": ("total_energy_j", True),
+    "tokens_per_j": ("output_tokens_per_j", True),
+    "throughput": ("output_tokens_per_s", True),
+    "ttft": ("ttft_median_ms", False),
+    "e2e": ("e2e_median_ms", False),
+}
+"""``sort`` names of :meth:`ResultStore.list_experiments`: (column, descending by default)."""
+
+_SUMMARY_COLUMNS: Final = ", ".join(SUMMARY_FIELDS)
+
+_REQUEST_METRICS: Final = ("ttft_ms", "e2e_ms", "tpot_ms", "itl_max_ms")
+
+
+class ResultStore:
+    """The SQLite index of result directories (default ``results/llem.db``).
+
+    >>> with ResultStore("results/llem.db") as store:
+    ...     store.import_tree("results")
+    ...     best = store.list_experiments(sort="tokens_per_j", limit=5)
+
+    ``create=False`` opens an existing store only (a missing file is a
+    :class:`StoreLookupError`). An older store is migrated on opening, after a copy of it is
+    kept beside it (``llem.db.v1.bak``); a foreign database or a store written by a newer llem
+    is refused.
+    """
+
+    def __init__(
+        self,
+        path: str | PathLike[str],
+        *,
+        create: bool = True,
+        timeout_s: float = 60.0,
+    ) -> None:
+        self.path = Path(path)
+        self.timeout_s = timeout_s
+        self._base = self.path.absolute().parent
+        if not self.path.exists():
+            if not create:
+                raise StoreLookupError(
+                    f"no results store at {self.path}: run `llem run`, or index existing "
+                    "results with `llem results import DIR`"
+                )
+            if not self.path.parent.is_dir():
+                raise StoreLookupError(f"cannot create {self.path}: {self.path.parent} is missing")
+        elif self.path.is_dir():
+            raise StoreLookupError(f"{self.path} is a directory, not a results store")
+        else:
+            self._check_header()
+        with self._errors():
+            self._connection = sqlite3.connect(
+                self.path, timeout=timeout_s, isolation_level=None, check_same_thread=False
+            )
+        try:
+            with self._errors():
+                self._prepare(create=create)
+        except BaseException:
+            self._connection.close()
+            raise
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection (the WAL is checkpointed by SQLite when the last one closes)."""
+        self._connection.close()
+
+    def __enter__(self) -> "ResultStore":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        """The store's schema version (``PRAGMA user_version``)."""
+        with self._errors():
+            return int(self._connection.execute("PRAGMA user_version").fetchone()[0])
+
+    def migrate(self) -> list[Migration]:
+        """Apply pending migrations (opening does this too); returns those applied."""
+        with self._errors():
+            return self._upgrade()
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def ingest(self, result_dir: str | PathLike[str]) -> IngestOutcome:
+        """Index the result in ``result_dir`` (or its ``result.json``): all rows or none.
+
+        Idempotent: a result already indexed from the same path with the same content changes
+        nothing. A result moved elsewhere is re-pointed; a second live copy of an indexed
+        experiment is refused with a :class:`StoreError` naming both places.
+        """
+        from llem_schema import ExperimentResult
+
+        directory = self._result_dir(result_dir)
+        file = directory / _RESULT_FILE
+        try:
+            digest = hashlib.sha256(file.read_bytes()).hexdigest()
+        except OSError as exc:
+            raise StoreError(f"cannot read {file}: {exc.strerror or exc}") from None
+        stored = self._stored_path(directory)
+        with self._errors():
+            row = self._connection.execute(
+                "SELECT result_sha256 FROM experiments WHERE result_path = ?", (stored,)
+            ).fetchone()
+        if row is not None and row[0] == digest:
+            return IngestOutcome.UNCHANGED
+        result = ExperimentResult.from_json(file)
+        with self._errors():
+            return self._index(result, directory, stored, digest)
+
+    def import_tree(
+        self,
+        root: str | PathLike[str],
+        *,
+        on_result: Callable[[Path, int, int], None] | None = None,
+    ) -> ImportReport:
+        """Index every result directory below ``root`` (``root`` itself may be one).
+
+        Hidden directories (``.staging``) and directories without ``result.json`` (a save that
+        was interrupted) are passed over. A result that cannot be indexed (corrupt, a copy of
+        one already indexed) is skipped with a logged warning that names it; it is listed in
+        the report. ``on_result(directory, done, total)`` is called after each directory.
+        """
+        from llem_schema import LlemError
+
+        top = Path(root)
+        if not top.is_dir():
+            raise StoreLookupError(f"{top} is not a directory")
+        directories = sorted(_result_dirs(top))
+        report = ImportReport()
+        for done, directory in enumerate(directories, start=1):
+            try:
+                outcome = self.ingest(directory)
+            except LlemError as exc:
+                if isinstance(exc, StoreError) and not isinstance(
+                    exc, DuplicateResultError | StoreLookupError
+                ):
+                    raise  # the store itself failed: stop, rather than skip every result
+                logger.warning("skipped %s: %s", directory, exc)
+                report.skipped.append((directory, str(exc)))
+            else:
+                bucket = {
+                    IngestOutcome.ADDED: report.added,
+                    IngestOutcome.UPDATED: report.updated,
+                    IngestOutcome.UNCHANGED: report.unchanged,
+                }[outcome]
+                bucket.append(directory.name)
+            if on_result is not None:
+                on_result(directory, done, len(directories))
+        return report
+
+    def mark_running(
+        self,
+        experiment_id: str,
+        config: "ExperimentConfig",
+        *,
+        created: datetime | None = None,
+    ) -> None:
+        """Record a run that has started and has no result yet (``status = 'running'``)."""
+        from llem_persistence.store._rows import config_row
+
+        row = config_row(
+            experiment_id, config, status="running", created=created or datetime.now(UTC)
+        )
+        with self._errors(), self._transaction():
+            self._insert_experiment(row, conflict="DO NOTHING")
+
+    def mark_failed(self, experiment_id: str, error: str) -> None:
+        """Mark a running experiment failed, with the reason; a saved result is left as is."""
+        with self._errors(), self._transaction():
+            self._connection.execute(
+                "UPDATE experiments SET status = 'failed', error = ? "
+                "WHERE experiment_id = ? AND status = 'running'",
+                (error, experiment_id),
+            )
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def list_experiments(
+        self,
+        *,
+        statuses: Sequence[ExperimentStatus] | None = ("completed",),
+        model: str | None = None,
+        backend: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        min_output_tokens_per_j: float | None = None,
+        study_id: str | None = None,
+        sort: str = "created",
+        descending: bool | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[ExperimentSummary]:
+        """Experiments matching every filter given, sorted, one page of them.
+
+        ``statuses=None`` means any status; ``model`` and ``backend`` match a case-insensitive
+        part of the name; ``since``/``until`` bound the start time; ``sort`` is a key of
+        :data:`SORT_KEYS` (missing values last), ``descending`` defaults to the key's natural
+        direction (newest, most efficient, fastest first).
+        """
+        if sort not in SORT_KEYS:
+            raise StoreLookupError(
+                f"unknown sort key {sort!r}: choose one of {', '.join(SORT_KEYS)}"
+            )
+        if (limit is not None and limit < 0) or offset < 0:
+            raise StoreLookupError("limit and offset must not be negative")
+        column, natural = SORT_KEYS[sort]
+        direction = "DESC" if (natural if descending is None else descending) else "ASC"
+        where, parameters = self._filters(
+            statuses, model, backend, since, until, min_output_tokens_per_j, study_id
+        )
+        sql = (
+            f"SELECT {_SUMMARY_COLUMNS} FROM experiments{where} "
+            f"ORDER BY {column} IS NULL, {column} {direction}, experiment_id {direction}"
+        )
+        if limit is not None or offset:
+            sql += " LIMIT ? OFFSET ?"
+            parameters += [-1 if limit is None else limit, offset]
+        with self._errors():
+            rows = self._connection.execute(sql, parameters).fetchall()
+        return [self._summary(row) for row in rows]
+
+    def count_experiments(
+        self,
+        *,
+        statuses: Sequence[ExperimentStatus] | None = ("completed",),
+        model: str | None = None,
+        backend: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        min_output_tokens_per_j: float | None = None,
+        study_id: str | None = None,
+    ) -> int:
+        """How many experiments :meth:`list_experiments` would return without a limit."""
+        where, parameters = self._filters(
+            statuses, model, backend, since, until, min_output_tokens_per_j, study_id
+        )
+        with self._errors():
+            row = self._connection.execute(
+                f"SELECT count(*) FROM experiments{where}", parameters
+            ).fetchone()
+        return int(row[0])
+
+    def get(self, experiment_id: str) -> ExperimentSummary:
+        """One experiment, by its id or a unique beginning of it."""
+        with self._errors():
+            rows = self._connection.execute(
+                f"SELECT {_SUMMARY_COLUMNS} FROM experiments WHERE experiment_id = ?",
+                (experiment_id,),
+            ).fetchall()
+            if not rows:
+                rows = self._connection.execute(
+                    f"SELECT {_SUMMARY_COLUMNS} FROM experiments "
+                    "WHERE experiment_id LIKE ? ESCAPE '\\' ORDER BY experiment_id LIMIT 6",
+                    (_like_prefix(experiment_id),),
+                ).fetchall()
+        if not rows:
+            raise StoreLookupError(
+                f"no experiment {experiment_id!r} in {self.path} (see `llem results list --all`)"
+            )
+        if len(rows) > 1:
+            names = ", ".join(row[0] for row in rows[:5])
+            raise StoreLookupError(
+                f"{experiment_id!r} matches several experiments ({names}"
+                f"{', ...' if len(rows) > 5 else ''}): give more of the id"
+            )
+        return self._summary(rows[0])
+
+    def compare(self, experiment_ids: Sequence[str]) -> list[ExperimentSummary]:
+        """Several experiments side by side, in the order asked."""
+        if not experiment_ids:
+            raise StoreLookupError("compare needs at least one experiment id")
+        return [self.get(experiment_id) for experiment_id in experiment_ids]
+
+    def config(self, experiment_id: str) -> dict[str, Any]:
+        """The experiment's effective configuration."""
+        full_id = self.get(experiment_id).experiment_id
+        with self._errors():
+            (text,) = self._connection.execute(
+                "SELECT config_json FROM experiments WHERE experiment_id = ?", (full_id,)
+            ).fetchone()
+        config: dict[str, Any] = json.loads(text)
+        return config
+
+    def warnings(self, experiment_id: str) -> list[tuple[str, str]]:
+        """The experiment's warnings as ``(source, message)``, source being ``measurement``
+        or ``aggregation``."""
+        full_id = self.get(experiment_id).experiment_id
+        with self._errors():
+            rows = self._connection.execute(
+                "SELECT source, message FROM warnings WHERE experiment_id = ? ORDER BY position",
+                (full_id,),
+            ).fetchall()
+        return [(str(source), str(message)) for source, message in rows]
+
+    def request_stats(self, experiment_id: str) -> "dict[str, LatencyStats | None]":
+        """Statistics over the experiment's request rows: ``ttft_ms``, ``e2e_ms``, ``tpot_ms``
+        (each request's mean inter-token gap) and ``itl_max_ms`` (each request's longest gap)."""
+        from llem_schema import LatencyStats
+
+        full_id = self.get(experiment_id).experiment_id
+        with self._errors():
+            rows = self._connection.execute(
+                f"SELECT {', '.join(_REQUEST_METRICS)} FROM requests WHERE experiment_id = ?",
+                (full_id,),
+            ).fetchall()
+        columns = list(zip(*rows, strict=True)) if rows else [() for _ in _REQUEST_METRICS]
+        return {
+            name: LatencyStats.from_values(v for v in values if v is not None)
+            for name, values in zip(_REQUEST_METRICS, columns, strict=True)
+        }
+
+    # -- maintenance -----------------------------------------------------------------------
+
+    def check(self, *, verify_files: bool = True) -> IntegrityReport:
+        """SQLite's integrity and foreign-key checks, request counts, and (``verify_files``)
+        that every indexed result directory still exists and still matches its hash."""
+        problems: list[str] = []
+        with self._errors():
+            connection = self._connection
+            for (message,) in connection.execute("PRAGMA integrity_check"):
+                if message != "ok":
+                    problems.append(f"sqlite integrity: {message}")
+            for table, rowid, parent, _ in connection.execute("PRAGMA foreign_key_check"):
+                problems.append(f"sqlite: {table} row {rowid} points to a missing {parent} row")
+            for experiment_id, expected, found in connection.execute(
+                "SELECT e.experiment_id, e.requests, count(r.request_index) FROM experiments e "
+                "LEFT JOIN requests r USING (experiment_id) "
+                "WHERE e.status IN ('completed', 'incomplete') GROUP BY e.experiment_id "
+                "HAVING e.requests != count(r.request_index)"
+            ):
+                problems.append(f"{experiment_id}: {found} request rows, its result has {expected}")
+            indexed = connection.execute(
+                "SELECT experiment_id, result_path, result_sha256 FROM experiments "
+                "WHERE result_path IS NOT NULL ORDER BY experiment_id"
+            ).fetchall()
+        if verify_files:
+            for experiment_id, stored, digest in indexed:
+                directory = self._absolute(stored)
+                file = directory / _RESULT_FILE
+                try:
+                    found_digest = hashlib.sha256(file.read_bytes()).hexdigest()
+                except OSError:
+                    problems.append(
+                        f"{experiment_id}: {file} is missing (moved or deleted; "
+                        f"re-index with `llem results import DIR`)"
+                    )
+                    continue
+                if found_digest != digest:
+                    problems.append(
+                        f"{experiment_id}: {file} changed since it was indexed "
+                        f"(re-index with `llem results import {directory}`)"
+                    )
+        return IntegrityReport(experiments_checked=len(indexed), problems=problems)
+
+    def backup(self, target: str | PathLike[str], *, overwrite: bool = False) -> Path:
+        """Copy the store to ``target`` while it is in use (SQLite's online backup).
+
+        The copy is written beside ``target`` and renamed into place, so ``target`` is either
+        a complete backup or untouched.
+        """
+        destination = Path(target)
+        if destination.is_dir():
+            destination = destination / self.path.name
+        if destination.exists() and not overwrite:
+            raise StoreLookupError(f"{destination} exists; choose another file or overwrite it")
+        if destination.absolute() == self.path.absolute():
+            raise StoreLookupError(f"{destination} is the store itself")
+        temporary = destination.with_name(f".{destination.name}.{os.getpid()}.tmp")
+        try:
+            with self._errors(), contextlib.closing(sqlite3.connect(temporary)) as copy:
+                self._connection.backup(copy)
+            temporary.replace(destination)
+        finally:
+            temporary.unlink(missing_ok=True)
+        return destination
+
+    def restore(self, source: str | PathLike[str]) -> Path:
+        """Replace the store's contents with the backup ``source``; returns where the
+        store's previous contents were kept (``llem.db.before-restore-<time>``).
+
+        ``source`` must be an llem store that passes SQLite's integrity check; result
+        directories are not touched.
+        """
+        origin = Path(source)
+        if not origin.is_file():
+            raise StoreLookupError(f"no backup at {origin}")
+        with self._errors(), contextlib.closing(_open_backup(origin)) as backup:
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+            kept = self.backup(self.path.with_name(f"{self.path.name}.before-restore-{stamp}"))
+            backup.backup(self._connection)
+        with self._errors():
+            self._upgrade()
+        return kept
+
+    def vacuum(self) -> tuple[int, int]:
+        """Checkpoint the WAL and rebuild the file; returns its size before and after, bytes."""
+        before = self._size()
+        with self._errors():
+            self._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._connection.execute("VACUUM")
+            self._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return before, self._size()
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _check_header(self) -> None:
+        try:
+            with self.path.open("rb") as handle:
+                header = handle.read(len(_SQLITE_HEADER))
+        except OSError as exc:
+            raise StoreError(f"cannot read {self.path}: {exc.strerror or exc}") from None
+        if header and header != _SQLITE_HEADER:
+            raise ForeignDatabaseError(
+                f"{self.path} is not an llem results store (not an SQLite file): point --db at "
+                "an llem.db, or move this file aside and re-index with `llem results import DIR`"
+            )
+
+    def _prepare(self, *, create: bool) -> None:
+        connection = self._connection
+        connection.execute("PRAGMA foreign_keys = ON")
+        application_id = connection.execute("PRAGMA application_id").fetchone()[0]
+        if application_id == 0:
+            tables = connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            if tables:
+                raise ForeignDatabaseError(
+                    f"{self.path} is an SQLite database of another application, not an llem "
+                    "results store: point --db at an llem.db"
+                )
+            if not create:
+                raise StoreLookupError(
+                    f"{self.path} is an empty file, not a results store yet: "
+                    "index results with `llem results import DIR`"
+                )
+        elif application_id != APPLICATION_ID:
+            raise ForeignDatabaseError(
+                f"{self.path} is a database of another application (application_id "
+                f"{application_id:#x}), not an llem results store: point --db at an llem.db"
+            )
+        self._enable_wal()
+        connection.execute("PRAGMA synchronous = NORMAL")
+        self._upgrade()
+
+    def _enable_wal(self) -> None:
+        """Switch to WAL; another process doing the same at the same moment gets SQLITE_BUSY,
+        which the busy timeout does not cover here, so wait for it explicitly."""
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                mode = self._connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+                continue
+            if str(mode).lower() != "wal":
+                logger.warning("%s: WAL journal unavailable (%s)", self.path, mode)
+            return
+
+    def _upgrade(self, migrations: Sequence[Migration] = MIGRATIONS) -> list[Migration]:
+        version = self._user_version()
+        latest = migrations[-1].version
+        if version > latest:
+            raise StoreError(
+                f"{self.path} was written by a newer llem (store schema {version}, this llem "
+                f"knows up to {latest}): upgrade llem to read it"
+            )
+        if version == latest:
+            return []
+        if version > 0:
+            kept = self.backup(
+                self.path.with_name(f"{self.path.name}.v{version}.bak"), overwrite=True
+            )
+            logger.info(
+                "migrating %s from store schema %d; kept a copy at %s", self.path, version, kept
+            )
+        with self._transaction():
+            return migrate(self._connection, self._user_version(), migrations)
+
+    def _user_version(self) -> int:
+        return int(self._connection.execute("PRAGMA user_version").fetchone()[0])
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """``BEGIN IMMEDIATE``: take the write lock up front, so two writers queue on the busy
+        timeout instead of one failing when it upgrades a read lock."""
+        self._connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._connection.execute("ROLLBACK")
+            raise
+        self._connection.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Turn sqlite3's errors into one-line :class:`StoreError` messages that say what to do."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise _store_error(self.path, exc, self.timeout_s) from exc
+
+    def _index(
+        self, result: "ExperimentResult", directory: Path, stored: str, digest: str
+    ) -> IngestOutcome:
+        from llem_persistence.store._rows import experiment_row, request_rows, warning_rows
+
+        row = experiment_row(result)
+        requests = request_rows(result)
+        warnings = warning_rows(result)
+        connection = self._connection
+        with self._transaction():
+            existing = connection.execute(
+                "SELECT result_path, result_sha256, study_id FROM experiments "
+                "WHERE experiment_id = ?",
+                (result.experiment_id,),
+            ).fetchone()
+            outcome = IngestOutcome.ADDED
+            study_id = None
+            if existing is not None:
+                old_path, old_digest, study_id = existing
+                if old_path == stored and old_digest == digest:
+                    return IngestOutcome.UNCHANGED
+                if (
+                    old_path is not None
+                    and old_path != stored
+                    and self._holds(old_path, old_digest)
+                ):
+                    raise DuplicateResultError(
+                        f"{directory}: experiment {result.experiment_id} is already indexed from "
+                        f"{self._absolute(old_path)}; this copy is not indexed (remove one of "
+                        "them, or re-index after moving it)"
+                    )
+                connection.execute(
+                    "DELETE FROM experiments WHERE experiment_id = ?", (result.experiment_id,)
+                )
+                outcome = IngestOutcome.UPDATED
+            # another experiment indexed from this same path earlier (the directory was replaced)
+            connection.execute("DELETE FROM experiments WHERE result_path = ?", (stored,))
+            row |= {
+                "study_id": study_id,
+                "result_path": stored,
+                "result_sha256": digest,
+            }
+            self._insert_experiment(row)
+            connection.executemany(
+                "INSERT INTO requests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", requests
+            )
+            connection.executemany("INSERT INTO warnings VALUES (?, ?, ?, ?)", warnings)
+        return outcome
+
+    def _insert_experiment(self, row: dict[str, Any], *, conflict: str | None = None) -> None:
+        row = row | {"indexed_at": datetime.now(UTC).isoformat(timespec="microseconds")}
+        columns = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        suffix = f" ON CONFLICT (experiment_id) {conflict}" if conflict else ""
+        self._connection.execute(
+            f"INSERT INTO experiments ({columns}) VALUES ({marks}){suffix}", tuple(row.values())
+        )
+
+    def _filters(
+        self,
+        statuses: Sequence[ExperimentStatus] | None,
+        model: str | None,
+        backend: str | None,
+        since: datetime | None,
+        until: datetime | None,
+        min_output_tokens_per_j: float | None,
+        study_id: str | None,
+    ) -> tuple[str, list[object]]:
+        from llem_persistence.store._rows import utc_text
+
+        clauses: list[str] = []
+        parameters: list[object] = []
+        if statuses is not None:
+            unknown = sorted(set(statuses) - set(EXPERIMENT_STATUSES))
+            if unknown:
+                raise StoreLookupError(
+                    f"unknown status {unknown[0]!r}: choose from {', '.join(EXPERIMENT_STATUSES)}"
+                )
+            clauses.append(f"status IN ({', '.join('?' for _ in statuses)})")
+            parameters += statuses
+        for column, text in (("model", model), ("backend", backend)):
+            if text:
+                clauses.append(f"{column} LIKE ? ESCAPE '\\'")
+                parameters.append(f"%{_escape_like(text)}%")
+        if since is not None:
+            clauses.append("created_at >= ?")
+            parameters.append(utc_text(_aware(since)))
+        if until is not None:
+            clauses.append("created_at < ?")
+            parameters.append(utc_text(_aware(until)))
+        if min_output_tokens_per_j is not None:
+            clauses.append("output_tokens_per_j >= ?")
+            parameters.append(min_output_tokens_per_j)
+        if study_id is not None:
+            clauses.append("study_id = ?")
+            parameters.append(study_id)
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), parameters
+
+    def _summary(self, row: tuple[Any, ...]) -> ExperimentSummary:
+        values = dict(zip(SUMMARY_FIELDS, row, strict=True))
+        values["created_at"] = datetime.fromisoformat(values["created_at"])
+        if values["end_time"] is not None:
+            values["end_time"] = datetime.fromisoformat(values["end_time"])
+        if values["result_path"] is not None:
+            values["result_path"] = self._absolute(values["result_path"])
+        return ExperimentSummary(**values)
+
+    def _result_dir(self, path: str | PathLike[str]) -> Path:
+        candidate = Path(path)
+        if candidate.name == _RESULT_FILE and candidate.is_file():
+            candidate = candidate.parent
+        if not candidate.is_dir():
+            raise StoreLookupError(f"no result directory at {candidate}")
+        if not (candidate / _RESULT_FILE).is_file():
+            raise StoreLookupError(
+                f"{candidate} holds no {_RESULT_FILE}: not a result directory (or its save "
+                "was interrupted)"
+            )
+        return candidate.absolute()
+
+    def _stored_path(self, directory: Path) -> str:
+        """Relative to the store's directory when inside it, so a moved results tree still
+        resolves; absolute otherwise."""
+        resolved = directory.resolve()
+        base = self._base.resolve()
+        if resolved.is_relative_to(base):
+            return resolved.relative_to(base).as_posix()
+        return str(resolved)
+
+    def _absolute(self, stored: str) -> Path:
+        path = Path(stored)
+        if path.is_absolute():
+            return path
+        if ".." in path.parts:
+            raise UnsafePathError(
+                f"{self.path}: indexed path {stored!r} leaves the store's directory"
+            )
+        return self._base / path
+
+    def _holds(self, stored: str, digest: str | None) -> bool:
+        """Whether the indexed directory ``stored`` still holds the indexed result."""
+        try:
+            data = (self._absolute(stored) / _RESULT_FILE).read_bytes()
+        except OSError:
+            return False
+        return hashlib.sha256(data).hexdigest() == digest
+
+    def _size(self) -> int:
+        wal = self.path.with_name(self.path.name + "-wal")
+        return self.path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+
+
+def _result_dirs(root: Path) -> Iterator[Path]:
+    """Directories below ``root`` holding ``result.json``; hidden ones are not entered."""
+    for current, subdirectories, files in os.walk(root):
+        if _RESULT_FILE in files:
+            subdirectories.clear()  # results do not nest
+            yield Path(current)
+            continue
+        subdirectories[:] = [d for d in subdirectories if not d.startswith(".")]
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def _store_error(path: Path, exc: sqlite3.Error, timeout_s: float) -> StoreError:
+    text = str(exc)
+    if _is_busy(exc):
+        return StoreError(
+            f"{path} is busy: another process held it for more than {timeout_s:g} s; try again"
+        )
+    if isinstance(exc, sqlite3.DatabaseError) and ("malformed" in text or "not a database" in text):
+        return StoreError(
+            f"{path} is corrupt ({text}): restore a backup with `llem db restore FILE`, or move "
+            f"it aside and rebuild the index with `llem results import {path.parent}`"
+        )
+    if "readonly" in text or "unable to open" in text:
+        return StoreError(f"cannot write {path}: {text}")
+    return StoreError(f"{path}: {text}")
+
+
+def _open_backup(path: Path) -> sqlite3.Connection:
+    """A read-only connection to an llem store that passes SQLite's integrity check."""
+    with path.open("rb") as handle:
+        if handle.read(len(_SQLITE_HEADER)) != _SQLITE_HEADER:
+            raise ForeignDatabaseError(f"{path} is not an llem results store (not an SQLite file)")
+    connection = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+    try:
+        application_id = connection.execute("PRAGMA application_id").fetchone()[0]
+        if application_id != APPLICATION_ID:
+            raise ForeignDatabaseError(
+                f"{path} is not an llem results store (application_id {application_id:#x})"
+            )
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        if version > STORE_SCHEMA_VERSION:
+            raise StoreError(
+                f"{path} was written by a newer llem (store schema {version}); upgrade llem"
+            )
+        problems = [m for (m,) in connection.execute("PRAGMA integrity_check") if m != "ok"]
+        if problems:
+            raise StoreError(f"{path} is damaged, not restored: {problems[0]}")
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _like_prefix(text: str) -> str:
+    return f"{_escape_like(text)}%"
+
+
+def _aware(when: datetime) -> datetime:
+    """Naive datetimes are taken as local time, as a user typing ``--since 2026-11-01`` means."""
+    return when if when.tzinfo is not None else when.astimezone()
