@@ -90,9 +90,9 @@ class IngestOutcome(enum.Enum):
 class ImportReport:
     """What :meth:`ResultStore.import_tree` found below a root."""
 
-    added: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
+    added: list[Path] = field(default_factory=list)
+    updated: list[Path] = field(default_factory=list)
+    unchanged: list[Path] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     """Directories not indexed, each with the reason (corrupt, a duplicate id, ...)."""
 

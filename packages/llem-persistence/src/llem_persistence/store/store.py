@@ -104,8 +104,10 @@ class ResultStore:
                     f"no results store at {self.path}: run `llem run`, or index existing "
                     "results with `llem results import DIR`"
                 )
-            if not self.path.parent.is_dir():
-                raise StoreLookupError(f"cannot create {self.path}: {self.path.parent} is missing")
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create {self.path}: {exc.strerror or exc}") from None
         elif self.path.is_dir():
             raise StoreLookupError(f"{self.path} is a directory, not a results store")
         else:
@@ -139,10 +141,13 @@ class ResultStore:
         with self._errors():
             return int(self._connection.execute("PRAGMA user_version").fetchone()[0])
 
-    def migrate(self) -> list[Migration]:
-        """Apply pending migrations (opening does this too); returns those applied."""
+    def migrate(self, migrations: Sequence[Migration] = MIGRATIONS) -> list[Migration]:
+        """Apply pending ``migrations`` (opening applies llem's own too); returns those applied.
+
+        A store already at a version is kept as ``llem.db.v<version>.bak`` before it changes.
+        """
         with self._errors():
-            return self._upgrade()
+            return self._upgrade(migrations)
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -208,7 +213,7 @@ class ResultStore:
                     IngestOutcome.UPDATED: report.updated,
                     IngestOutcome.UNCHANGED: report.unchanged,
                 }[outcome]
-                bucket.append(directory.name)
+                bucket.append(directory)
             if on_result is not None:
                 on_result(directory, done, len(directories))
         return report
@@ -483,9 +488,14 @@ class ResultStore:
     def _prepare(self, *, create: bool) -> None:
         connection = self._connection
         connection.execute("PRAGMA foreign_keys = ON")
-        application_id = connection.execute("PRAGMA application_id").fetchone()[0]
-        if application_id == 0:
+        # one read transaction: another process may be creating the store right now
+        connection.execute("BEGIN")
+        try:
+            application_id = connection.execute("PRAGMA application_id").fetchone()[0]
             tables = connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        finally:
+            connection.execute("COMMIT")
+        if application_id == 0:
             if tables:
                 raise ForeignDatabaseError(
                     f"{self.path} is an SQLite database of another application, not an llem "

@@ -1,0 +1,298 @@
+"""The results store on real SQLite files: indexing, idempotence, queries."""
+
+import logging
+import shutil
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from llem_persistence import (
+    DuplicateResultError,
+    IngestOutcome,
+    ResultStore,
+    StoreLookupError,
+)
+from llem_schema import ExperimentResult, LatencyStats
+from llem_schema.testing import EXAMPLE_START, example_config
+
+MakeResult = Callable[..., Path]  # the conftest fixture: (experiment_id, *, model, hours, root)
+
+
+def rows(db: Path, sql: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(db) as connection:
+        return connection.execute(sql).fetchall()
+
+
+def test_an_ingested_result_is_listed_with_its_metrics_requests_and_warnings(
+    tmp_path: Path, make_result: MakeResult
+) -> None:
+    directory = make_result("exp-a")
+    result = ExperimentResult.from_json(directory)
+    with ResultStore(tmp_path / "results" / "llem.db") as store:
+        assert store.ingest(directory) is IngestOutcome.ADDED
+        summary = store.get("exp-a")
+        warnings = store.warnings("exp-a")
+        config = store.config("exp-a")
+    assert summary.status == "completed"
+    assert summary.result_path == directory.resolve()
+    assert summary.created_at == result.start_time
+    assert (summary.model, summary.backend, summary.precision) == ("llem/tiny", "pytorch", "fp16")
+    assert (summary.batch_size, summary.num_processes, summary.requests) == (4, 2, 12)
+    assert summary.output_tokens == result.output_tokens
+    assert summary.total_energy_j == result.total_energy_j
+    assert summary.output_tokens_per_j == result.efficiency.output_tokens_per_j
+    assert result.latency.ttft is not None
+    assert summary.ttft_median_ms == result.latency.ttft.median_ms
+    assert summary.warning_count == len(warnings) == 1
+    assert warnings == [("measurement", "fewer than 30 prompts")]
+    assert config == result.effective_config
+    db = tmp_path / "results" / "llem.db"
+    # the path is kept relative to the store, so the whole tree can move
+    assert rows(db, "SELECT result_path FROM experiments") == [(directory.name,)]
+    assert rows(db, "SELECT count(*) FROM requests") == [(12,)]
+
+
+def test_request_statistics_follow_the_metric_definitions(
+    tmp_path: Path, make_result: MakeResult
+) -> None:
+    directory = make_result("exp-a")
+    result = ExperimentResult.from_json(directory)
+    requests = [r for p in result.process_results for r in p.requests]
+    with ResultStore(tmp_path / "llem.db") as store:
+        store.ingest(directory)
+        stats = store.request_stats("exp-a")
+    assert stats["ttft_ms"] == result.latency.ttft
+    assert stats["e2e_ms"] == result.latency.e2e
+    assert stats["tpot_ms"] == LatencyStats.from_values(
+        r.tpot_ms for r in requests if r.tpot_ms is not None
+    )
+    assert stats["itl_max_ms"] == LatencyStats.from_values(
+        max(r.itl_ms) for r in requests if r.itl_ms
+    )
+
+
+def test_ingesting_the_same_result_twice_changes_nothing(
+    tmp_path: Path, make_result: MakeResult
+) -> None:
+    directory = make_result("exp-a")
+    db = tmp_path / "llem.db"
+    with ResultStore(db) as store:
+        store.ingest(directory)
+        before = rows(db, "SELECT * FROM experiments")
+        assert store.ingest(directory) is IngestOutcome.UNCHANGED
+        assert store.ingest(directory / "result.json") is IngestOutcome.UNCHANGED
+    assert rows(db, "SELECT * FROM experiments") == before
+    assert rows(db, "SELECT count(*) FROM requests") == [(12,)]
+
+
+def test_a_rewritten_result_replaces_its_rows(tmp_path: Path, make_result: MakeResult) -> None:
+    directory = make_result("exp-a")
+    db = tmp_path / "llem.db"
+    with ResultStore(db) as store:
+        store.ingest(directory)
+        result = ExperimentResult.from_json(directory)
+        rewritten = result.model_copy(update={"measurement_warnings": ["a", "b"]})
+        (directory / "result.json").write_text(rewritten.model_dump_json())
+        assert store.ingest(directory) is IngestOutcome.UPDATED
+        assert store.warnings("exp-a") == [("measurement", "a"), ("measurement", "b")]
+    assert rows(db, "SELECT count(*) FROM requests") == [(12,)]
+    assert rows(db, "SELECT count(*) FROM experiments") == [(1,)]
+
+
+def test_a_moved_result_is_repointed_and_a_second_copy_is_refused(
+    tmp_path: Path, make_result: MakeResult
+) -> None:
+    directory = make_result("exp-a")
+    db = tmp_path / "llem.db"
+    with ResultStore(db) as store:
+        store.ingest(directory)
+        copy = tmp_path / "elsewhere" / directory.name
+        shutil.copytree(directory, copy)
+        with pytest.raises(DuplicateResultError) as caught:
+            store.ingest(copy)
+        assert str(caught.value) == (
+            f"{copy.absolute()}: experiment exp-a is already indexed from "
+            f"{directory.resolve()}; this copy is not indexed (remove one of them, or re-index "
+            "after moving it)"
+        )
+        shutil.rmtree(directory)
+        assert store.ingest(copy) is IngestOutcome.UPDATED
+        assert store.get("exp-a").result_path == copy.resolve()
+    assert rows(db, "SELECT count(*) FROM requests") == [(12,)]
+
+
+def test_a_store_moved_with_its_results_still_finds_them(
+    tmp_path: Path, make_result: MakeResult
+) -> None:
+    directory = make_result("exp-a")
+    with ResultStore(tmp_path / "results" / "llem.db") as store:
+        store.ingest(directory)
+    moved = tmp_path / "archive" / "results"
+    shutil.move(tmp_path / "results", moved)
+    with ResultStore(moved / "llem.db", create=False) as store:
+        path = store.get("exp-a").result_path
+        assert path == moved.resolve() / directory.name
+        assert store.check().ok
+
+
+def test_import_tree_indexes_every_result_and_names_what_it_skips(
+    tmp_path: Path, make_result: MakeResult, caplog: pytest.LogCaptureFixture
+) -> None:
+    results = tmp_path / "results"
+    made = [make_result(f"exp-{index}", hours=index) for index in range(3)]
+    nested = make_result("exp-nested", root=results / "study-1")
+    corrupt = results / "corrupt_run"
+    corrupt.mkdir()
+    (corrupt / "result.json").write_text('{"schema_version": "1.0", "model": ')
+    (results / "interrupted_save").mkdir()  # a killed save: no result.json
+    (results / "interrupted_save" / ".result.json.123.tmp").write_text("{")
+    staged = results / ".staging" / "exp-staged"
+    staged.mkdir(parents=True)
+    shutil.copy(nested / "result.json", staged / "result.json")
+    seen: list[tuple[str, int, int]] = []
+    with caplog.at_level(logging.WARNING), ResultStore(results / "llem.db") as store:
+        report = store.import_tree(results, on_result=lambda d, i, n: seen.append((d.name, i, n)))
+        again = store.import_tree(results)
+        ids = [s.experiment_id for s in store.list_experiments(sort="created", descending=False)]
+    assert sorted(report.added) == sorted(d.absolute() for d in [*made, nested])
+    assert report.indexed == 4
+    assert not report.updated
+    assert not report.unchanged
+    assert [path for path, _ in report.skipped] == [corrupt]
+    assert "result.json" in report.skipped[0][1]
+    assert f"skipped {corrupt}" in caplog.text
+    assert [n for _, _, n in seen] == [5] * 5
+    assert [i for _, i, _ in seen] == [1, 2, 3, 4, 5]
+    assert len(again.unchanged) == 4
+    assert not again.added
+    assert ids == ["exp-0", "exp-nested", "exp-1", "exp-2"]  # equal start times: by id
+
+
+def test_a_store_rebuilt_from_the_directories_equals_the_original(
+    tmp_path: Path, make_result: MakeResult
+) -> None:
+    for index in range(4):
+        make_result(f"exp-{index}", hours=index, model=f"org/model-{index % 2}")
+    results = tmp_path / "results"
+    with ResultStore(results / "llem.db") as store:
+        store.import_tree(results)
+        original = store.list_experiments()
+    for suffix in ("", "-wal", "-shm"):
+        (results / f"llem.db{suffix}").unlink(missing_ok=True)
+    with ResultStore(results / "llem.db") as store:
+        store.import_tree(results)
+        assert store.list_experiments() == original
+
+
+@pytest.fixture
+def populated(tmp_path: Path, make_result: MakeResult) -> ResultStore:
+    """Six experiments: two models, start times one hour apart, one failed, one running."""
+    for index in range(4):
+        make_result(f"exp-{index}", hours=index, model=("org/small" if index < 2 else "org/big"))
+    store = ResultStore(tmp_path / "results" / "llem.db")
+    store.import_tree(tmp_path / "results")
+    store.mark_running("exp-running", example_config(model="org/big"), created=EXAMPLE_START)
+    store.mark_running("exp-failed", example_config(), created=EXAMPLE_START)
+    store.mark_failed("exp-failed", "process 1 failed: out of memory")
+    return store
+
+
+def test_list_filters_sorts_and_pages(populated: ResultStore) -> None:
+    def ids(**filters: object) -> list[str]:
+        return [s.experiment_id for s in populated.list_experiments(**filters)]  # type: ignore[arg-type]
+
+    assert ids() == ["exp-3", "exp-2", "exp-1", "exp-0"]  # completed, newest first
+    assert ids(descending=False) == ["exp-0", "exp-1", "exp-2", "exp-3"]
+    assert ids(model="SMALL") == ["exp-1", "exp-0"]  # a case-insensitive part of the name
+    assert ids(model="org/big", statuses=None) == ["exp-3", "exp-2", "exp-running"]
+    assert ids(statuses=["failed"]) == ["exp-failed"]
+    assert ids(backend="torch", since=datetime(2026, 11, 22, 15, 3, 5, tzinfo=UTC)) == [
+        "exp-3",
+        "exp-2",
+        "exp-1",
+    ]
+    assert ids(until=datetime(2026, 11, 22, 15, 3, 5, tzinfo=UTC)) == ["exp-0"]
+    assert ids(limit=2) == ["exp-3", "exp-2"]
+    assert ids(limit=2, offset=2) == ["exp-1", "exp-0"]
+    assert ids(model="%") == []  # LIKE wildcards are taken literally
+    assert populated.count_experiments() == 4
+    assert populated.count_experiments(statuses=None) == 6
+    efficiency = populated.get("exp-0").output_tokens_per_j
+    assert efficiency is not None
+    assert len(ids(min_output_tokens_per_j=efficiency)) == 4
+    assert ids(min_output_tokens_per_j=efficiency * 1.01) == []
+    failed = populated.get("exp-failed")
+    assert failed.error == "process 1 failed: out of memory"
+    assert failed.result_path is None
+    # missing values sort last whatever the direction
+    by_energy = ids(statuses=None, sort="energy", descending=False)
+    assert by_energy[-2:] == ["exp-failed", "exp-running"]
+
+
+def test_list_refuses_an_unknown_sort_key_and_status(populated: ResultStore) -> None:
+    with pytest.raises(StoreLookupError) as caught:
+        populated.list_experiments(sort="joules")
+    assert str(caught.value).startswith("unknown sort key 'joules': choose one of created, model")
+    with pytest.raises(StoreLookupError) as caught:
+        populated.list_experiments(statuses=["done"])  # type: ignore[list-item]
+    assert str(caught.value) == (
+        "unknown status 'done': choose from running, completed, failed, incomplete"
+    )
+
+
+def test_get_accepts_a_unique_prefix_and_says_what_is_wrong_otherwise(
+    populated: ResultStore,
+) -> None:
+    assert populated.get("exp-r").experiment_id == "exp-running"
+    with pytest.raises(StoreLookupError) as caught:
+        populated.get("exp-")
+    assert str(caught.value).startswith("'exp-' matches several experiments (exp-0, exp-1, ")
+    assert str(caught.value).endswith(", ...): give more of the id")
+    with pytest.raises(StoreLookupError) as caught:
+        populated.get("nope")
+    assert str(caught.value) == (
+        f"no experiment 'nope' in {populated.path} (see `llem results list --all`)"
+    )
+
+
+def test_compare_returns_the_experiments_in_the_order_asked(populated: ResultStore) -> None:
+    assert [s.experiment_id for s in populated.compare(["exp-2", "exp-0", "exp-3"])] == [
+        "exp-2",
+        "exp-0",
+        "exp-3",
+    ]
+
+
+def test_a_running_experiment_becomes_completed_when_its_result_is_indexed(
+    tmp_path: Path, make_result: MakeResult
+) -> None:
+    with ResultStore(tmp_path / "results" / "llem.db") as store:
+        store.mark_running("exp-a", example_config(), created=datetime.now(UTC))
+        assert store.get("exp-a").status == "running"
+        store.mark_running("exp-a", example_config())  # a repeat changes nothing
+        assert store.ingest(make_result("exp-a")) is IngestOutcome.UPDATED
+        summary = store.get("exp-a")
+        store.mark_failed("exp-a", "too late")  # only a running experiment can fail
+        assert store.get("exp-a") == summary
+    assert summary.status == "completed"
+    assert summary.requests == 12
+
+
+def test_an_incomplete_result_is_indexed_as_incomplete(
+    tmp_path: Path, template_result: ExperimentResult
+) -> None:
+    aggregation = template_result.aggregation.model_copy(
+        update={"expected_processes": 3, "complete": False, "missing_processes": [2]}
+    )
+    result = template_result.model_copy(
+        update={"experiment_id": "exp-partial", "aggregation": aggregation}
+    )
+    directory = ExperimentResult.model_validate(result.model_dump()).save(tmp_path)
+    with ResultStore(tmp_path / "llem.db") as store:
+        store.ingest(directory)
+        assert [s.experiment_id for s in store.list_experiments()] == []
+        summary = store.get("exp-partial")
+    assert (summary.status, summary.num_processes) == ("incomplete", 3)

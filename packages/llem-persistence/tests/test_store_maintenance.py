@@ -1,0 +1,239 @@
+"""The store's file: versions and migrations, foreign and corrupt files, integrity checks,
+backup and restore, vacuum. Every error is checked by the message a user sees."""
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from llem_persistence import (
+    ForeignDatabaseError,
+    ResultStore,
+    StoreError,
+    StoreLookupError,
+)
+from llem_persistence.store import STORE_SCHEMA_VERSION
+from llem_persistence.store._schema import APPLICATION_ID, MIGRATIONS, Migration
+
+MakeResult = Callable[..., Path]  # the conftest fixture: (experiment_id, *, model, hours, root)
+
+
+@pytest.fixture
+def store_with_two(tmp_path: Path, make_result: MakeResult) -> Path:
+    make_result("exp-a")
+    make_result("exp-b", hours=1)
+    db = tmp_path / "results" / "llem.db"
+    with ResultStore(db) as store:
+        store.import_tree(tmp_path / "results")
+    return db
+
+
+def test_a_new_store_is_marked_as_llem_s_and_versioned(tmp_path: Path) -> None:
+    db = tmp_path / "deep" / "er" / "llem.db"
+    with ResultStore(db) as store:
+        assert store.schema_version == STORE_SCHEMA_VERSION
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("PRAGMA application_id").fetchone() == (APPLICATION_ID,)
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        versions = connection.execute("SELECT version, description FROM store_schema").fetchall()
+    assert versions == [(1, "experiments, requests, warnings, studies")]
+
+
+def test_opening_without_create_needs_an_existing_store(tmp_path: Path) -> None:
+    with pytest.raises(StoreLookupError) as caught:
+        ResultStore(tmp_path / "llem.db", create=False)
+    assert str(caught.value) == (
+        f"no results store at {tmp_path / 'llem.db'}: run `llem run`, or index existing "
+        "results with `llem results import DIR`"
+    )
+    assert not (tmp_path / "llem.db").exists()  # nothing created by looking
+
+
+def test_a_file_that_is_not_sqlite_is_refused_and_left_alone(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    with pytest.raises(ForeignDatabaseError) as caught:
+        ResultStore(notes)
+    assert str(caught.value) == (
+        f"{notes} is not an llem results store (not an SQLite file): point --db at an "
+        "llem.db, or move this file aside and re-index with `llem results import DIR`"
+    )
+    assert notes.read_text() == "my notes\n"
+
+
+def test_another_application_s_database_is_refused_and_left_alone(tmp_path: Path) -> None:
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as connection:
+        connection.execute("CREATE TABLE invoices (id INTEGER)")
+    with pytest.raises(ForeignDatabaseError) as caught:
+        ResultStore(other)
+    assert str(caught.value) == (
+        f"{other} is an SQLite database of another application, not an llem results store: "
+        "point --db at an llem.db"
+    )
+    marked = tmp_path / "marked.db"
+    with sqlite3.connect(marked) as connection:
+        connection.execute("PRAGMA application_id = 42")
+    with pytest.raises(ForeignDatabaseError) as caught:
+        ResultStore(marked)
+    assert "(application_id 0x2a), not an llem results store" in str(caught.value)
+    with sqlite3.connect(other) as connection:
+        assert connection.execute("SELECT name FROM sqlite_master").fetchall() == [("invoices",)]
+
+
+def test_a_store_from_a_newer_llem_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "llem.db"
+    ResultStore(db).close()
+    with sqlite3.connect(db) as connection:
+        connection.execute("PRAGMA user_version = 99")
+    with pytest.raises(StoreError) as caught:
+        ResultStore(db)
+    assert str(caught.value) == (
+        f"{db} was written by a newer llem (store schema 99, this llem knows up to "
+        f"{STORE_SCHEMA_VERSION}): upgrade llem to read it"
+    )
+
+
+def test_a_corrupt_store_says_how_to_recover(store_with_two: Path) -> None:
+    data = bytearray(store_with_two.read_bytes())
+    page_size = int.from_bytes(data[16:18], "big")
+    data[page_size:] = b"\xa5" * (len(data) - page_size)  # every page after the first
+    store_with_two.write_bytes(bytes(data))
+    with pytest.raises(StoreError) as caught, ResultStore(store_with_two) as store:
+        store.list_experiments()
+    assert str(caught.value) == (
+        f"{store_with_two} is corrupt (database disk image is malformed): restore a backup "
+        "with `llem db restore FILE`, or move it aside and rebuild the index with "
+        f"`llem results import {store_with_two.parent}`"
+    )
+
+
+def test_a_store_with_a_damaged_header_says_how_to_recover(store_with_two: Path) -> None:
+    data = bytearray(store_with_two.read_bytes())
+    data[16:24] = b"\xff" * 8  # page size and format bytes
+    store_with_two.write_bytes(bytes(data))
+    with pytest.raises(StoreError) as caught:
+        ResultStore(store_with_two)
+    assert str(caught.value).startswith(f"{store_with_two} is corrupt (file is not a database)")
+
+
+def test_migrations_apply_in_order_and_keep_a_copy_of_the_old_store(tmp_path: Path) -> None:
+    db = tmp_path / "llem.db"
+    later = (
+        *MIGRATIONS,
+        Migration(2, "energy per request", "ALTER TABLE requests ADD COLUMN energy_j REAL;"),
+        Migration(3, "an index", "CREATE INDEX requests_by_tokens ON requests (output_tokens);"),
+    )
+    with ResultStore(db) as store:
+        applied = store.migrate(later)
+        assert [m.version for m in applied] == [2, 3]
+        assert store.schema_version == 3
+        assert store.migrate(later) == []
+    with sqlite3.connect(db) as connection:
+        assert [v for (v,) in connection.execute("SELECT version FROM store_schema")] == [1, 2, 3]
+        columns = [row[1] for row in connection.execute("PRAGMA table_info(requests)")]
+        assert "energy_j" in columns
+    with sqlite3.connect(tmp_path / "llem.db.v1.bak") as connection:
+        assert connection.execute("PRAGMA user_version").fetchone() == (1,)
+
+
+def test_a_failing_migration_leaves_the_store_at_its_version(tmp_path: Path) -> None:
+    db = tmp_path / "llem.db"
+    broken = (
+        *MIGRATIONS,
+        Migration(2, "adds a column", "ALTER TABLE requests ADD COLUMN energy_j REAL;"),
+        Migration(3, "broken", "ALTER TABLE no_such_table ADD COLUMN x;"),
+    )
+    with ResultStore(db) as store:
+        with pytest.raises(StoreError) as caught:
+            store.migrate(broken)
+        assert str(caught.value) == f"{db}: no such table: no_such_table"
+        assert store.schema_version == 1
+    with sqlite3.connect(db) as connection:
+        columns = [row[1] for row in connection.execute("PRAGMA table_info(requests)")]
+    assert "energy_j" not in columns  # migration 2 rolled back with 3
+
+
+def test_check_finds_missing_and_changed_results_and_lost_rows(
+    store_with_two: Path, tmp_path: Path
+) -> None:
+    with ResultStore(store_with_two) as store:
+        report = store.check()
+        assert report.ok
+        assert report.experiments_checked == 2
+        a = store.get("exp-a").result_path
+        b = store.get("exp-b").result_path
+        assert a is not None
+        assert b is not None
+        (a / "result.json").unlink()
+        (b / "result.json").write_text((b / "result.json").read_text() + "\n")
+        with sqlite3.connect(store_with_two) as connection:
+            connection.execute("DELETE FROM requests WHERE experiment_id = 'exp-b'")
+        report = store.check()
+    assert not report.ok
+    assert report.problems == [
+        "exp-b: 0 request rows, its result has 12",
+        f"exp-a: {a / 'result.json'} is missing (moved or deleted; re-index with "
+        "`llem results import DIR`)",
+        f"exp-b: {b / 'result.json'} changed since it was indexed (re-index with "
+        f"`llem results import {b}`)",
+    ]
+
+
+def test_backup_while_in_use_and_restore(store_with_two: Path, tmp_path: Path) -> None:
+    backup = tmp_path / "backups" / "llem-backup.db"
+    backup.parent.mkdir()
+    with ResultStore(store_with_two) as store:
+        assert store.backup(backup) == backup
+        with pytest.raises(StoreLookupError) as caught:
+            store.backup(backup)
+        assert str(caught.value) == f"{backup} exists; choose another file or overwrite it"
+        before = store.list_experiments()
+        with sqlite3.connect(store_with_two) as connection:
+            connection.execute("PRAGMA foreign_keys = ON")
+            connection.execute("DELETE FROM experiments WHERE experiment_id = 'exp-a'")
+        assert len(store.list_experiments()) == 1
+        kept = store.restore(backup)
+        assert store.list_experiments() == before
+        assert store.check().ok
+    assert kept.name.startswith("llem.db.before-restore-")
+    with ResultStore(kept, create=False) as previous:
+        assert [s.experiment_id for s in previous.list_experiments()] == ["exp-b"]
+    assert not list(backup.parent.glob(".*.tmp"))
+
+
+def test_restore_refuses_what_is_not_an_llem_backup(store_with_two: Path, tmp_path: Path) -> None:
+    notes = tmp_path / "notes.db"
+    notes.write_text("hello")
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as connection:
+        connection.execute("CREATE TABLE invoices (id INTEGER)")
+    with ResultStore(store_with_two) as store:
+        before = store.list_experiments()
+        with pytest.raises(ForeignDatabaseError) as caught:
+            store.restore(notes)
+        assert str(caught.value) == f"{notes} is not an llem results store (not an SQLite file)"
+        with pytest.raises(ForeignDatabaseError) as caught:
+            store.restore(other)
+        assert str(caught.value) == f"{other} is not an llem results store (application_id 0x0)"
+        with pytest.raises(StoreLookupError) as missing:
+            store.restore(tmp_path / "missing.db")
+        assert str(missing.value) == f"no backup at {tmp_path / 'missing.db'}"
+        assert store.list_experiments() == before
+    assert not list(store_with_two.parent.glob("llem.db.before-restore-*"))
+
+
+def test_vacuum_reclaims_space(tmp_path: Path, make_result: MakeResult) -> None:
+    for index in range(30):
+        make_result(f"exp-{index}", hours=index)
+    db = tmp_path / "results" / "llem.db"
+    with ResultStore(db) as store:
+        store.import_tree(tmp_path / "results")
+        with sqlite3.connect(db) as connection:
+            connection.execute("PRAGMA foreign_keys = ON")
+            connection.execute("DELETE FROM experiments WHERE experiment_id != 'exp-0'")
+        before, after = store.vacuum()
+        assert after < before
+        assert after == db.stat().st_size
+        assert [s.experiment_id for s in store.list_experiments()] == ["exp-0"]
