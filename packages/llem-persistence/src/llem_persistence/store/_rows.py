@@ -1,19 +1,15 @@
 """From an :class:`~llem_schema.ExperimentResult` to the store's rows."""
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from llem_persistence.store.models import utc_text
 from llem_schema import ExperimentConfig, ExperimentResult, LatencyStats
 
-__all__ = ["config_row", "experiment_row", "request_rows", "utc_text", "warning_rows"]
+__all__ = ["config_row", "experiment_row", "request_rows", "warning_rows"]
 
 Row = dict[str, Any]
-
-
-def utc_text(when: datetime) -> str:
-    """A timestamp as the store keeps it: UTC, ISO 8601, microseconds, so text order is time order."""
-    return when.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def _stat(stats: LatencyStats | None, name: str) -> float | None:

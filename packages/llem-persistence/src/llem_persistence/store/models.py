@@ -2,7 +2,7 @@
 
 import enum
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,6 +13,7 @@ __all__ = [
     "ImportReport",
     "IngestOutcome",
     "IntegrityReport",
+    "utc_text",
 ]
 
 ExperimentStatus = Literal["running", "completed", "failed", "incomplete"]
@@ -111,3 +112,9 @@ class IntegrityReport:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+def utc_text(when: datetime) -> str:
+    """A time as the store keeps it: UTC, ISO 8601 with microseconds, so text order is time
+    order."""
+    return when.astimezone(UTC).isoformat(timespec="microseconds")

@@ -41,6 +41,7 @@ from llem_persistence.store.models import (
     ImportReport,
     IngestOutcome,
     IntegrityReport,
+    utc_text,
 )
 
 if TYPE_CHECKING:
@@ -642,8 +643,6 @@ class ResultStore:
         min_output_tokens_per_j: float | None,
         study_id: str | None,
     ) -> tuple[str, list[object]]:
-        from llem_persistence.store._rows import utc_text
-
         clauses: list[str] = []
         parameters: list[object] = []
         if statuses is not None:
