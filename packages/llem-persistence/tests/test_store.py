@@ -296,3 +296,29 @@ def test_an_incomplete_result_is_indexed_as_incomplete(
         assert [s.experiment_id for s in store.list_experiments()] == []
         summary = store.get("exp-partial")
     assert (summary.status, summary.num_processes) == ("incomplete", 3)
+
+
+def test_studies_link_their_experiments_through_running_to_indexed(
+    tmp_path: Path, make_result: MakeResult
+) -> None:
+    results = tmp_path / "results"
+    with ResultStore(results / "llem.db") as store:
+        store.register_study(
+            "sweep-1-id", "sweep-1", design_hash="abc", study_dir=results / "sweep-1"
+        )
+        store.mark_running("exp-a", example_config(), study_id="sweep-1-id")
+        store.ingest(make_result("exp-a", root=results / "sweep-1"))
+        store.ingest(make_result("exp-b", root=results / "sweep-1", hours=1))
+        store.link_to_study("exp-b", "sweep-1-id")
+        store.ingest(make_result("exp-other", hours=2))
+        by_name = [s.experiment_id for s in store.list_experiments(study="sweep-1")]
+        by_id = [s.experiment_id for s in store.list_experiments(study="sweep-1-id")]
+        (study,) = store.studies()
+        assert store.count_experiments(study="nope") == 0
+        with pytest.raises(StoreLookupError) as caught:
+            store.link_to_study("exp-missing", "sweep-1-id")
+        assert str(caught.value) == f"no experiment 'exp-missing' in {store.path}"
+    assert by_name == by_id == ["exp-b", "exp-a"]  # exp-a kept its study when its result came
+    assert (study.study_id, study.name, study.design_hash) == ("sweep-1-id", "sweep-1", "abc")
+    assert study.study_dir == results.resolve() / "sweep-1"
+    assert (study.experiments, study.with_results) == (2, 2)

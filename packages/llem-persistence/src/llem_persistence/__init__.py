@@ -39,6 +39,7 @@ if TYPE_CHECKING:
         IngestOutcome,
         IntegrityReport,
         ResultStore,
+        StudySummary,
     )
     from llem_persistence.timeseries import merge_timeseries, read_timeseries, write_timeseries
 
@@ -63,6 +64,7 @@ __all__ = [
     "StagingRepository",
     "StoreError",
     "StoreLookupError",
+    "StudySummary",
     "UnsafePathError",
     "aggregate_results",
     "export",
@@ -107,6 +109,7 @@ _EXPORTS: dict[str, str] = {
     "IngestOutcome": "llem_persistence.store",
     "IntegrityReport": "llem_persistence.store",
     "ResultStore": "llem_persistence.store",
+    "StudySummary": "llem_persistence.store",
     "merge_timeseries": "llem_persistence.timeseries",
     "read_timeseries": "llem_persistence.timeseries",
     "write_timeseries": "llem_persistence.timeseries",

@@ -11,6 +11,7 @@ from llem_persistence.store.models import (
     ImportReport,
     IngestOutcome,
     IntegrityReport,
+    StudySummary,
 )
 from llem_persistence.store.store import DEFAULT_STORE_FILE, SORT_KEYS, ResultStore
 
@@ -25,4 +26,5 @@ __all__ = [
     "IngestOutcome",
     "IntegrityReport",
     "ResultStore",
+    "StudySummary",
 ]

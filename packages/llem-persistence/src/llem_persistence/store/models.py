@@ -13,6 +13,7 @@ __all__ = [
     "ImportReport",
     "IngestOutcome",
     "IntegrityReport",
+    "StudySummary",
     "utc_text",
 ]
 
@@ -77,6 +78,19 @@ class ExperimentSummary:
 
 
 SUMMARY_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ExperimentSummary))
+
+
+@dataclass(frozen=True, slots=True)
+class StudySummary:
+    """A registered study and how many of its experiments the store indexes."""
+
+    study_id: str
+    name: str
+    design_hash: str | None
+    created_at: datetime
+    study_dir: Path | None
+    experiments: int
+    with_results: int
 
 
 class IngestOutcome(enum.Enum):

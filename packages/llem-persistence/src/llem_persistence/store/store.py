@@ -41,6 +41,7 @@ from llem_persistence.store.models import (
     ImportReport,
     IngestOutcome,
     IntegrityReport,
+    StudySummary,
     utc_text,
 )
 
@@ -225,15 +226,75 @@ class ResultStore:
         config: "ExperimentConfig",
         *,
         created: datetime | None = None,
+        study_id: str | None = None,
     ) -> None:
-        """Record a run that has started and has no result yet (``status = 'running'``)."""
+        """Record a run that has started and has no result yet (``status = 'running'``),
+        as part of the study ``study_id`` (registered first with :meth:`register_study`)."""
         from llem_persistence.store._rows import config_row
 
         row = config_row(
             experiment_id, config, status="running", created=created or datetime.now(UTC)
         )
         with self._errors(), self._transaction():
-            self._insert_experiment(row, conflict="DO NOTHING")
+            self._insert_experiment(row | {"study_id": study_id}, conflict="DO NOTHING")
+
+    def register_study(
+        self,
+        study_id: str,
+        name: str,
+        *,
+        design_hash: str | None = None,
+        created: datetime | None = None,
+        study_dir: str | PathLike[str] | None = None,
+    ) -> None:
+        """Record a study (again: its name, design hash and directory are updated)."""
+        stored = None if study_dir is None else self._stored_path(Path(study_dir))
+        with self._errors(), self._transaction():
+            self._connection.execute(
+                "INSERT INTO studies (study_id, name, design_hash, created_at, study_path) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (study_id) DO UPDATE SET name = "
+                "excluded.name, design_hash = excluded.design_hash, study_path = "
+                "excluded.study_path",
+                (
+                    study_id,
+                    name,
+                    design_hash,
+                    utc_text(created or datetime.now(UTC)),
+                    stored,
+                ),
+            )
+
+    def link_to_study(self, experiment_id: str, study_id: str) -> None:
+        """Make an indexed experiment part of a registered study."""
+        with self._errors(), self._transaction():
+            found = self._connection.execute(
+                "UPDATE experiments SET study_id = ? WHERE experiment_id = ?",
+                (study_id, experiment_id),
+            ).rowcount
+        if not found:
+            raise StoreLookupError(f"no experiment {experiment_id!r} in {self.path}")
+
+    def studies(self) -> list[StudySummary]:
+        """Every registered study with how many of its experiments are indexed, newest first."""
+        with self._errors():
+            rows = self._connection.execute(
+                "SELECT s.study_id, s.name, s.design_hash, s.created_at, s.study_path, "
+                "count(e.experiment_id), count(e.result_path) FROM studies s "
+                "LEFT JOIN experiments e USING (study_id) GROUP BY s.study_id "
+                "ORDER BY s.created_at DESC, s.study_id DESC"
+            ).fetchall()
+        return [
+            StudySummary(
+                study_id=study_id,
+                name=name,
+                design_hash=design_hash,
+                created_at=datetime.fromisoformat(created),
+                study_dir=None if path is None else self._absolute(path),
+                experiments=experiments,
+                with_results=with_results,
+            )
+            for study_id, name, design_hash, created, path, experiments, with_results in rows
+        ]
 
     def mark_failed(self, experiment_id: str, error: str) -> None:
         """Mark a running experiment failed, with the reason; a saved result is left as is."""
@@ -255,7 +316,7 @@ class ResultStore:
         since: datetime | None = None,
         until: datetime | None = None,
         min_output_tokens_per_j: float | None = None,
-        study_id: str | None = None,
+        study: str | None = None,
         sort: str = "created",
         descending: bool | None = None,
         limit: int | None = None,
@@ -264,7 +325,7 @@ class ResultStore:
         """Experiments matching every filter given, sorted, one page of them.
 
         ``statuses=None`` means any status; ``model`` and ``backend`` match a case-insensitive
-        part of the name; ``since``/``until`` bound the start time; ``sort`` is a key of
+        part of the name; ``study`` is a study's id or name; ``since``/``until`` bound the start time; ``sort`` is a key of
         :data:`SORT_KEYS` (missing values last), ``descending`` defaults to the key's natural
         direction (newest, most efficient, fastest first).
         """
@@ -277,7 +338,7 @@ class ResultStore:
         column, natural = SORT_KEYS[sort]
         direction = "DESC" if (natural if descending is None else descending) else "ASC"
         where, parameters = self._filters(
-            statuses, model, backend, since, until, min_output_tokens_per_j, study_id
+            statuses, model, backend, since, until, min_output_tokens_per_j, study
         )
         sql = (
             f"SELECT {_SUMMARY_COLUMNS} FROM experiments{where} "
@@ -299,11 +360,11 @@ class ResultStore:
         since: datetime | None = None,
         until: datetime | None = None,
         min_output_tokens_per_j: float | None = None,
-        study_id: str | None = None,
+        study: str | None = None,
     ) -> int:
         """How many experiments :meth:`list_experiments` would return without a limit."""
         where, parameters = self._filters(
-            statuses, model, backend, since, until, min_output_tokens_per_j, study_id
+            statuses, model, backend, since, until, min_output_tokens_per_j, study
         )
         with self._errors():
             row = self._connection.execute(
@@ -641,7 +702,7 @@ class ResultStore:
         since: datetime | None,
         until: datetime | None,
         min_output_tokens_per_j: float | None,
-        study_id: str | None,
+        study: str | None,
     ) -> tuple[str, list[object]]:
         clauses: list[str] = []
         parameters: list[object] = []
@@ -666,9 +727,11 @@ class ResultStore:
         if min_output_tokens_per_j is not None:
             clauses.append("output_tokens_per_j >= ?")
             parameters.append(min_output_tokens_per_j)
-        if study_id is not None:
-            clauses.append("study_id = ?")
-            parameters.append(study_id)
+        if study is not None:
+            clauses.append(
+                "study_id IN (SELECT study_id FROM studies WHERE study_id = ? OR name = ?)"
+            )
+            parameters += [study, study]
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), parameters
 
     def _summary(self, row: tuple[Any, ...]) -> ExperimentSummary:
