@@ -230,6 +230,7 @@ def test_list_filters_sorts_and_pages(populated: ResultStore) -> None:
     # missing values sort last whatever the direction
     by_energy = ids(statuses=None, sort="energy", descending=False)
     assert by_energy[-2:] == ["exp-failed", "exp-running"]
+    assert ids(statuses=None, sort="energy")[-2:] == ["exp-running", "exp-failed"]
 
 
 def test_list_refuses_an_unknown_sort_key_and_status(populated: ResultStore) -> None:

@@ -73,6 +73,11 @@ SORT_KEYS: Final[dict[str, tuple[str, bool]]] = {
 """``sort`` names of :meth:`ResultStore.list_experiments`: (column, descending by default)."""
 
 _SUMMARY_COLUMNS: Final = ", ".join(SUMMARY_FIELDS)
+_NULLABLE: Final = frozenset(
+    column
+    for column, _ in SORT_KEYS.values()
+    if column not in {"created_at", "model", "backend", "status"}
+)
 
 _REQUEST_METRICS: Final = ("ttft_ms", "e2e_ms", "tpot_ms", "itl_max_ms")
 
@@ -340,9 +345,12 @@ class ResultStore:
         where, parameters = self._filters(
             statuses, model, backend, since, until, min_output_tokens_per_j, study
         )
+        # SQLite sorts NULL first ascending and last descending: only an ascending sort on a
+        # column that can be NULL needs the extra term, which would keep SQLite off the index
+        nulls_last = f"{column} IS NULL, " if direction == "ASC" and column in _NULLABLE else ""
         sql = (
             f"SELECT {_SUMMARY_COLUMNS} FROM experiments{where} "
-            f"ORDER BY {column} IS NULL, {column} {direction}, experiment_id {direction}"
+            f"ORDER BY {nulls_last}{column} {direction}, experiment_id {direction}"
         )
         if limit is not None or offset:
             sql += " LIMIT ? OFFSET ?"
