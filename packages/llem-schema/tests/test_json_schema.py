@@ -5,6 +5,7 @@ import jsonschema
 import pytest
 
 from llem_schema import SCHEMA_VERSION, json_schema
+from llem_schema.json_schema import DocumentKind
 from llem_schema.testing import example_config, example_raw_result, example_result
 
 
@@ -25,13 +26,31 @@ def test_raw_and_config_documents_validate_too() -> None:
     jsonschema.validate(example_config().model_dump(mode="json"), json_schema("config"))
 
 
-def test_schema_names_its_version_and_documents_every_field() -> None:
-    schema = json_schema()
+def test_a_study_file_validates_and_a_misspelt_study_key_does_not() -> None:
+    study = {"name": "bs", "base": {"n": 8}, "sweep": {"pytorch.batch_size": [1, 8]}}
+    jsonschema.validate(study, json_schema("study-config"))
+    with pytest.raises(jsonschema.ValidationError, match="cylces"):
+        jsonschema.validate(study | {"cylces": 2}, json_schema("study-config"))
+
+
+@pytest.mark.parametrize(
+    ("kind", "title"),
+    [
+        ("result", "ExperimentResult"),
+        ("raw", "RawProcessResult"),
+        ("config", "ExperimentConfig"),
+        ("study", "StudyResult"),
+        ("manifest", "StudyManifest"),
+        ("study-config", "StudyConfig"),
+    ],
+)
+def test_schema_names_its_version_and_documents_every_field(kind: DocumentKind, title: str) -> None:
+    schema = json_schema(kind)
     assert schema["x-llem-schema-version"] == SCHEMA_VERSION
-    assert schema["title"] == "ExperimentResult"
+    assert schema["title"] == title
     undocumented = [
         f"{name}.{field}"
-        for name, definition in [("ExperimentResult", schema), *schema["$defs"].items()]
+        for name, definition in [(title, schema), *schema.get("$defs", {}).items()]
         for field, spec in definition.get("properties", {}).items()
         if not spec.get("description")
     ]

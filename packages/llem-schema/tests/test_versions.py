@@ -25,8 +25,10 @@ def test_every_shipped_version_has_a_fixture_and_the_current_one_is_among_them()
     assert sorted(p.name for p in FIXTURES.iterdir()) == [f"v{v}" for v in SHIPPED_VERSIONS]
     for version in SHIPPED_VERSIONS:
         assert sorted(p.name for p in (FIXTURES / f"v{version}").iterdir()) == [
+            "manifest.json",
             "raw_process_0.json",
             "result.json",
+            "study.json",
         ]
     assert SCHEMA_VERSION in SHIPPED_VERSIONS
 

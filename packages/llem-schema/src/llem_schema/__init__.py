@@ -1,9 +1,9 @@
 """llem_schema: the result format of llem.
 
 Pydantic models for experiment configs (:class:`ExperimentConfig`), per-process and aggregated
-results (:class:`RawProcessResult`, :class:`ExperimentResult`), the backend interface
-(:class:`InferenceBackend`), the metric definitions, result.json I/O with version migrations,
-and the JSON Schema. Its only third-party dependency is pydantic: installing ``llem-schema``
+results (:class:`RawProcessResult`, :class:`ExperimentResult`), studies (:class:`StudyConfig`,
+:class:`StudyManifest`, :class:`StudyResult`), the backend interface (:class:`InferenceBackend`),
+the metric definitions, result.json I/O with version migrations, and the JSON Schema. Its only third-party dependency is pydantic: installing ``llem-schema``
 alone is enough to read any result llem ever wrote.
 
 >>> from llem_schema import ExperimentResult
@@ -59,17 +59,37 @@ if TYPE_CHECKING:
         MultiGPUMetrics,
     )
     from llem_schema.samples import TIMESERIES_COLUMNS, PowerSample
+    from llem_schema.statistics import MetricStatistics, cycle_statistics
+    from llem_schema.study_config import StudyConfig, parse_study
+    from llem_schema.study_manifest import MANIFEST_FILE, ManifestEntry, StudyManifest
+    from llem_schema.study_plan import (
+        PlannedRun,
+        SkippedPoint,
+        StudyPlan,
+        StudyPoint,
+        expand_study,
+    )
+    from llem_schema.study_result import (
+        STUDY_RESULT_FILE,
+        ConfigurationSummary,
+        StudyResult,
+        StudySummary,
+        summarize_study,
+    )
     from llem_schema.versions import SCHEMA_VERSION
 
 __all__ = [
+    "MANIFEST_FILE",
     "RESULT_FILE",
     "SCHEMA_VERSION",
+    "STUDY_RESULT_FILE",
     "TIMESERIES_COLUMNS",
     "TIMESERIES_FILE",
     "AggregationMetadata",
     "BaselineConfig",
     "BaselineMeasurement",
     "ConfigError",
+    "ConfigurationSummary",
     "DecoderConfig",
     "DeviceEnergy",
     "DeviceInfo",
@@ -89,8 +109,11 @@ __all__ = [
     "LatencyStats",
     "LlemError",
     "LlemWarning",
+    "ManifestEntry",
+    "MetricStatistics",
     "ModelInfo",
     "MultiGPUMetrics",
+    "PlannedRun",
     "PowerSample",
     "PromptsConfig",
     "PyTorchConfig",
@@ -99,13 +122,24 @@ __all__ = [
     "RequestTiming",
     "ResultFormatError",
     "SchemaVersionError",
+    "SkippedPoint",
+    "StudyConfig",
+    "StudyManifest",
+    "StudyPlan",
+    "StudyPoint",
+    "StudyResult",
+    "StudySummary",
     "ThermalThrottleInfo",
     "WarmupConfig",
     "WarmupResult",
+    "cycle_statistics",
+    "expand_study",
     "json_schema",
     "measurement_config_hash",
     "new_experiment_id",
     "parse_config",
+    "parse_study",
+    "summarize_study",
     "validate_experiment_id",
 ]
 
@@ -156,6 +190,23 @@ _EXPORTS: dict[str, str] = {
     "MultiGPUMetrics": "llem_schema.result",
     "TIMESERIES_COLUMNS": "llem_schema.samples",
     "PowerSample": "llem_schema.samples",
+    "MetricStatistics": "llem_schema.statistics",
+    "cycle_statistics": "llem_schema.statistics",
+    "StudyConfig": "llem_schema.study_config",
+    "parse_study": "llem_schema.study_config",
+    "MANIFEST_FILE": "llem_schema.study_manifest",
+    "ManifestEntry": "llem_schema.study_manifest",
+    "StudyManifest": "llem_schema.study_manifest",
+    "PlannedRun": "llem_schema.study_plan",
+    "SkippedPoint": "llem_schema.study_plan",
+    "StudyPlan": "llem_schema.study_plan",
+    "StudyPoint": "llem_schema.study_plan",
+    "expand_study": "llem_schema.study_plan",
+    "STUDY_RESULT_FILE": "llem_schema.study_result",
+    "ConfigurationSummary": "llem_schema.study_result",
+    "StudyResult": "llem_schema.study_result",
+    "StudySummary": "llem_schema.study_result",
+    "summarize_study": "llem_schema.study_result",
     "SCHEMA_VERSION": "llem_schema.versions",
 }
 

@@ -38,6 +38,7 @@ __all__ = [
     "config_error",
     "measurement_config_hash",
     "parse_config",
+    "unknown_key_message",
 ]
 
 TINY_MODEL: Final = "llem/tiny"
@@ -343,35 +344,48 @@ def parse_config(data: Mapping[str, Any]) -> ExperimentConfig:
         raise config_error(exc, ExperimentConfig) from None
 
 
-def config_error(exc: ValidationError, model: type[BaseModel]) -> ConfigError:
-    """Turn a pydantic ``ValidationError`` on ``model`` into a one-line :class:`ConfigError`."""
+def config_error(
+    exc: ValidationError, model: type[BaseModel], *, noun: str = "config"
+) -> ConfigError:
+    """Turn a pydantic ``ValidationError`` on ``model`` into a one-line :class:`ConfigError`.
+
+    ``noun`` names the document in the message (``config key 'n'``, ``study key 'cycles'``).
+    """
     errors = exc.errors(include_url=False)
     first = errors[0]
     key = ".".join(str(part) for part in first["loc"]) or None
-    message = _describe(first, model)
+    message = _describe(first, model, noun)
     more = len(errors) - 1
     if more:
         message += f" (and {more} more problem{'s' if more > 1 else ''})"
     return ConfigError(message, key=key)
 
 
-def _describe(error: ErrorDetails, model: type[BaseModel]) -> str:
+def unknown_key_message(model: type[BaseModel], loc: list[str], *, noun: str = "config") -> str:
+    """``unknown config key 'a.b'; did you mean 'c'? (allowed under a: ...)`` for ``loc``.
+
+    ``loc`` is the path of the unknown key; every part before the last must name a nested
+    model of ``model``.
+    """
+    key = ".".join(loc)
+    allowed = _allowed_keys(model, loc[:-1])
+    hint = difflib.get_close_matches(loc[-1], allowed, n=1)
+    suggestion = f"; did you mean '{hint[0]}'?" if hint else ""
+    under = f" under {'.'.join(loc[:-1])}" if loc[:-1] else ""
+    return f"unknown {noun} key '{key}'{suggestion} (allowed{under}: {', '.join(allowed)})"
+
+
+def _describe(error: ErrorDetails, model: type[BaseModel], noun: str) -> str:
     loc = [str(part) for part in error["loc"]]
     key = ".".join(loc)
     if error["type"] == "extra_forbidden":
-        allowed = _allowed_keys(model, loc[:-1])
-        hint = difflib.get_close_matches(loc[-1], allowed, n=1)
-        suggestion = f"; did you mean '{hint[0]}'?" if hint else ""
-        return (
-            f"unknown config key '{key}'{suggestion} "
-            f"(allowed{' under ' + '.'.join(loc[:-1]) if loc[:-1] else ''}: {', '.join(allowed)})"
-        )
+        return unknown_key_message(model, loc, noun=noun)
     text = error["msg"].removeprefix("Value error, ")
     if not key:
-        return f"invalid config: {text}"
+        return f"invalid {noun}: {text}"
     if error["type"] == "missing":
-        return f"config key '{key}' is required"
-    return f"config key '{key}': {text} (got {error['input']!r})"
+        return f"{noun} key '{key}' is required"
+    return f"{noun} key '{key}': {text} (got {error['input']!r})"
 
 
 def _allowed_keys(model: type[BaseModel], path: list[str]) -> list[str]:

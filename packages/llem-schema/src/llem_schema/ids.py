@@ -17,6 +17,7 @@ __all__ = [
     "timestamp_slug",
     "validate_experiment_id",
     "validate_sidecar_name",
+    "validate_study_name",
 ]
 
 MAX_EXPERIMENT_ID_LENGTH: Final = 128
@@ -30,16 +31,26 @@ def validate_experiment_id(value: str) -> str:
     Refused: empty, longer than 128 characters, ``..`` anywhere, separators, NUL, whitespace,
     a leading dot or dash, and anything outside ``[A-Za-z0-9._-]``.
     """
+    return _validate_component(value, "experiment id")
+
+
+def validate_study_name(value: str) -> str:
+    """A study name follows the experiment-id rules (:func:`validate_experiment_id`): it names
+    the study's directory."""
+    return _validate_component(value, "study name")
+
+
+def _validate_component(value: str, what: str) -> str:
     if not value:
-        raise InvalidExperimentIdError("experiment id is empty")
+        raise InvalidExperimentIdError(f"{what} is empty")
     if len(value) > MAX_EXPERIMENT_ID_LENGTH:
         raise InvalidExperimentIdError(
-            f"experiment id is {len(value)} characters long; at most "
+            f"{what} is {len(value)} characters long; at most "
             f"{MAX_EXPERIMENT_ID_LENGTH} are allowed"
         )
     if ".." in value or not _ID_RE.fullmatch(value):
         raise InvalidExperimentIdError(
-            f"experiment id {value!r} is not allowed: use letters, digits, '.', '_' and '-' "
+            f"{what} {value!r} is not allowed: use letters, digits, '.', '_' and '-' "
             "only, starting with a letter or digit, and no '..'"
         )
     return value

@@ -13,9 +13,11 @@ from typing import Any, Final
 from llem_schema.errors import ResultFormatError, SchemaVersionError
 
 __all__ = [
+    "MANIFEST_MIGRATIONS",
     "RAW_MIGRATIONS",
     "RESULT_MIGRATIONS",
     "SCHEMA_VERSION",
+    "STUDY_MIGRATIONS",
     "Migration",
     "MigrationRegistry",
     "parse_version",
@@ -97,3 +99,9 @@ RESULT_MIGRATIONS: Final = MigrationRegistry("result")
 
 RAW_MIGRATIONS: Final = MigrationRegistry("raw process result")
 """Migrations of staged per-process results (:class:`~llem_schema.RawProcessResult`)."""
+
+STUDY_MIGRATIONS: Final = MigrationRegistry("study result")
+"""Migrations of ``study.json`` (:class:`~llem_schema.StudyResult`)."""
+
+MANIFEST_MIGRATIONS: Final = MigrationRegistry("study manifest")
+"""Migrations of a study's ``manifest.json`` (:class:`~llem_schema.StudyManifest`)."""
