@@ -17,6 +17,7 @@ from llem.harness.progress import SilentReporter
 from llem_energy import nvml as nvml_module
 from llem_energy.testing import FakeGpu, FakeNvml
 from llem_persistence import read_timeseries
+from llem_persistence.store import ResultStore
 from llem_schema import ExperimentConfig, ExperimentResult
 
 
@@ -216,14 +217,24 @@ def test_a_killed_worker_leaves_the_staging_and_llem_aggregate_recovers_it(
     assert match, completed.stderr
     experiment_id = match[1]
     assert (results / ".staging" / experiment_id / "process_0.json").is_file()
-    assert not [p for p in results.iterdir() if p.name != ".staging"]  # nothing saved yet
+    assert not [p for p in results.iterdir() if p.is_dir() and p.name != ".staging"]
+    with ResultStore(results / "llem.db", create=False) as store:
+        failed = store.get(experiment_id)
+    assert failed.status == "failed"
+    assert failed.error == "process 1 was killed by signal 9"
+    assert failed.result_path is None
 
     recovered = llem("aggregate", experiment_id, "--output", str(results), env=llem_env)
     assert recovered.returncode == 0, recovered.stderr
     assert "incomplete, missing processes 1" in recovered.stdout
-    (directory,) = [p for p in results.iterdir() if p.name != ".staging"]
+    (directory,) = [p for p in results.iterdir() if p.is_dir() and p.name != ".staging"]
     result = ExperimentResult.from_json(directory)
     assert not result.aggregation.complete
+    with ResultStore(results / "llem.db", create=False) as store:
+        recovered_row = store.get(experiment_id)
+    assert recovered_row.status == "incomplete"  # the failed row now points at the result
+    assert recovered_row.result_path == directory.absolute()
+    assert recovered_row.requests == len(result.process_results[0].requests)
     assert result.aggregation.missing_processes == [1]
     assert [p.process_index for p in result.process_results] == [0]
     assert not (results / ".staging" / experiment_id).exists()
@@ -286,5 +297,8 @@ def test_ctrl_c_exits_130_and_says_what_was_kept(tmp_path: Path, llem_env: dict[
     assert rest.strip().splitlines()[-1] == (
         "error: interrupted; no process had finished, nothing was kept"
     )
-    assert list(tmp_path.iterdir()) in ([], [tmp_path / ".staging"])
+    assert [p for p in tmp_path.iterdir() if p.is_dir()] in ([], [tmp_path / ".staging"])
     assert not any((tmp_path / ".staging").glob("*/process_*.json"))
+    with ResultStore(tmp_path / "llem.db", create=False) as store:
+        (interrupted,) = store.list_experiments(statuses=None)
+    assert (interrupted.status, interrupted.error) == ("failed", "interrupted")

@@ -25,7 +25,8 @@ def llem(*args: str) -> subprocess.CompletedProcess[str]:
 def test_help_lists_the_commands() -> None:
     completed = llem("--help")
     assert completed.returncode == 0
-    assert "schema" in completed.stdout
+    for command in ("run", "aggregate", "results", "db", "config", "schema"):
+        assert f"│ {command} " in completed.stdout, command
 
 
 def test_version_names_both_packages() -> None:

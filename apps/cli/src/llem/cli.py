@@ -12,6 +12,8 @@ from typing import Annotated
 import typer
 
 from llem.commands import config as config_commands
+from llem.commands import db as db_commands
+from llem.commands import results as results_commands
 from llem.commands import schema as schema_commands
 from llem.commands.aggregate import aggregate
 from llem.commands.env import env
@@ -34,6 +36,8 @@ app = typer.Typer(
 app.command("run")(run)
 app.command("aggregate")(aggregate)
 app.command("env")(env)
+app.add_typer(results_commands.app, name="results")
+app.add_typer(db_commands.app, name="db")
 app.add_typer(config_commands.app, name="config")
 app.add_typer(schema_commands.app, name="schema")
 

@@ -2,6 +2,7 @@
 
 from typing import Final
 
+from llem_persistence.errors import ForeignDatabaseError, StoreLookupError
 from llem_schema import ConfigError, LlemError
 
 __all__ = [
@@ -32,8 +33,9 @@ class RunInterruptedError(LlemError):
 
 
 def exit_code_for(error: LlemError) -> int:
-    """2 for the user's mistakes (bad config or usage), 130 for Ctrl-C, 1 for failures."""
-    if isinstance(error, ConfigError | UsageError):
+    """2 for the user's mistakes (bad config or usage, an unknown experiment id, a missing or
+    foreign results store), 130 for Ctrl-C, 1 for failures (a corrupt store included)."""
+    if isinstance(error, ConfigError | UsageError | StoreLookupError | ForeignDatabaseError):
         return EXIT_USAGE
     if isinstance(error, RunInterruptedError):
         return EXIT_INTERRUPTED

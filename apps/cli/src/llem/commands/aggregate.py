@@ -1,41 +1,145 @@
-"""``llem aggregate``: recover the staged processes of a failed or interrupted run."""
+"""``llem aggregate``: recover the staged processes of a failed or interrupted run, or
+(``--force``) aggregate a saved result again from the process results it holds."""
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from llem.commands._store import db_option, resolve_db
 from llem.errors import UsageError
+
+if TYPE_CHECKING:
+    from llem.harness.indexing import StoreIndex
+    from llem_persistence import StagingRepository
+    from llem_persistence.store import ExperimentSummary
+    from llem_schema import ExperimentResult
+
+__all__ = ["aggregate"]
 
 
 def aggregate(
     experiment_id: Annotated[
         str | None, typer.Argument(help="The staged experiment (see `llem run`'s message).")
     ] = None,
-    all_staged: Annotated[bool, typer.Option("--all", help="Every staged experiment.")] = False,
+    all_staged: Annotated[
+        bool,
+        typer.Option("--all", help="Every staged experiment (with --force: every result too)."),
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Aggregate an already saved result again, in place, and re-index it."
+        ),
+    ] = False,
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Results directory holding .staging/.")
     ] = Path("results"),
+    db: Annotated[Path | None, db_option("<output>/llem.db")] = None,
 ) -> None:
-    """Save what finished of staged runs as results marked incomplete."""
-    from llem_persistence import StagingRepository, finalize_experiment
-    from llem_schema import ExperimentResult
+    """Save what finished of staged runs as results marked incomplete, and index them."""
+    from llem_persistence import StagingRepository
 
+    store_path = resolve_db(db, output)
     staging = StagingRepository(output)
     if all_staged == (experiment_id is not None):
         raise UsageError("give one experiment id or --all")
-    ids = staging.list_staged() if all_staged else [experiment_id or ""]
-    if not all_staged and experiment_id not in staging.list_staged():
+    staged = staging.list_staged()
+    if all_staged:
+        redo = _indexed_results(store_path) if force else []
+        if not staged and not redo:
+            typer.echo(f"nothing staged in {staging.root}")
+        for staged_id in staged:
+            _finalize(staging, staged_id, output, store_path)
+        for indexed in redo:
+            if indexed.experiment_id not in staged:
+                _reaggregate(indexed, store_path)
+        return
+    assert experiment_id is not None
+    if experiment_id in staged:
+        _finalize(staging, experiment_id, output, store_path)
+        return
+    summary = _indexed(store_path, experiment_id)
+    if summary is None or summary.result_path is None:
         raise UsageError(
             f"no staged experiment {experiment_id!r} in {staging.root} "
-            f"(staged: {', '.join(staging.list_staged()) or 'none'})"
+            f"(staged: {', '.join(staged) or 'none'})"
         )
-    for staged in ids:
-        directory = finalize_experiment(staging, staged, output)
-        aggregation = ExperimentResult.from_json(directory).aggregation
-        state = (
-            "complete"
-            if aggregation.complete
-            else f"incomplete, missing processes {', '.join(map(str, aggregation.missing_processes))}"
+    if not force:
+        raise UsageError(
+            f"{summary.experiment_id} is already aggregated ({summary.result_path}); --force "
+            "aggregates it again from its process results"
         )
-        typer.echo(f"{staged}: saved {directory} ({state})")
+    _reaggregate(summary, store_path)
+
+
+def _finalize(staging: "StagingRepository", experiment_id: str, output: Path, db: Path) -> None:
+    from llem.harness.indexing import StoreIndex
+    from llem_persistence import finalize_experiment
+    from llem_schema import ExperimentResult
+
+    directory = finalize_experiment(staging, experiment_id, output)
+    result = ExperimentResult.from_json(directory)
+    typer.echo(f"{experiment_id}: saved {directory} ({_state(result)})")
+    _index(StoreIndex(db), directory)
+
+
+def _reaggregate(summary: "ExperimentSummary", db: Path) -> None:
+    """Aggregate the result's own process results again and replace its ``result.json``
+    atomically (the timeseries sidecar stays), then re-index it."""
+    from llem.harness.indexing import StoreIndex
+    from llem_persistence import aggregate_results
+    from llem_schema import RESULT_FILE, ExperimentResult
+    from llem_schema.io import atomic_write_bytes
+
+    assert summary.result_path is not None
+    directory = summary.result_path
+    result = ExperimentResult.from_json(directory)
+    again = aggregate_results(
+        result.process_results,
+        effective_config=result.effective_config,
+        expected_processes=result.aggregation.expected_processes,
+        environment_snapshot=result.environment_snapshot,
+        timeseries=result.timeseries,
+    )
+    atomic_write_bytes(directory / RESULT_FILE, again.model_dump_json(indent=2).encode())
+    typer.echo(f"{summary.experiment_id}: aggregated again into {directory} ({_state(again)})")
+    _index(StoreIndex(db), directory)
+
+
+def _index(index: "StoreIndex", directory: Path) -> None:
+    warning = index.ingest(directory)
+    if warning is not None:
+        typer.echo(f"warning: {warning}", err=True)
+
+
+def _state(result: "ExperimentResult") -> str:
+    aggregation = result.aggregation
+    if aggregation.complete:
+        return "complete"
+    return f"incomplete, missing processes {', '.join(map(str, aggregation.missing_processes))}"
+
+
+def _indexed(db: Path, experiment_id: str) -> "ExperimentSummary | None":
+    """The store's entry for ``experiment_id`` (or a unique beginning); None when the store
+    does not exist or does not know it."""
+    from llem_persistence.errors import StoreLookupError
+    from llem_persistence.store import ResultStore
+
+    if not db.is_file():
+        return None
+    with ResultStore(db, create=False) as store:
+        try:
+            return store.get(experiment_id)
+        except StoreLookupError:
+            return None
+
+
+def _indexed_results(db: Path) -> "list[ExperimentSummary]":
+    from llem_persistence.store import ResultStore
+
+    if not db.is_file():
+        return []
+    with ResultStore(db, create=False) as store:
+        experiments = store.list_experiments(statuses=("completed", "incomplete"))
+    return [s for s in experiments if s.result_path is not None]

@@ -1,4 +1,8 @@
-"""``llem config``: check and show experiment configs without running anything."""
+"""``llem config``: check and show experiment configs without running anything.
+
+pydantic and yaml load inside the commands, so importing this module (every ``llem`` start
+does) stays cheap.
+"""
 
 import json
 from pathlib import Path
@@ -6,7 +10,6 @@ from typing import Annotated
 
 import typer
 
-from llem.config import load_experiment_config
 from llem_schema import ConfigError
 
 app = typer.Typer(help="Check and show experiment configs.", no_args_is_help=True)
@@ -36,6 +39,8 @@ def validate(
     sets: SetOption = None,
 ) -> None:
     """Check a config; print its measurement hash. Exit 2 naming the key when invalid."""
+    from llem.config import load_experiment_config
+
     config = load_experiment_config(file, parse_sets(sets))
     typer.echo(f"{file}: valid (measurement_config_hash {config.measurement_config_hash()})")
 
@@ -50,6 +55,8 @@ def show(
 ) -> None:
     """Print the fully resolved config: defaults filled in, presets applied."""
     import yaml
+
+    from llem.config import load_experiment_config
 
     config = load_experiment_config(file, parse_sets(sets))
     data = config.model_dump(mode="json")

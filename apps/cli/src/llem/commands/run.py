@@ -5,8 +5,8 @@ from typing import Annotated, Literal
 
 import typer
 
+from llem.commands._store import db_option, resolve_db
 from llem.commands.config import SetOption, parse_sets
-from llem.config import load_experiment_config
 
 
 def run(
@@ -39,11 +39,14 @@ def run(
         bool, typer.Option("--dry-run", help="Validate and show the plan; run nothing.")
     ] = False,
     sets: SetOption = None,
+    db: Annotated[Path | None, db_option("<output>/llem.db")] = None,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Debug logs (same as llem -v run).")
     ] = False,
 ) -> None:
     """Measure energy, throughput and latency of one experiment."""
+    from llem.config import load_experiment_config
+
     if verbose:
         from llem.logs import configure_logging
 
@@ -72,7 +75,8 @@ def run(
     from llem.harness.summary import summary
     from llem_schema import ExperimentResult
 
-    directory = run_experiment(config, reporter=make_reporter())
+    store_path = resolve_db(db, Path(config.output_dir))
+    directory = run_experiment(config, reporter=make_reporter(), store_path=store_path)
     result = ExperimentResult.from_json(directory)
     if export_csv:
         from llem_persistence import export_csv as write_csv

@@ -1,0 +1,243 @@
+"""``llem results list``: one page of experiments as a table, or JSON.
+
+The hot path of the results commands: it imports none of llem's pydantic models and no
+pyarrow (typer itself loads pydantic to coerce parameters). Staged runs (``--all``) are the
+exception: reading their manifests loads llem_schema's models, and only then.
+"""
+
+from dataclasses import fields
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Final
+
+import typer
+
+from llem.commands._format import MISSING, console, dumps, local_time, number
+from llem.commands._store import DbOption, open_store, parse_when, resolve_db
+from llem.errors import UsageError
+from llem_persistence.store import (
+    EXPERIMENT_STATUSES,
+    SORT_KEYS,
+    ExperimentStatus,
+    ExperimentSummary,
+    ResultStore,
+)
+
+__all__ = ["list_experiments"]
+
+STAGED: Final = "staged"
+"""The status shown for a staged run that the store does not know (recover it with
+``llem aggregate``)."""
+
+_SUMMARY_KEYS: Final = tuple(f.name for f in fields(ExperimentSummary))
+_COLUMNS: Final = (
+    "id",
+    "created",
+    "model",
+    "backend",
+    "precision",
+    "batch",
+    "status",
+    "requests",
+    "output tok/s",
+    "energy J",
+    "tok/J",
+    "TTFT p50 ms",
+    "warnings",
+)
+_RIGHT: Final = frozenset(_COLUMNS[7:]) | {"batch"}
+
+
+def list_experiments(
+    all_statuses: Annotated[
+        bool,
+        typer.Option(
+            "--all", help="Every status (running, failed, incomplete) and staged runs too."
+        ),
+    ] = False,
+    model: Annotated[str | None, typer.Option(help="Part of the model name.")] = None,
+    backend: Annotated[str | None, typer.Option(help="Part of the backend name.")] = None,
+    status: Annotated[
+        list[str] | None,
+        typer.Option(
+            help=f"Only this status (repeatable): {', '.join((*EXPERIMENT_STATUSES, STAGED))}."
+        ),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Started at or after: 2026-11-01, 2026-11-01T14:30, 7d, 12h.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Started before (a date includes that whole day).")
+    ] = None,
+    min_tokens_per_j: Annotated[
+        float | None, typer.Option(help="At least this many output tokens per joule.")
+    ] = None,
+    sort: Annotated[str, typer.Option(help=f"One of: {', '.join(SORT_KEYS)}.")] = "created",
+    ascending: Annotated[
+        bool | None,
+        typer.Option("--asc/--desc", help="Default: newest, most efficient, fastest first."),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=0, help="At most this many; 0 for all.")] = 50,
+    offset: Annotated[int, typer.Option(min=0, help="Skip this many first.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="A JSON array.")] = False,
+    db: DbOption = None,
+) -> None:
+    """List experiments, newest first (completed ones unless --all or --status)."""
+    wanted = set(status or ())
+    unknown = sorted(wanted - {*EXPERIMENT_STATUSES, STAGED})
+    if unknown:
+        raise UsageError(
+            f"unknown status {unknown[0]!r}: choose from "
+            f"{', '.join((*EXPERIMENT_STATUSES, STAGED))}"
+        )
+    statuses: list[ExperimentStatus] | None
+    if wanted:
+        statuses = [s for s in EXPERIMENT_STATUSES if s in wanted]
+    else:
+        statuses = None if all_statuses else ["completed"]
+    with_staged = STAGED in wanted or (all_statuses and not wanted)
+    filters: dict[str, Any] = {
+        "model": model,
+        "backend": backend,
+        "since": parse_when(since, option="--since") if since else None,
+        "until": parse_when(until, option="--until", end_of_day=True) if until else None,
+        "min_output_tokens_per_j": min_tokens_per_j,
+    }
+    with open_store(db) as store:
+        if statuses == []:  # only --status staged
+            rows, total = [], 0
+        else:
+            page = store.list_experiments(
+                statuses=statuses,
+                sort=sort,
+                descending=None if ascending is None else not ascending,
+                limit=limit or None,
+                offset=offset,
+                **filters,
+            )
+            total = store.count_experiments(statuses=statuses, **filters)
+            rows = [summary.to_json_dict() for summary in page]
+        staged = _staged_rows(store, filters) if with_staged else []
+    if as_json:
+        typer.echo(dumps(rows + staged))
+        return
+    _print_table(rows + staged, total, offset, staged, resolve_db(db))
+
+
+def _staged_rows(store: ResultStore, filters: dict[str, Any]) -> list[dict[str, Any]]:
+    """Runs staged beside the store that it does not index (a run whose indexing failed, or
+    one from before the store), as rows shaped like the store's, with status ``staged``."""
+    from llem_persistence.staging import StagingRepository
+    from llem_schema import LlemError
+
+    if filters["min_output_tokens_per_j"] is not None:
+        return []  # a staged run has no efficiency figure yet
+    staging = StagingRepository(store.path.parent)
+    rows = []
+    for experiment_id in staging.list_staged():
+        if _indexed(store, experiment_id):
+            continue
+        row: dict[str, Any] = dict.fromkeys(_SUMMARY_KEYS)
+        row |= {"experiment_id": experiment_id, "status": STAGED, "warning_count": 0}
+        try:
+            manifest = staging.load_manifest(experiment_id)
+        except LlemError as exc:
+            row["error"] = str(exc)
+        else:
+            config = manifest.config
+            row |= {
+                "name": config.name,
+                "model": config.model,
+                "backend": config.backend,
+                "precision": config.precision,
+                "batch_size": config.pytorch.batch_size if config.backend == "pytorch" else None,
+                "num_processes": manifest.expected_processes,
+                "created_at": manifest.created.isoformat(),
+                "config_hash": config.measurement_config_hash(),
+            }
+        if _matches(row, filters):
+            rows.append(row)
+    return rows
+
+
+def _indexed(store: ResultStore, experiment_id: str) -> bool:
+    from llem_persistence.errors import StoreLookupError
+
+    try:
+        return store.get(experiment_id).experiment_id == experiment_id
+    except StoreLookupError:
+        return False
+
+
+def _matches(row: dict[str, Any], filters: dict[str, Any]) -> bool:
+    for key in ("model", "backend"):
+        wanted = filters[key]
+        if wanted and wanted.lower() not in str(row[key] or "").lower():
+            return False
+    if row["created_at"] is None:
+        return filters["since"] is None and filters["until"] is None
+    created = datetime.fromisoformat(row["created_at"])
+    since, until = filters["since"], filters["until"]
+    if since is not None and created < since.astimezone():
+        return False
+    return until is None or created < until.astimezone()
+
+
+def _print_table(
+    rows: list[dict[str, Any]],
+    total: int,
+    offset: int,
+    staged: list[dict[str, Any]],
+    db: Path,
+) -> None:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    out = console()
+    if not rows and not total:
+        out.print(
+            f"no matching experiments in {db} (--all also lists running, failed, incomplete "
+            "and staged runs)"
+        )
+        return
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    # On a narrow terminal the other columns wrap; the id, which a user copies, stays whole.
+    id_width = max((len(row["experiment_id"]) for row in rows), default=2)
+    table.add_column(_COLUMNS[0], no_wrap=True, min_width=id_width)
+    for column in _COLUMNS[1:]:
+        table.add_column(column, justify="right" if column in _RIGHT else "left", overflow="fold")
+    for row in rows:
+        created = row["created_at"]
+        table.add_row(
+            *(
+                Text(cell)
+                for cell in (
+                    row["experiment_id"],
+                    local_time(datetime.fromisoformat(created)) if created else MISSING,
+                    row["model"] or MISSING,
+                    row["backend"] or MISSING,
+                    row["precision"] or MISSING,
+                    number(row["batch_size"]),
+                    row["status"],
+                    number(row["requests"]),
+                    number(row["output_tokens_per_s"]),
+                    number(row["total_energy_j"]),
+                    number(row["output_tokens_per_j"], 2),
+                    number(row["ttft_median_ms"]),
+                    number(row["warning_count"]),
+                )
+            )
+        )
+    if rows:
+        out.print(table)
+    shown = len(rows) - len(staged)
+    footer = f"showing {shown:,} of {total:,}"
+    if offset + shown < total:
+        footer += " (--limit 0 for all)"
+    if staged:
+        footer += (
+            f"; {len(staged)} staged run{'' if len(staged) == 1 else 's'} not indexed "
+            f"(recover with `llem aggregate ID --output {db.parent}`)"
+        )
+    out.print(footer)

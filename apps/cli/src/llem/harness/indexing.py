@@ -1,0 +1,68 @@
+"""The harness's writes to the results store. None of them may fail a run: the result
+directory is the record, the store only indexes it, and it can be re-indexed later."""
+
+import logging
+import sqlite3
+from datetime import datetime
+from pathlib import Path
+
+from llem_schema import ExperimentConfig, LlemError
+
+__all__ = ["StoreIndex", "not_indexed_warning"]
+
+logger = logging.getLogger(__name__)
+
+_STORE_FAILURES = (LlemError, OSError, sqlite3.Error)
+
+
+def not_indexed_warning(directory: Path, db: Path, reason: str) -> str:
+    """What the user is told when a saved result could not be indexed, and how to fix it."""
+    return (
+        f"result saved at {directory} but not indexed in {db} ({reason}); re-index with "
+        f"`llem results import {directory} --db {db}`"
+    )
+
+
+class StoreIndex:
+    """Records a run in the store at ``path``: running, then failed or its saved result.
+
+    Each call opens the store, writes, and closes it, so a long run holds no connection.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def mark_running(self, experiment_id: str, config: ExperimentConfig, created: datetime) -> None:
+        """Best effort: a failure here is logged; :meth:`ingest` reports it if it persists."""
+        from llem_persistence.store import ResultStore
+
+        try:
+            with ResultStore(self.path) as store:
+                store.mark_running(experiment_id, config, created=created)
+        except _STORE_FAILURES as exc:
+            logger.debug("cannot record %s as running in %s: %s", experiment_id, self.path, exc)
+
+    def mark_failed(self, experiment_id: str, reason: str) -> None:
+        """Best effort: the run is failing already; its error is what the user needs."""
+        from llem_persistence.store import ResultStore
+
+        try:
+            with ResultStore(self.path) as store:
+                store.mark_failed(experiment_id, reason)
+        except _STORE_FAILURES as exc:
+            logger.debug("cannot record %s as failed in %s: %s", experiment_id, self.path, exc)
+
+    def ingest(self, directory: Path) -> str | None:
+        """Index the saved result; returns the warning to show when that failed, else None."""
+        from llem_persistence.store import ResultStore
+
+        try:
+            with ResultStore(self.path) as store:
+                store.ingest(directory)
+        except _STORE_FAILURES as exc:
+            logger.debug("indexing %s failed", directory, exc_info=True)
+            reason = str(exc) or type(exc).__name__
+            if isinstance(exc, OSError) and exc.strerror:
+                reason = exc.strerror
+            return not_indexed_warning(directory, self.path, reason)
+        return None

@@ -1,0 +1,78 @@
+"""`llem run` indexes its result in the results store; a store it cannot write never costs
+the user the result, and the warning says how to index it later."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+TINY_RUN = ("-n", "6", "--max-new-tokens", "4", "--no-baseline", "--energy", "none")
+
+
+def llem(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "llem", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+    )
+
+
+def saved_dir(stdout: str) -> Path:
+    match = re.search(r"^result: (.+)$", stdout, re.MULTILINE)
+    assert match, stdout
+    return Path(match[1].strip())
+
+
+def test_a_run_is_indexed_in_the_store_beside_its_results(
+    tmp_path: Path, llem_env: dict[str, str]
+) -> None:
+    results = tmp_path / "results"
+    completed = llem("run", *TINY_RUN, "-o", str(results), env=llem_env)
+    assert completed.returncode == 0, completed.stderr
+    directory = saved_dir(completed.stdout)
+    assert "not indexed" not in completed.stderr
+
+    listed = llem("results", "list", "--json", "--db", str(results / "llem.db"), env=llem_env)
+    assert listed.returncode == 0, listed.stderr
+    (row,) = json.loads(listed.stdout)
+    assert row["status"] == "completed"
+    assert row["requests"] == 6
+    assert row["model"] == "llem/tiny"
+    assert row["result_path"] == str(directory.absolute())
+    assert directory.name.startswith("tiny_pytorch_")
+    assert (
+        row["experiment_id"] == json.loads((directory / "result.json").read_text())["experiment_id"]
+    )
+
+
+def test_a_store_that_cannot_be_written_keeps_the_result_and_says_how_to_index_it(
+    tmp_path: Path, llem_env: dict[str, str]
+) -> None:
+    results = tmp_path / "results"
+    db = tmp_path / "notes.txt"
+    db.write_text("not a database\n")
+    completed = llem("run", *TINY_RUN, "-o", str(results), "--db", str(db), env=llem_env)
+    assert completed.returncode == 0, completed.stderr
+    directory = saved_dir(completed.stdout)
+    assert (directory / "result.json").is_file()
+    warning = next(
+        line for line in completed.stderr.splitlines() if line.startswith("warning: result saved")
+    )
+    assert warning == (
+        f"warning: result saved at {directory} but not indexed in {db} ({db} is not an llem "
+        "results store (not an SQLite file): point --db at an llem.db, or move this file aside "
+        f"and re-index with `llem results import DIR`); re-index with "
+        f"`llem results import {directory} --db {db}`"
+    )
+    assert db.read_text() == "not a database\n"
+    assert not (results / ".staging").exists() or not any((results / ".staging").iterdir())
+
+    # the advice works once --db names a store
+    fixed = tmp_path / "llem.db"
+    imported = llem("results", "import", str(directory), "--db", str(fixed), env=llem_env)
+    assert imported.returncode == 0, imported.stderr
+    assert imported.stdout == f"indexed 1 (added 1, updated 0, unchanged 0) into {fixed}\n"
