@@ -228,8 +228,8 @@ def test_a_corrupt_store_is_exit_1_and_says_how_to_recover(llem: Llem, results: 
     assert (outcome.exit_code, outcome.stderr) == (
         1,
         f"error: {db} is corrupt (file is not a database): restore a backup with "
-        f"`llem db restore FILE`, or move it aside and rebuild the index with "
-        f"`llem results import {results}`\n",
+        f"`llem db restore FILE --db {db}`, or move it aside and rebuild the index with "
+        f"`llem results import {results} --db {db}`\n",
     )
 
 

@@ -323,3 +323,11 @@ def test_studies_link_their_experiments_through_running_to_indexed(
     assert (study.study_id, study.name, study.design_hash) == ("sweep-1-id", "sweep-1", "abc")
     assert study.study_dir == results.resolve() / "sweep-1"
     assert (study.experiments, study.with_results) == (2, 2)
+
+
+def test_typical_durations_are_medians_of_completed_experiments(
+    populated: ResultStore,
+) -> None:
+    (config_hash,) = {s.config_hash for s in populated.list_experiments()}
+    duration = populated.get("exp-0").duration_s
+    assert populated.typical_durations([config_hash, "unknown"]) == {config_hash: duration}

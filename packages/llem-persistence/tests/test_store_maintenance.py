@@ -104,8 +104,8 @@ def test_a_corrupt_store_says_how_to_recover(store_with_two: Path) -> None:
         store.list_experiments()
     assert str(caught.value) == (
         f"{store_with_two} is corrupt (database disk image is malformed): restore a backup "
-        "with `llem db restore FILE`, or move it aside and rebuild the index with "
-        f"`llem results import {store_with_two.parent}`"
+        f"with `llem db restore FILE --db {store_with_two}`, or move it aside and rebuild the "
+        f"index with `llem results import {store_with_two.parent} --db {store_with_two}`"
     )
 
 

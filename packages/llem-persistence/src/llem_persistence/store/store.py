@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sqlite3
+import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -410,6 +411,22 @@ class ResultStore:
         if not experiment_ids:
             raise StoreLookupError("compare needs at least one experiment id")
         return [self.get(experiment_id) for experiment_id in experiment_ids]
+
+    def typical_durations(self, config_hashes: Sequence[str]) -> dict[str, float]:
+        """The median measurement-window length, s, of the completed experiments of each
+        measurement config hash that has any (for estimating how long a study will take)."""
+        durations: dict[str, list[float]] = {}
+        with self._errors():
+            for start in range(0, len(config_hashes), 500):
+                chunk = list(config_hashes[start : start + 500])
+                rows = self._connection.execute(
+                    "SELECT config_hash, duration_s FROM experiments WHERE status = 'completed' "
+                    f"AND duration_s IS NOT NULL AND config_hash IN ({', '.join('?' * len(chunk))})",
+                    chunk,
+                ).fetchall()
+                for config_hash, duration_s in rows:
+                    durations.setdefault(config_hash, []).append(float(duration_s))
+        return {key: statistics.median(values) for key, values in durations.items()}
 
     def config(self, experiment_id: str) -> dict[str, Any]:
         """The experiment's effective configuration."""
@@ -819,8 +836,9 @@ def _store_error(path: Path, exc: sqlite3.Error, timeout_s: float) -> StoreError
         )
     if isinstance(exc, sqlite3.DatabaseError) and ("malformed" in text or "not a database" in text):
         return StoreError(
-            f"{path} is corrupt ({text}): restore a backup with `llem db restore FILE`, or move "
-            f"it aside and rebuild the index with `llem results import {path.parent}`"
+            f"{path} is corrupt ({text}): restore a backup with `llem db restore FILE --db "
+            f"{path}`, or move it aside and rebuild the index with `llem results import "
+            f"{path.parent} --db {path}`"
         )
     if "readonly" in text or "unable to open" in text:
         return StoreError(f"cannot write {path}: {text}")
