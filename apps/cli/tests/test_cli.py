@@ -62,7 +62,20 @@ def test_an_unwritable_output_is_one_line_and_exit_1(tmp_path: Path) -> None:
 def test_an_unknown_kind_is_a_usage_error_with_exit_2() -> None:
     completed = llem("schema", "export", "--kind", "results")
     assert completed.returncode == 2
-    assert "'results' is not one of 'result', 'raw', 'config'" in completed.stderr
+    assert "'results' is not one of 'result', 'raw', 'config', 'study'" in completed.stderr
+
+
+def test_schema_export_covers_the_study_documents() -> None:
+    titles = {}
+    for kind in ("study", "manifest", "study-config"):
+        completed = llem("schema", "export", "--kind", kind)
+        assert completed.returncode == 0, completed.stderr
+        titles[kind] = json.loads(completed.stdout)["title"]
+    assert titles == {
+        "study": "StudyResult",
+        "manifest": "StudyManifest",
+        "study-config": "StudyConfig",
+    }
 
 
 def test_importing_the_cli_does_not_import_torch() -> None:

@@ -146,11 +146,32 @@ def test_export_all_includes_incomplete_results(llem: Llem, results: Path, tmp_p
     assert sorted(exported) == ["exp_0", "exp_1", "exp_2", "exp_3", "exp_partial"]
 
 
+def test_export_of_a_study_takes_its_experiments_only(
+    llem: Llem, results: Path, tmp_path: Path
+) -> None:
+    with ResultStore(results / "llem.db") as store:
+        store.register_study("sweep_2026_ab12", "sweep")
+        store.link_to_study("exp_1", "sweep_2026_ab12")
+        store.link_to_study("exp_2", "sweep_2026_ab12")
+    target = tmp_path / "sweep.json"
+    db = ("--db", str(results / "llem.db"))
+    outcome = llem("results", "export", "--study", "sweep", "-o", str(target), *db)
+    assert outcome.exit_code == 0, outcome.stderr
+    assert [r["experiment_id"] for r in json.loads(target.read_text())] == ["exp_1", "exp_2"]
+    listed = llem("results", "list", "--study", "sweep_2026_ab12", "--json", *db)
+    assert [r["experiment_id"] for r in json.loads(listed.stdout)] == ["exp_2", "exp_1"]
+    missing = llem("results", "export", "--study", "nope", "-o", str(target), *db)
+    assert (missing.exit_code, missing.stderr) == (
+        2,
+        f"error: study 'nope' has no experiment with a result in {results / 'llem.db'}\n",
+    )
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("-o", "x.csv"), "error: give experiment ids or --all\n"),
-        (("exp_0", "--all", "-o", "x.csv"), "error: give experiment ids or --all\n"),
+        (("-o", "x.csv"), "error: give experiment ids, --study NAME or --all\n"),
+        (("exp_0", "--all", "-o", "x.csv"), "error: give experiment ids, --study NAME or --all\n"),
         (
             ("exp_0", "-o", "x.txt"),
             "error: cannot tell the export format of x.txt from its suffix '.txt': name it "

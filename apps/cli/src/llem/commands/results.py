@@ -39,6 +39,10 @@ def export(
     all_results: Annotated[
         bool, typer.Option("--all", help="Every experiment with a result (incomplete too).")
     ] = False,
+    study: Annotated[
+        str | None,
+        typer.Option(help="Every experiment of this study (its name or id) with a result."),
+    ] = None,
     file_format: Annotated[
         Literal["csv", "json", "parquet", "xlsx"] | None,
         typer.Option("--format", "-f", help="Default: from the file's suffix."),
@@ -49,22 +53,27 @@ def export(
     from llem_persistence import export as write_export
     from llem_persistence.exporters import ExportError, format_for_path
 
-    if all_results == bool(experiment_ids):
-        raise UsageError("give experiment ids or --all")
+    if (all_results, bool(experiment_ids), study is not None).count(True) != 1:
+        raise UsageError("give experiment ids, --study NAME or --all")
     if file_format is None:
         try:
             file_format = format_for_path(output)
         except ExportError as exc:
             raise UsageError(str(exc).replace("pass format=", "pass --format")) from None
     with open_store(db) as store:
-        if all_results:
+        if all_results or study is not None:
             summaries = [
                 s
                 for s in store.list_experiments(
-                    statuses=("completed", "incomplete"), sort="created", descending=False
+                    statuses=("completed", "incomplete"),
+                    study=study,
+                    sort="created",
+                    descending=False,
                 )
                 if s.result_path is not None
             ]
+            if not summaries and study is not None:
+                raise UsageError(f"study {study!r} has no experiment with a result in {store.path}")
         else:
             summaries = [store.get(experiment_id) for experiment_id in experiment_ids or []]
     files = [result_file(summary) for summary in summaries]  # all there, before writing

@@ -72,6 +72,9 @@ def list_experiments(
     min_tokens_per_j: Annotated[
         float | None, typer.Option(help="At least this many output tokens per joule.")
     ] = None,
+    study: Annotated[
+        str | None, typer.Option(help="Only the experiments of this study (its name or id).")
+    ] = None,
     sort: Annotated[str, typer.Option(help=f"One of: {', '.join(SORT_KEYS)}.")] = "created",
     ascending: Annotated[
         bool | None,
@@ -102,6 +105,7 @@ def list_experiments(
         "since": parse_when(since, option="--since") if since else None,
         "until": parse_when(until, option="--until", end_of_day=True) if until else None,
         "min_output_tokens_per_j": min_tokens_per_j,
+        "study": study,
     }
     with open_store(db) as store:
         if statuses == []:  # only --status staged
@@ -130,8 +134,8 @@ def _staged_rows(store: ResultStore, filters: dict[str, Any]) -> list[dict[str, 
     from llem_persistence.staging import StagingRepository
     from llem_schema import LlemError
 
-    if filters["min_output_tokens_per_j"] is not None:
-        return []  # a staged run has no efficiency figure yet
+    if filters["min_output_tokens_per_j"] is not None or filters["study"] is not None:
+        return []  # a staged run has no efficiency figure yet, and belongs to no study
     staging = StagingRepository(store.path.parent)
     rows = []
     for experiment_id in staging.list_staged():

@@ -14,8 +14,11 @@ app = typer.Typer(help="The llem result format.", no_args_is_help=True)
 @app.command("export")
 def export(
     kind: Annotated[
-        Literal["result", "raw", "config"],
-        typer.Option(help="Which document: result.json, a staged raw result, or a config."),
+        Literal["result", "raw", "config", "study", "manifest", "study-config"],
+        typer.Option(
+            help="Which document: result.json, a staged raw result, an experiment config, "
+            "a study's study.json or manifest.json, or a study file."
+        ),
     ] = "result",
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
