@@ -30,9 +30,19 @@ from llem_persistence.errors import (
 from llem_persistence.store._schema import (
     APPLICATION_ID,
     MIGRATIONS,
-    STORE_SCHEMA_VERSION,
     Migration,
     migrate,
+)
+from llem_persistence.store._sqlite import (
+    RESULT_FILE,
+    SQLITE_HEADER,
+    aware,
+    escape_like,
+    is_busy,
+    like_prefix,
+    open_backup,
+    result_dirs,
+    store_error,
 )
 from llem_persistence.store.models import (
     EXPERIMENT_STATUSES,
@@ -56,8 +66,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_STORE_FILE: Final = "llem.db"
 """The store's file name inside a results directory: ``results/llem.db``."""
 
-_SQLITE_HEADER: Final = b"SQLite format 3\x00"
-_RESULT_FILE: Final = "result.json"  # llem_schema.RESULT_FILE, without importing pydantic here
 
 SORT_KEYS: Final[dict[str, tuple[str, bool]]] = {
     "created": ("created_at", True),
@@ -169,7 +177,7 @@ class ResultStore:
         from llem_schema import ExperimentResult
 
         directory = self._result_dir(result_dir)
-        file = directory / _RESULT_FILE
+        file = directory / RESULT_FILE
         try:
             digest = hashlib.sha256(file.read_bytes()).hexdigest()
         except OSError as exc:
@@ -203,7 +211,7 @@ class ResultStore:
         top = Path(root)
         if not top.is_dir():
             raise StoreLookupError(f"{top} is not a directory")
-        directories = sorted(_result_dirs(top))
+        directories = sorted(result_dirs(top))
         report = ImportReport()
         for done, directory in enumerate(directories, start=1):
             try:
@@ -392,7 +400,7 @@ class ResultStore:
                 rows = self._connection.execute(
                     f"SELECT {_SUMMARY_COLUMNS} FROM experiments "
                     "WHERE experiment_id LIKE ? ESCAPE '\\' ORDER BY experiment_id LIMIT 6",
-                    (_like_prefix(experiment_id),),
+                    (like_prefix(experiment_id),),
                 ).fetchall()
         if not rows:
             raise StoreLookupError(
@@ -493,7 +501,7 @@ class ResultStore:
         if verify_files:
             for experiment_id, stored, digest in indexed:
                 directory = self._absolute(stored)
-                file = directory / _RESULT_FILE
+                file = directory / RESULT_FILE
                 try:
                     found_digest = hashlib.sha256(file.read_bytes()).hexdigest()
                 except OSError:
@@ -541,7 +549,7 @@ class ResultStore:
         origin = Path(source)
         if not origin.is_file():
             raise StoreLookupError(f"no backup at {origin}")
-        with self._errors(), contextlib.closing(_open_backup(origin)) as backup:
+        with self._errors(), contextlib.closing(open_backup(origin)) as backup:
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
             kept = self.backup(self.path.with_name(f"{self.path.name}.before-restore-{stamp}"))
             backup.backup(self._connection)
@@ -563,10 +571,10 @@ class ResultStore:
     def _check_header(self) -> None:
         try:
             with self.path.open("rb") as handle:
-                header = handle.read(len(_SQLITE_HEADER))
+                header = handle.read(len(SQLITE_HEADER))
         except OSError as exc:
             raise StoreError(f"cannot read {self.path}: {exc.strerror or exc}") from None
-        if header and header != _SQLITE_HEADER:
+        if header and header != SQLITE_HEADER:
             raise ForeignDatabaseError(
                 f"{self.path} is not an llem results store (not an SQLite file): point --db at "
                 "an llem.db, or move this file aside and re-index with `llem results import DIR`"
@@ -610,7 +618,7 @@ class ResultStore:
             try:
                 mode = self._connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             except sqlite3.OperationalError as exc:
-                if not _is_busy(exc) or time.monotonic() > deadline:
+                if not is_busy(exc) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.01)
                 continue
@@ -659,7 +667,7 @@ class ResultStore:
         try:
             yield
         except sqlite3.Error as exc:
-            raise _store_error(self.path, exc, self.timeout_s) from exc
+            raise store_error(self.path, exc, self.timeout_s) from exc
 
     def _index(
         self, result: "ExperimentResult", directory: Path, stored: str, digest: str
@@ -742,13 +750,13 @@ class ResultStore:
         for column, text in (("model", model), ("backend", backend)):
             if text:
                 clauses.append(f"{column} LIKE ? ESCAPE '\\'")
-                parameters.append(f"%{_escape_like(text)}%")
+                parameters.append(f"%{escape_like(text)}%")
         if since is not None:
             clauses.append("created_at >= ?")
-            parameters.append(utc_text(_aware(since)))
+            parameters.append(utc_text(aware(since)))
         if until is not None:
             clauses.append("created_at < ?")
-            parameters.append(utc_text(_aware(until)))
+            parameters.append(utc_text(aware(until)))
         if min_output_tokens_per_j is not None:
             clauses.append("output_tokens_per_j >= ?")
             parameters.append(min_output_tokens_per_j)
@@ -770,13 +778,13 @@ class ResultStore:
 
     def _result_dir(self, path: str | PathLike[str]) -> Path:
         candidate = Path(path)
-        if candidate.name == _RESULT_FILE and candidate.is_file():
+        if candidate.name == RESULT_FILE and candidate.is_file():
             candidate = candidate.parent
         if not candidate.is_dir():
             raise StoreLookupError(f"no result directory at {candidate}")
-        if not (candidate / _RESULT_FILE).is_file():
+        if not (candidate / RESULT_FILE).is_file():
             raise StoreLookupError(
-                f"{candidate} holds no {_RESULT_FILE}: not a result directory (or its save "
+                f"{candidate} holds no {RESULT_FILE}: not a result directory (or its save "
                 "was interrupted)"
             )
         return candidate.absolute()
@@ -803,7 +811,7 @@ class ResultStore:
     def _holds(self, stored: str, digest: str | None) -> bool:
         """Whether the indexed directory ``stored`` still holds the indexed result."""
         try:
-            data = (self._absolute(stored) / _RESULT_FILE).read_bytes()
+            data = (self._absolute(stored) / RESULT_FILE).read_bytes()
         except OSError:
             return False
         return hashlib.sha256(data).hexdigest() == digest
@@ -811,74 +819,3 @@ class ResultStore:
     def _size(self) -> int:
         wal = self.path.with_name(self.path.name + "-wal")
         return self.path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
-
-
-def _result_dirs(root: Path) -> Iterator[Path]:
-    """Directories below ``root`` holding ``result.json``; hidden ones are not entered."""
-    for current, subdirectories, files in os.walk(root):
-        if _RESULT_FILE in files:
-            subdirectories.clear()  # results do not nest
-            yield Path(current)
-            continue
-        subdirectories[:] = [d for d in subdirectories if not d.startswith(".")]
-
-
-def _is_busy(exc: sqlite3.Error) -> bool:
-    text = str(exc).lower()
-    return "locked" in text or "busy" in text
-
-
-def _store_error(path: Path, exc: sqlite3.Error, timeout_s: float) -> StoreError:
-    text = str(exc)
-    if _is_busy(exc):
-        return StoreError(
-            f"{path} is busy: another process held it for more than {timeout_s:g} s; try again"
-        )
-    if isinstance(exc, sqlite3.DatabaseError) and ("malformed" in text or "not a database" in text):
-        return StoreError(
-            f"{path} is corrupt ({text}): restore a backup with `llem db restore FILE --db "
-            f"{path}`, or move it aside and rebuild the index with `llem results import "
-            f"{path.parent} --db {path}`"
-        )
-    if "readonly" in text or "unable to open" in text:
-        return StoreError(f"cannot write {path}: {text}")
-    return StoreError(f"{path}: {text}")
-
-
-def _open_backup(path: Path) -> sqlite3.Connection:
-    """A read-only connection to an llem store that passes SQLite's integrity check."""
-    with path.open("rb") as handle:
-        if handle.read(len(_SQLITE_HEADER)) != _SQLITE_HEADER:
-            raise ForeignDatabaseError(f"{path} is not an llem results store (not an SQLite file)")
-    connection = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
-    try:
-        application_id = connection.execute("PRAGMA application_id").fetchone()[0]
-        if application_id != APPLICATION_ID:
-            raise ForeignDatabaseError(
-                f"{path} is not an llem results store (application_id {application_id:#x})"
-            )
-        version = connection.execute("PRAGMA user_version").fetchone()[0]
-        if version > STORE_SCHEMA_VERSION:
-            raise StoreError(
-                f"{path} was written by a newer llem (store schema {version}); upgrade llem"
-            )
-        problems = [m for (m,) in connection.execute("PRAGMA integrity_check") if m != "ok"]
-        if problems:
-            raise StoreError(f"{path} is damaged, not restored: {problems[0]}")
-    except BaseException:
-        connection.close()
-        raise
-    return connection
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def _like_prefix(text: str) -> str:
-    return f"{_escape_like(text)}%"
-
-
-def _aware(when: datetime) -> datetime:
-    """Naive datetimes are taken as local time, as a user typing ``--since 2026-11-01`` means."""
-    return when if when.tzinfo is not None else when.astimezone()
