@@ -161,3 +161,30 @@ def test_all_with_nothing_staged(llem: Llem, tmp_path: Path) -> None:
         0,
         f"nothing staged in {tmp_path / '.staging'}\n",
     )
+
+
+def test_all_recovers_what_it_can_and_leaves_live_runs_alone(llem: Llem, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    stage(results, "run_empty", finished=0, launched=2)  # nothing finished: cannot be saved
+    stage(results, "run_half", finished=1, launched=2)
+    stage(results, "run_live", finished=1, launched=2)
+    staging = StagingRepository(results)
+    with staging.running("run_live"):  # a run still going, as `llem run` holds it
+        assert staging.is_running("run_live")
+        outcome = llem("aggregate", "--all", "--output", str(results))
+        named = llem("aggregate", "run_live", "--output", str(results))
+    assert not staging.is_running("run_live")
+    assert outcome.exit_code == 1
+    assert "run_live: still running; left alone\n" in outcome.stdout
+    assert "run_half: saved " in outcome.stdout
+    lines = outcome.stderr.splitlines()
+    assert lines[0] == (
+        "run_empty: not aggregated: experiment run_empty: no process finished, so there is "
+        "nothing to save"
+    )
+    assert lines[-1] == "error: 1 of 3 staged experiments could not be aggregated (run_empty)"
+    assert (named.exit_code, named.stderr) == (
+        2,
+        "error: run_live is still running; aggregate it when its run has ended\n",
+    )
+    assert sorted(staging.list_staged()) == ["run_empty", "run_live"]

@@ -97,10 +97,31 @@ def test_restore_replaces_a_store_too_damaged_to_open(
     assert restored.exit_code == 0, restored.stderr
     assert re.fullmatch(
         rf"{re.escape(str(db))} could not be opened \(.*file is not a database.*\); moved it "
-        rf"to {re.escape(str(db))}\.damaged-\d{{8}}T\d{{6}}\n",
+        rf"to {re.escape(str(db))}\.damaged-\d{{8}}T\d{{6}}\.\d{{6}}\n",
         restored.stderr,
     ), restored.stderr
     assert indexed_ids(db) == ["exp_0", "exp_1", "exp_2", "exp_3"]
+
+
+def test_restore_leaves_a_store_of_a_newer_llem_where_it_is(
+    llem: Llem, results: Path, tmp_path: Path
+) -> None:
+    import sqlite3
+
+    db = results / "llem.db"
+    backup = tmp_path / "backup.db"
+    assert llem("db", "backup", str(backup), "--db", str(db)).exit_code == 0
+    with sqlite3.connect(db) as connection:
+        connection.execute("PRAGMA user_version = 99")
+    refused = llem("db", "restore", str(backup), "--db", str(db))
+    assert (refused.exit_code, refused.stderr) == (
+        1,
+        f"error: {db} was written by a newer llem (store schema 99, this llem knows up to "
+        f"{STORE_SCHEMA_VERSION}): upgrade llem to read it\n",
+    )
+    assert not list(results.glob("llem.db.damaged-*"))
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("PRAGMA user_version").fetchone() == (99,)
 
 
 def test_restore_of_a_missing_or_foreign_backup_is_exit_2(

@@ -119,6 +119,26 @@ def test_since_takes_a_relative_age(llem: Llem, make_result: MakeResult, tmp_pat
         assert found == expected if isinstance(expected, list) else len(found) == expected
 
 
+def test_dates_at_the_edges_of_the_calendar_are_no_bound(
+    llem: Llem, results: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TZ", "Asia/Tokyo")  # year 1 in Tokyo is year 0 in UTC
+    time.tzset()
+    try:
+        for args in (("--until", "9999-12-31"), ("--since", "0001-01-01")):
+            found = listed(llem, results, *args)
+            assert len(found) == 4, args
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    outcome = llem("results", "list", "--db", str(results / "llem.db"), "--since", "99999999d")
+    assert (outcome.exit_code, outcome.stderr) == (
+        2,
+        "error: --since '99999999d': give a date (2026-11-01), a date and time "
+        "(2026-11-01T14:30) or an age (7d, 12h, 30m) within the years 1 to 9999\n",
+    )
+
+
 def test_sort_limit_and_offset(llem: Llem, results: Path) -> None:
     with ResultStore(results / "llem.db") as store:
         by_efficiency = [
@@ -214,7 +234,7 @@ def test_bad_list_options_are_exit_2(llem: Llem, results: Path) -> None:
     cases = {
         ("--since", "last week"): (
             "error: --since 'last week': give a date (2026-11-01), a date and time "
-            "(2026-11-01T14:30) or an age (7d, 12h, 30m)\n"
+            "(2026-11-01T14:30) or an age (7d, 12h, 30m) within the years 1 to 9999\n"
         ),
         ("--sort", "speed"): (
             "error: unknown sort key 'speed': choose one of created, model, backend, status, "

@@ -125,3 +125,34 @@ def test_manifest_round_trip_and_delete(staging: StagingRepository) -> None:
 def test_a_missing_manifest_is_a_clear_error(staging: StagingRepository) -> None:
     with pytest.raises(PersistenceError, match=r"experiment.json: no such file$"):
         staging.load_manifest(EXPERIMENT)
+
+
+def test_a_run_is_running_while_its_process_lives_even_if_killed(
+    staging: StagingRepository,
+) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    staging.begin(example_config(), EXPERIMENT, 1)
+    assert not staging.is_running(EXPERIMENT)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from llem_persistence import StagingRepository\n"
+            "with StagingRepository(sys.argv[1]).running(sys.argv[2]):\n"
+            "    print('holding', flush=True); time.sleep(60)\n",
+            str(staging.root.parent),
+            EXPERIMENT,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None
+    assert holder.stdout.readline() == "holding\n"
+    assert staging.is_running(EXPERIMENT)
+    holder.send_signal(signal.SIGKILL)
+    holder.communicate()
+    assert not staging.is_running(EXPERIMENT)  # the kernel released the dead run's lock

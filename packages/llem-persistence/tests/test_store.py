@@ -15,7 +15,7 @@ from llem_persistence import (
     ResultStore,
     StoreLookupError,
 )
-from llem_schema import ExperimentResult, LatencyStats
+from llem_schema import ExperimentResult, LatencyStats, ResultFormatError
 from llem_schema.testing import EXAMPLE_START, example_config
 
 MakeResult = Callable[..., Path]  # the conftest fixture: (experiment_id, *, model, hours, root)
@@ -331,3 +331,29 @@ def test_typical_durations_are_medians_of_completed_experiments(
     (config_hash,) = {s.config_hash for s in populated.list_experiments()}
     duration = populated.get("exp-0").duration_s
     assert populated.typical_durations([config_hash, "unknown"]) == {config_hash: duration}
+
+
+def test_a_result_that_cannot_be_indexed_is_named_and_skipped_by_import_tree(
+    tmp_path: Path, make_result: MakeResult, template_result: ExperimentResult
+) -> None:
+    good = make_result("exp-good")
+    process = template_result.process_results[0]
+    twice = process.model_copy(update={"requests": [process.requests[0]] * 2})
+    bad = template_result.model_copy(
+        update={
+            "experiment_id": "exp-bad",
+            "process_results": [twice, *template_result.process_results[1:]],
+        }
+    ).save(tmp_path / "results")
+    db = tmp_path / "results" / "llem.db"
+    with ResultStore(db) as store:
+        with pytest.raises(ResultFormatError) as caught:
+            store.ingest(bad)
+        assert str(caught.value) == (
+            f"{bad.absolute()}: two requests of process and request index (0, 0) in one "
+            "result; not indexed"
+        )
+        report = store.import_tree(tmp_path / "results")
+    assert report.added == [good.absolute()]
+    assert report.skipped == [(bad, str(caught.value))]
+    assert rows(db, "SELECT DISTINCT experiment_id FROM requests") == [("exp-good",)]

@@ -200,7 +200,29 @@ def test_backup_while_in_use_and_restore(store_with_two: Path, tmp_path: Path) -
     assert kept.name.startswith("llem.db.before-restore-")
     with ResultStore(kept, create=False) as previous:
         assert [s.experiment_id for s in previous.list_experiments()] == ["exp-b"]
-    assert not list(backup.parent.glob(".*.tmp"))
+    # the backup is a plain rollback-journal file: restoring from it leaves nothing beside it
+    assert sorted(p.name for p in backup.parent.iterdir()) == ["llem-backup.db"]
+    with sqlite3.connect(backup) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+
+
+def test_backup_into_a_missing_directory_names_it(store_with_two: Path, tmp_path: Path) -> None:
+    target = tmp_path / "no" / "such" / "backup.db"
+    with ResultStore(store_with_two) as store, pytest.raises(StoreLookupError) as caught:
+        store.backup(target)
+    assert str(caught.value) == f"cannot write {target}: {target.parent} is missing"
+
+
+def test_restores_in_quick_succession_each_keep_the_previous_contents(
+    store_with_two: Path, tmp_path: Path
+) -> None:
+    backup = tmp_path / "backup.db"
+    with ResultStore(store_with_two) as store:
+        store.backup(backup)
+        kept = {store.restore(backup) for _ in range(3)}
+        assert len(store.list_experiments()) == 2
+    assert len(kept) == 3
+    assert all(path.is_file() for path in kept)
 
 
 def test_restore_refuses_what_is_not_an_llem_backup(store_with_two: Path, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from llem.commands import config as config_commands
 from llem.commands import db as db_commands
 from llem.commands import results as results_commands
 from llem.commands import schema as schema_commands
+from llem.commands import study as study_commands
 from llem.commands.aggregate import aggregate
 from llem.commands.env import env
 from llem.commands.run import run
@@ -36,6 +37,7 @@ app = typer.Typer(
 app.command("run")(run)
 app.command("aggregate")(aggregate)
 app.command("env")(env)
+app.add_typer(study_commands.app, name="study")
 app.add_typer(results_commands.app, name="results")
 app.add_typer(db_commands.app, name="db")
 app.add_typer(config_commands.app, name="config")

@@ -10,6 +10,9 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_USAGE",
+    "RunFailedError",
+    "RunInterruptedError",
+    "StudyInterruptedError",
     "UsageError",
     "exit_code_for",
 ]
@@ -30,6 +33,11 @@ class RunFailedError(LlemError):
 
 class RunInterruptedError(LlemError):
     """Ctrl-C during a run; staged results are kept."""
+
+
+class StudyInterruptedError(RunInterruptedError):
+    """Ctrl-C (or SIGTERM) during a study; the manifest says what completed and
+    ``llem study --resume`` runs the rest."""
 
 
 def exit_code_for(error: LlemError) -> int:

@@ -4,6 +4,7 @@ from llem_schema import LlemError
 
 __all__ = [
     "AggregationError",
+    "CorruptStoreError",
     "DuplicateResultError",
     "ForeignDatabaseError",
     "PersistenceError",
@@ -40,3 +41,7 @@ class ForeignDatabaseError(StoreError):
 
 class DuplicateResultError(StoreError):
     """A second live copy of an experiment that is already indexed from another directory."""
+
+
+class CorruptStoreError(StoreError):
+    """The database file is damaged; the message says how to restore or rebuild it."""

@@ -14,10 +14,14 @@ Every path comes from a validated experiment id and is checked to stay inside th
 root, also through symlinks.
 """
 
+import contextlib
+import fcntl
 import hashlib
 import json
+import os
 import re
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from os import PathLike
@@ -49,6 +53,7 @@ __all__ = [
 
 STAGING_DIR: Final = ".staging"
 _MANIFEST: Final = "experiment.json"
+_RUN_LOCK: Final = "run.lock"
 _PROCESS_FILE: Final = re.compile(r"process_(0|[1-9][0-9]*)\.json")
 
 
@@ -160,6 +165,36 @@ class StagingRepository:
         return path
 
     # -- reading ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def running(self, experiment_id: str) -> Iterator[None]:
+        """Mark the experiment as being run by this process while the block runs.
+
+        An advisory lock: the kernel releases it when the process ends, even by SIGKILL, so
+        :meth:`is_running` tells a live run from one that died and left its staging.
+        """
+        path = self._inside(self.experiment_dir(experiment_id) / _RUN_LOCK)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def is_running(self, experiment_id: str) -> bool:
+        """Whether a live process is running the experiment (see :meth:`running`)."""
+        path = self._inside(self.experiment_dir(experiment_id) / _RUN_LOCK)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
 
     def list_staged(self) -> list[str]:
         """Experiment ids with a staging directory, sorted."""

@@ -84,15 +84,18 @@ def parse_when(text: str, *, option: str, end_of_day: bool = False) -> datetime:
     """
     value = text.strip()
     age = _AGE.fullmatch(value.lower())
-    if age is not None:
-        return datetime.now(UTC) - timedelta(seconds=float(age[1]) * _AGE_UNITS_S[age[2]])
     try:
+        if age is not None:
+            return datetime.now(UTC) - timedelta(seconds=float(age[1]) * _AGE_UNITS_S[age[2]])
         when = datetime.fromisoformat(value)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise UsageError(
             f"{option} {text!r}: give a date (2026-11-01), a date and time (2026-11-01T14:30) "
-            "or an age (7d, 12h, 30m)"
+            "or an age (7d, 12h, 30m) within the years 1 to 9999"
         ) from None
     if end_of_day and _DATE.fullmatch(value):
-        when += timedelta(days=1)
+        try:
+            when += timedelta(days=1)
+        except OverflowError:  # --until 9999-12-31: no upper bound
+            return datetime.max.replace(tzinfo=UTC)
     return when

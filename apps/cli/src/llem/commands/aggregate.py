@@ -8,6 +8,7 @@ import typer
 
 from llem.commands._store import db_option, resolve_db
 from llem.errors import UsageError
+from llem_schema import LlemError
 
 if TYPE_CHECKING:
     from llem.harness.indexing import StoreIndex
@@ -49,14 +50,31 @@ def aggregate(
         redo = _indexed_results(store_path) if force else []
         if not staged and not redo:
             typer.echo(f"nothing staged in {staging.root}")
+        failed = []
         for staged_id in staged:
-            _finalize(staging, staged_id, output, store_path)
+            if staging.is_running(staged_id):
+                typer.echo(f"{staged_id}: still running; left alone")
+                continue
+            try:
+                _finalize(staging, staged_id, output, store_path)
+            except LlemError as exc:  # one run that cannot be recovered stops no other
+                typer.echo(f"{staged_id}: not aggregated: {exc}", err=True)
+                failed.append(staged_id)
         for indexed in redo:
             if indexed.experiment_id not in staged:
                 _reaggregate(indexed, store_path)
+        if failed:
+            raise LlemError(
+                f"{len(failed)} of {len(staged)} staged experiments could not be aggregated "
+                f"({', '.join(failed)})"
+            )
         return
     assert experiment_id is not None
     if experiment_id in staged:
+        if staging.is_running(experiment_id):
+            raise UsageError(
+                f"{experiment_id} is still running; aggregate it when its run has ended"
+            )
         _finalize(staging, experiment_id, output, store_path)
         return
     summary = _indexed(store_path, experiment_id)

@@ -52,18 +52,16 @@ def restore(
     db: DbOption = None,
 ) -> None:
     """Replace the store's contents with a backup; the previous contents are kept aside."""
-    from llem_persistence.errors import ForeignDatabaseError, StoreError, StoreLookupError
+    from llem_persistence.errors import CorruptStoreError, StoreLookupError
 
     path = resolve_db(db)
     if not source.is_file():
         raise StoreLookupError(f"no backup at {source}")
     try:
         store = open_store(db, create=True)
-    except (StoreLookupError, ForeignDatabaseError):
-        raise
-    except StoreError as exc:
-        if not _damaged(path):
-            raise
+    except CorruptStoreError as exc:
+        # only a store SQLite cannot read is moved aside; a newer, busy or read-only one
+        # is reported as it is, untouched
         aside = _move_aside(path)
         typer.echo(f"{path} could not be opened ({exc}); moved it to {aside}", err=True)
         store = open_store(db, create=True)
@@ -135,18 +133,9 @@ def _user_version(path: Path) -> int | None:
         return None
 
 
-def _damaged(path: Path) -> bool:
-    """Whether ``path`` is an SQLite file that SQLite cannot read (not a foreign one)."""
-    try:
-        with path.open("rb") as handle:
-            return handle.read(16) == b"SQLite format 3\x00" or path.stat().st_size == 0
-    except OSError:
-        return False
-
-
 def _move_aside(path: Path) -> Path:
     """Rename a damaged store (and its WAL files) out of the way; returns its new name."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%f")
     aside = path.with_name(f"{path.name}.damaged-{stamp}")
     for suffix in ("", "-wal", "-shm"):
         part = path.with_name(path.name + suffix)

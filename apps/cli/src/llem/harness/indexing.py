@@ -32,13 +32,23 @@ class StoreIndex:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def mark_running(self, experiment_id: str, config: ExperimentConfig, created: datetime) -> None:
-        """Best effort: a failure here is logged; :meth:`ingest` reports it if it persists."""
+    def mark_running(
+        self,
+        experiment_id: str,
+        config: ExperimentConfig,
+        created: datetime,
+        *,
+        study_id: str | None = None,
+    ) -> None:
+        """Best effort: a failure here is logged; :meth:`ingest` reports it if it persists.
+
+        ``study_id`` (registered with :meth:`register_study`) makes the run part of a study.
+        """
         from llem_persistence.store import ResultStore
 
         try:
             with ResultStore(self.path) as store:
-                store.mark_running(experiment_id, config, created=created)
+                store.mark_running(experiment_id, config, created=created, study_id=study_id)
         except _STORE_FAILURES as exc:
             logger.debug("cannot record %s as running in %s: %s", experiment_id, self.path, exc)
 
@@ -65,4 +75,37 @@ class StoreIndex:
             if isinstance(exc, OSError) and exc.strerror:
                 reason = exc.strerror
             return not_indexed_warning(directory, self.path, reason)
+        return None
+
+    def register_study(
+        self, study_id: str, name: str, *, design_hash: str, created: datetime, study_dir: Path
+    ) -> str | None:
+        """Record a study (again, on a resume); returns the warning to show when that failed."""
+        from llem_persistence.store import ResultStore
+
+        try:
+            with ResultStore(self.path) as store:
+                store.register_study(
+                    study_id, name, design_hash=design_hash, created=created, study_dir=study_dir
+                )
+        except _STORE_FAILURES as exc:
+            logger.debug("cannot register study %s in %s", study_id, self.path, exc_info=True)
+            return (
+                f"study {study_id} not registered in {self.path} ({exc}): its runs are saved in "
+                f"{study_dir}, but the store will not list them as part of the study"
+            )
+        return None
+
+    def ingest_into_study(self, directory: Path, experiment_id: str, study_id: str) -> str | None:
+        """Index the saved result of ``experiment_id`` (if it is not already) as part of
+        ``study_id``; returns the warning to show when that failed, else None."""
+        from llem_persistence.store import ResultStore
+
+        try:
+            with ResultStore(self.path) as store:
+                store.ingest(directory)
+                store.link_to_study(experiment_id, study_id)
+        except _STORE_FAILURES as exc:
+            logger.debug("indexing %s failed", directory, exc_info=True)
+            return not_indexed_warning(directory, self.path, str(exc) or type(exc).__name__)
         return None

@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Final
 
-from llem_persistence.errors import ForeignDatabaseError, StoreError
+from llem_persistence.errors import CorruptStoreError, ForeignDatabaseError, StoreError
 from llem_persistence.store._schema import APPLICATION_ID, STORE_SCHEMA_VERSION
 
 __all__ = [
@@ -49,7 +49,7 @@ def store_error(path: Path, exc: sqlite3.Error, timeout_s: float) -> StoreError:
             f"{path} is busy: another process held it for more than {timeout_s:g} s; try again"
         )
     if isinstance(exc, sqlite3.DatabaseError) and ("malformed" in text or "not a database" in text):
-        return StoreError(
+        return CorruptStoreError(
             f"{path} is corrupt ({text}): restore a backup with `llem db restore FILE --db "
             f"{path}`, or move it aside and rebuild the index with `llem results import "
             f"{path.parent} --db {path}`"
@@ -59,12 +59,15 @@ def store_error(path: Path, exc: sqlite3.Error, timeout_s: float) -> StoreError:
     return StoreError(f"{path}: {text}")
 
 
-def open_backup(path: Path) -> sqlite3.Connection:
+def open_backup(path: Path, timeout_s: float) -> sqlite3.Connection:
     """A read-only connection to an llem store that passes SQLite's integrity check."""
     with path.open("rb") as handle:
         if handle.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
             raise ForeignDatabaseError(f"{path} is not an llem results store (not an SQLite file)")
-    connection = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+    try:
+        connection = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise store_error(path, exc, timeout_s) from exc
     try:
         application_id = connection.execute("PRAGMA application_id").fetchone()[0]
         if application_id != APPLICATION_ID:
@@ -79,6 +82,9 @@ def open_backup(path: Path) -> sqlite3.Connection:
         problems = [m for (m,) in connection.execute("PRAGMA integrity_check") if m != "ok"]
         if problems:
             raise StoreError(f"{path} is damaged, not restored: {problems[0]}")
+    except sqlite3.Error as exc:
+        connection.close()
+        raise store_error(path, exc, timeout_s) from exc
     except BaseException:
         connection.close()
         raise

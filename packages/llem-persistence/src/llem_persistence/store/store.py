@@ -55,6 +55,7 @@ from llem_persistence.store.models import (
     StudySummary,
     utc_text,
 )
+from llem_schema.errors import ResultFormatError
 
 if TYPE_CHECKING:
     from llem_schema import ExperimentConfig, ExperimentResult, LatencyStats
@@ -530,14 +531,27 @@ class ResultStore:
             raise StoreLookupError(f"{destination} exists; choose another file or overwrite it")
         if destination.absolute() == self.path.absolute():
             raise StoreLookupError(f"{destination} is the store itself")
+        if not destination.parent.is_dir():
+            raise StoreLookupError(f"cannot write {destination}: {destination.parent} is missing")
+        self._copy(self._connection, destination)
+        return destination
+
+    def _copy(self, source: sqlite3.Connection, destination: Path) -> None:
+        """Write ``source``'s database to ``destination`` beside it, then rename it there."""
         temporary = destination.with_name(f".{destination.name}.{os.getpid()}.tmp")
         try:
-            with self._errors(), contextlib.closing(sqlite3.connect(temporary)) as copy:
-                self._connection.backup(copy)
+            try:
+                copy = sqlite3.connect(temporary)
+            except sqlite3.Error as exc:
+                raise store_error(destination, exc, self.timeout_s) from exc
+            with contextlib.closing(copy):
+                with self._errors():
+                    source.backup(copy)
+                # a rollback-journal file: it opens read-only without -wal/-shm beside it
+                copy.execute("PRAGMA journal_mode = DELETE")
             temporary.replace(destination)
         finally:
             temporary.unlink(missing_ok=True)
-        return destination
 
     def restore(self, source: str | PathLike[str]) -> Path:
         """Replace the store's contents with the backup ``source``; returns where the
@@ -549,8 +563,8 @@ class ResultStore:
         origin = Path(source)
         if not origin.is_file():
             raise StoreLookupError(f"no backup at {origin}")
-        with self._errors(), contextlib.closing(open_backup(origin)) as backup:
-            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        with contextlib.closing(open_backup(origin, self.timeout_s)) as backup, self._errors():
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%f")
             kept = self.backup(self.path.with_name(f"{self.path.name}.before-restore-{stamp}"))
             backup.backup(self._connection)
         with self._errors():
@@ -636,15 +650,20 @@ class ResultStore:
             )
         if version == latest:
             return []
-        if version > 0:
-            kept = self.backup(
-                self.path.with_name(f"{self.path.name}.v{version}.bak"), overwrite=True
-            )
-            logger.info(
-                "migrating %s from store schema %d; kept a copy at %s", self.path, version, kept
-            )
         with self._transaction():
-            return migrate(self._connection, self._user_version(), migrations)
+            version = self._user_version()  # another process may have migrated meanwhile
+            if 0 < version < latest:
+                # the copy comes through a second connection: this one holds the write lock,
+                # and in WAL mode a reader sees the store as it was before the migration
+                kept = self.path.with_name(f"{self.path.name}.v{version}.bak")
+                with contextlib.closing(
+                    sqlite3.connect(self.path, timeout=self.timeout_s)
+                ) as reader:
+                    self._copy(reader, kept)
+                logger.info(
+                    "migrating %s from store schema %d; kept a copy at %s", self.path, version, kept
+                )
+            return migrate(self._connection, version, migrations)
 
     def _user_version(self) -> int:
         return int(self._connection.execute("PRAGMA user_version").fetchone()[0])
@@ -712,9 +731,15 @@ class ResultStore:
                 "result_sha256": digest,
             }
             self._insert_experiment(row)
-            connection.executemany(
-                "INSERT INTO requests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", requests
-            )
+            try:
+                connection.executemany(
+                    "INSERT INTO requests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", requests
+                )
+            except sqlite3.IntegrityError:
+                raise ResultFormatError(
+                    f"{directory}: two requests of process and request index "
+                    f"{_first_duplicate(requests)} in one result; not indexed"
+                ) from None
             connection.executemany("INSERT INTO warnings VALUES (?, ?, ?, ?)", warnings)
         return outcome
 
@@ -753,10 +778,10 @@ class ResultStore:
                 parameters.append(f"%{escape_like(text)}%")
         if since is not None:
             clauses.append("created_at >= ?")
-            parameters.append(utc_text(aware(since)))
+            parameters.append(_bound(since, earliest=True))
         if until is not None:
             clauses.append("created_at < ?")
-            parameters.append(utc_text(aware(until)))
+            parameters.append(_bound(until, earliest=False))
         if min_output_tokens_per_j is not None:
             clauses.append("output_tokens_per_j >= ?")
             parameters.append(min_output_tokens_per_j)
@@ -819,3 +844,24 @@ class ResultStore:
     def _size(self) -> int:
         wal = self.path.with_name(self.path.name + "-wal")
         return self.path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+
+
+def _first_duplicate(requests: Sequence[tuple[object, ...]]) -> tuple[object, object] | None:
+    """The first (process, request index) pair that occurs twice in ``requests``."""
+    seen: set[tuple[object, object]] = set()
+    for row in requests:
+        key = (row[1], row[2])
+        if key in seen:
+            return key
+        seen.add(key)
+    return None
+
+
+def _bound(when: datetime, *, earliest: bool) -> str:
+    """``when`` as stored text; a time at the edge of the calendar (year 1 or 9999 in another
+    time zone) that UTC cannot hold becomes the earliest or latest time there is."""
+    try:
+        return utc_text(aware(when))
+    except (OverflowError, ValueError):
+        edge = datetime.min if earliest else datetime.max
+        return utc_text(edge.replace(tzinfo=UTC))
