@@ -4,6 +4,7 @@ devices ``--parallel`` picks. Running studies is in test_study_runner.py and the
 tests."""
 
 import json
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -199,6 +200,20 @@ def test_the_study_file_is_validated_before_anything_is_created(llem: Llem, tmp_
         2,
         f"error: {tmp_path / 'nope.yaml'}: no such study file\n",
     )
+
+
+def test_an_output_that_cannot_hold_a_study_is_one_line_and_exit_2(
+    llem: Llem, tmp_path: Path
+) -> None:
+    study_file = tmp_path / "s.yaml"
+    study_file.write_text("name: s\nbase: {n: 1}\n")
+    outcome = llem("study", str(study_file), "-o", str(study_file / "out"))
+    assert outcome.exit_code == 2
+    assert re.fullmatch(
+        rf"error: cannot create the study directory {re.escape(str(study_file))}/out/s_\S+ "
+        r"\(Not a directory\); choose another --output\n",
+        outcome.stderr,
+    ), outcome.stderr
 
 
 def test_parallel_uses_the_gpus_nvml_sees_or_the_devices_given(

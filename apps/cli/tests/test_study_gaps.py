@@ -25,14 +25,21 @@ def study(**settings: object) -> StudyConfig:
     )
 
 
-def test_no_gap_before_the_first_run_the_cycle_gap_when_the_cycle_changes() -> None:
-    config = study()
-    assert gap_s(config, None, 0) == 0.0
-    assert gap_s(config, 0, 0) == 30.0
-    assert gap_s(config, 0, 1) == 120.0  # instead of the experiment gap, not on top of it
-    assert gaps_between(config, [0, 0, 0, 1, 1, 1]) == [30.0, 30.0, 120.0, 30.0, 30.0]
-    assert gaps_between(config, [0]) == []  # and none after the last run
-    assert gaps_between(study(gap_between_experiments_s=0.0), [0, 0]) == [0.0]
+def test_no_gap_before_the_first_run_the_cycle_gap_when_a_new_cycle_begins() -> None:
+    config = study()  # interleaved: a pass over the points, then the next cycle
+    assert gap_s(config, None, (0, 0)) == 0.0
+    assert gap_s(config, (0, 0), (1, 0)) == 30.0
+    assert gap_s(config, (1, 0), (0, 1)) == 120.0  # instead of the experiment gap, not on top
+    runs = [(0, 0), (1, 0), (2, 0), (0, 1), (1, 1), (2, 1)]
+    assert gaps_between(config, runs) == [30.0, 30.0, 120.0, 30.0, 30.0]
+    assert gaps_between(config, [(0, 0)]) == []  # and none after the last run
+    assert gaps_between(study(gap_between_experiments_s=0.0), [(0, 0), (1, 0)]) == [0.0]
+
+
+def test_in_sequential_order_the_cycle_gap_separates_the_cycles_of_a_point() -> None:
+    config = study(order="sequential")
+    runs = [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
+    assert gaps_between(config, runs) == [120.0, 120.0, 30.0, 120.0, 120.0]
 
 
 def test_countdown_text_says_whether_enter_skips() -> None:
@@ -74,6 +81,18 @@ def test_enter_skips_once_per_line_and_stops_at_end_of_input(
     assert not skip.pressed()
     assert not skip.pressed()
     assert not NeverSkip().pressed()
+
+
+def test_lines_typed_before_a_gap_are_drained_and_do_not_skip_it(
+    pipe: tuple[io.TextIOWrapper, int],
+) -> None:
+    reader, write_fd = pipe
+    skip = EnterSkips(reader)
+    os.write(write_fd, b"\n\n\n")  # typed while a run was going
+    skip.drain()
+    assert not skip.pressed()
+    os.write(write_fd, b"\n")  # pressed during the gap
+    assert skip.pressed()
 
 
 def label(run_index: int = 2, device: str | None = None) -> RunLabel:

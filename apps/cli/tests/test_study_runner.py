@@ -312,6 +312,32 @@ def test_ctrl_c_puts_the_running_run_back_and_a_resume_finishes(
     assert_each_result_kept_once(resumed, bench.db)
 
 
+def test_ctrl_c_in_a_gap_of_a_resume_retrying_failed_runs_is_an_interruption(
+    bench: Bench,
+) -> None:
+    bench.study_file.write_text(
+        STUDY + "gap_between_experiments_s: 1.5\ngap_between_cycles_s: 1.5\n"
+    )
+    first = bench.start({1: "fail", 2: "fail", 3: "fail"})
+    assert [e.status for e in first.manifest.entries] == ["completed"] + ["failed"] * 3
+    root = first.layout.root
+
+    def stop_in_the_gap() -> None:  # run 1 completed, run 2 (still "failed") is queued
+        wait_until(lambda: manifest_status(root, 1) == "completed")
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=stop_in_the_gap, daemon=True).start()
+    resumed = bench.resume(root)
+    assert resumed.manifest.status == "interrupted"
+    assert [e.status for e in resumed.manifest.entries] == [
+        "completed",
+        "completed",
+        "failed",
+        "failed",
+    ]
+    assert_each_result_kept_once(resumed, bench.db)
+
+
 def test_a_child_deaf_to_sigint_is_killed_after_the_grace_period(bench: Bench) -> None:
     def root() -> Path | None:
         found = list(bench.output.glob("unit_*")) if bench.output.exists() else []
@@ -418,7 +444,31 @@ def test_a_resume_waits_for_a_run_whose_process_still_lives(tmp_path: Path) -> N
     wait_for_log_lock(layout, 3, timeout_s=0.3)  # free once its holder is gone
 
 
+def test_parallel_refuses_points_that_cannot_run_side_by_side(bench: Bench) -> None:
+    # the default energy source reads RAPL where it can: shared by runs on one host
+    with pytest.raises(UsageError) as caught:
+        bench.start(devices=("0", "1"))
+    assert str(caught.value) == (
+        "--parallel runs experiments side by side on one host, so each would count the "
+        "others' CPU (RAPL) energy: point 0 has energy.source 'auto'; set energy.source to "
+        "nvml (or none) in the study"
+    )
+    bench.study_file.write_text(
+        STUDY.replace("base: {n: 4,", "base: {energy: {source: nvml}, num_processes: 2, n: 4,")
+    )
+    with pytest.raises(UsageError) as caught:
+        bench.start(devices=("0", "1"))
+    assert str(caught.value) == (
+        "--parallel pins each run to one GPU: point 0 has num_processes 2; run it without "
+        "--parallel"
+    )
+    assert not bench.output.exists()  # refused before any study directory was made
+
+
 def test_parallel_runs_one_per_device_at_a_time_each_pinned(bench: Bench) -> None:
+    bench.study_file.write_text(
+        STUDY.replace("base: {n: 4,", "base: {energy: {source: none}, n: 4,")
+    )
     outcome = bench.start(dict.fromkeys(range(4), "sleep1.0"), devices=("0", "1"))
     entries = outcome.manifest.entries
     assert [e.status for e in entries] == ["completed"] * 4

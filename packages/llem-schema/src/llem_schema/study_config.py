@@ -74,7 +74,12 @@ class StudyConfig(FrozenModel):
         default=0.0, ge=0.0, description="Pause between two experiments (thermal settling), s."
     )
     gap_between_cycles_s: float = Field(
-        default=0.0, ge=0.0, description="Extra pause between two cycles, s."
+        default=0.0,
+        ge=0.0,
+        description=(
+            "Pause before a new cycle, s, instead of the experiment gap: between passes over "
+            "the points (interleaved, shuffled), or between two cycles of one point (sequential)."
+        ),
     )
     timeout_s: float = Field(
         default=3600.0,

@@ -3,10 +3,12 @@
 
 import logging
 import os
+from collections.abc import Sequence
 
 from llem.errors import UsageError
+from llem_schema import StudyPlan
 
-__all__ = ["parallel_devices", "parse_devices"]
+__all__ = ["check_parallel_plan", "parallel_devices", "parse_devices"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,3 +47,27 @@ def _nvml_devices() -> list[str]:
         logger.debug("no GPUs for --parallel: %s", exc)
         return []
     return [str(index) for index in indices]
+
+
+def check_parallel_plan(plan: StudyPlan, devices: Sequence[str | None]) -> None:
+    """Refuse (exit 2) points that cannot run side by side, one per device.
+
+    Experiments running at the same time on one host share its CPU packages: each would
+    count the others' CPU (RAPL) energy as its own. And a run pinned to one GPU cannot
+    launch processes for several.
+    """
+    if len(devices) < 2:
+        return
+    for point in plan.points:
+        config = point.config
+        if config.energy.source in ("auto", "rapl"):
+            raise UsageError(
+                f"--parallel runs experiments side by side on one host, so each would count "
+                f"the others' CPU (RAPL) energy: point {point.index} has energy.source "
+                f"{config.energy.source!r}; set energy.source to nvml (or none) in the study"
+            )
+        if config.num_processes > 1:
+            raise UsageError(
+                f"--parallel pins each run to one GPU: point {point.index} has num_processes "
+                f"{config.num_processes}; run it without --parallel"
+            )

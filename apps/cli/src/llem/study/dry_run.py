@@ -75,7 +75,7 @@ def print_dry_run(loaded: LoadedStudy, *, db: Path, console: "Console") -> None:
         known = durations.get(point.config_hash)
         when = "no earlier run: unknown" if known is None else format_duration(known)
         console.print(f"  point {point.index} ({format_overrides(point.overrides)}): {when}")
-    gaps = sum(gaps_between(study, [run.cycle for run in plan.runs]))
+    gaps = sum(gaps_between(study, [(run.point_index, run.cycle) for run in plan.runs]))
     windows = sum(
         durations[plan.point(run.point_index).config_hash]
         for run in plan.runs

@@ -23,19 +23,28 @@ __all__ = [
 ]
 
 
-def gap_s(study: StudyConfig, previous_cycle: int | None, next_cycle: int) -> float:
-    """The pause before a run of ``next_cycle`` that follows a run of ``previous_cycle``
-    (``None``: no run before it in this session, so no pause)."""
-    if previous_cycle is None:
+def gap_s(
+    study: StudyConfig, previous: tuple[int, int] | None, following: tuple[int, int]
+) -> float:
+    """The pause before the run ``following`` = (point, cycle) that comes after the run
+    ``previous`` (``None``: no run before it in this session, so no pause).
+
+    The cycle gap, instead of the experiment gap, comes before a new cycle: in interleaved
+    and shuffled orders when a pass over the points begins again, in sequential order
+    between two cycles of the same point (moving on to the next point is an experiment gap).
+    """
+    if previous is None:
         return 0.0
-    if previous_cycle != next_cycle:
-        return study.gap_between_cycles_s
-    return study.gap_between_experiments_s
+    (point_before, cycle_before), (point_after, cycle_after) = previous, following
+    new_cycle = cycle_before != cycle_after and (
+        study.order != "sequential" or point_before == point_after
+    )
+    return study.gap_between_cycles_s if new_cycle else study.gap_between_experiments_s
 
 
-def gaps_between(study: StudyConfig, cycles: Sequence[int]) -> list[float]:
-    """The pause before each run after the first, for runs of these cycles in this order."""
-    return [gap_s(study, before, after) for before, after in pairwise(cycles)]
+def gaps_between(study: StudyConfig, runs: Sequence[tuple[int, int]]) -> list[float]:
+    """The pause before each run after the first, for (point, cycle) runs in this order."""
+    return [gap_s(study, before, after) for before, after in pairwise(runs)]
 
 
 def countdown_text(remaining_s: float, *, skippable: bool) -> str:
@@ -53,6 +62,10 @@ class SkipInput(Protocol):
         """True once per Enter pressed since the last call; never blocks."""
         ...
 
+    def drain(self) -> None:
+        """Forget what was typed so far: only an Enter pressed during a gap skips it."""
+        ...
+
 
 class NeverSkip:
     """No terminal to read: gaps run their full length."""
@@ -61,6 +74,9 @@ class NeverSkip:
 
     def pressed(self) -> bool:
         return False
+
+    def drain(self) -> None:
+        return None
 
 
 class EnterSkips:
@@ -84,3 +100,7 @@ class EnterSkips:
         if line == "":  # end of input (Ctrl-D): stop asking
             self._closed = True
         return bool(line)
+
+    def drain(self) -> None:
+        while self.pressed():
+            pass

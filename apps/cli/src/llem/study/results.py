@@ -78,7 +78,11 @@ def write_study_result(
         manifest,
         results,
         cv_warning_threshold=study.cv_warning_threshold,
-        finished_at=max(datetime.now(UTC), manifest.created_at),
+        # the last run's end, not now: a resume with nothing left to run changes nothing
+        finished_at=max(
+            (e.finished_at for e in manifest.entries if e.finished_at is not None),
+            default=max(datetime.now(UTC), manifest.created_at),
+        ),
     )
     summary.save(layout.root)
     return summary

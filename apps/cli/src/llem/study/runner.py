@@ -58,7 +58,8 @@ class _Slot:
 
     device: str | None
     active: _Active | None = None
-    last_cycle: int | None = None
+    last_run: tuple[int, int] | None = None
+    """(point, cycle) of the slot's last run in this session."""
     settle_until: float = 0.0
 
 
@@ -112,7 +113,12 @@ class StudyRunner:
             raise
         finally:
             self.display.end()
-        self._save(self.manifest.with_status(self._final_status()))
+        # stopped with runs still queued (failed ones being retried keep their old status
+        # until they start): the study is interrupted, whatever the entries say
+        status: Literal["interrupted", "completed", "failed"] = (
+            "interrupted" if self.interrupted and queue else self._final_status()
+        )
+        self._save(self.manifest.with_status(status))
         return self.manifest
 
     # -- the loop -------------------------------------------------------------------------
@@ -146,9 +152,13 @@ class StudyRunner:
             return
         self._conclude(slot, returncode)
         if queue:
-            next_cycle = self.manifest.entry(queue[0]).cycle
-            assert next_cycle is not None
-            slot.settle_until = now + gap_s(self.study, slot.last_cycle, next_cycle)
+            following = self.manifest.entry(queue[0])
+            assert following.cycle is not None
+            slot.settle_until = now + gap_s(
+                self.study, slot.last_run, (following.point_index, following.cycle)
+            )
+            if slot.settle_until > now:
+                self.skip.drain()  # an Enter typed during the run does not skip this gap
 
     def _start(self, slot: _Slot, run_index: int) -> None:
         entry = self.manifest.entry(run_index)
@@ -192,7 +202,7 @@ class StudyRunner:
             f"--- {started_at.isoformat(timespec='seconds')} run {run_index} of study "
             f"{self.manifest.study_id}: experiment {experiment_id}{pinned} ---"
         )
-        slot.last_cycle = entry.cycle
+        slot.last_run = (entry.point_index, entry.cycle)
         self.display.started(label)
         try:
             child = self.launcher.start(

@@ -10,6 +10,7 @@ from pathlib import Path
 from llem.config import read_config_file
 from llem.errors import UsageError
 from llem.harness.indexing import StoreIndex
+from llem.study.devices import check_parallel_plan
 from llem.study.display import StudyDisplay, make_display
 from llem.study.gaps import EnterSkips, NeverSkip
 from llem.study.launcher import Launcher
@@ -91,9 +92,16 @@ class StudyOutcome:
 
 def start_study(loaded: LoadedStudy, output_dir: Path, options: RunOptions) -> StudyOutcome:
     """Create ``<output_dir>/<study_id>/`` for ``loaded`` and run it."""
+    check_parallel_plan(loaded.plan, options.devices)
     created = datetime.now(UTC)
     layout = StudyLayout(output_dir / new_study_id(loaded.study.name, created))
-    layout.root.mkdir(parents=True)
+    try:
+        layout.root.mkdir(parents=True)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot create the study directory {layout.root} ({exc.strerror or exc}); "
+            "choose another --output"
+        ) from None
     with hold_study_lock(layout):
         atomic_write_bytes(layout.study_file, loaded.data)
         manifest = StudyManifest.new(
@@ -119,6 +127,7 @@ def resume_study(
     with hold_study_lock(layout):
         manifest = StudyManifest.load(layout.root)
         loaded = load_study(study_file or layout.study_file)
+        check_parallel_plan(loaded.plan, options.devices)
         changed = manifest.study_file_sha256 not in (None, loaded.sha256)
         if changed and not force:
             raise changed_file_error(
