@@ -184,6 +184,40 @@ def test_cuda_visible_devices_choose_the_gpus(clock: ManualClock, no_rapl: Path)
     ] == [2]
 
 
+def test_a_cuda_ordinal_is_its_place_in_cuda_visible_devices_by_index_or_uuid(
+    clock: ManualClock, no_rapl: Path
+) -> None:
+    fake = FakeNvml([FakeGpu(uuid=f"GPU-{name}") for name in "abcd"], clock=clock)
+
+    def chosen(visible: str, ordinal: int) -> list[str]:
+        meter = EnergyMeter.create(
+            QUIET,
+            nvml=fake,
+            clock=clock,
+            rapl_root=no_rapl,
+            cuda_devices=[ordinal],
+            environ={"CUDA_VISIBLE_DEVICES": visible},
+        )
+        return [d.uuid for d in meter.devices]
+
+    assert chosen("3,1", 0) == ["GPU-d"]
+    assert chosen("GPU-c,GPU-a", 1) == ["GPU-a"]  # what `llem study --devices UUID` pins
+    assert chosen("GPU-b", 0) == ["GPU-b"]
+    with pytest.raises(EnergySourceUnavailableError) as caught:
+        EnergyMeter.create(
+            EnergyConfig(source="nvml"),
+            nvml=fake,
+            clock=clock,
+            rapl_root=no_rapl,
+            cuda_devices=[1],
+            environ={"CUDA_VISIBLE_DEVICES": "2"},
+        )
+    assert str(caught.value) == (
+        "energy.source is 'nvml' but NVML cannot be used: CUDA device 1 is not among the 1 "
+        "GPU(s) CUDA_VISIBLE_DEVICES leaves visible"
+    )
+
+
 def test_baseline_fresh_then_cached_and_adjusted_energy(
     clock: ManualClock, no_rapl: Path, tmp_path: Path
 ) -> None:

@@ -286,6 +286,7 @@ class EnergyMeter:
         config: EnergyConfig | None = None,
         *,
         gpu_indices: Sequence[int] | None = None,
+        cuda_devices: Sequence[int] | None = None,
         rapl_root: Path = DEFAULT_POWERCAP_ROOT,
         nvml: Any = None,
         clock: Callable[[], float] = time.perf_counter,
@@ -294,7 +295,9 @@ class EnergyMeter:
         """Open the sources ``config.source`` names.
 
         ``gpu_indices`` are NVML indices of the GPUs this process uses; by default they come
-        from ``CUDA_VISIBLE_DEVICES`` (every GPU when unset). ``nvml`` replaces the real
+        from ``CUDA_VISIBLE_DEVICES`` (every GPU when unset). ``cuda_devices`` names them as
+        the process's CUDA ordinals instead (``torch.device("cuda", 1)`` is ordinal 1): each
+        is the position in ``CUDA_VISIBLE_DEVICES``, whose entries may be indices or UUIDs. ``nvml`` replaces the real
         ``pynvml`` module (tests pass ``llem_energy.testing.FakeNvml``).
 
         ``auto`` uses NVML when it finds GPUs and RAPL when readable, and without either
@@ -320,11 +323,18 @@ class EnergyMeter:
         if source in ("auto", "nvml"):
             try:
                 session = NvmlSession.open(nvml)
-                indices = (
-                    list(gpu_indices)
-                    if gpu_indices is not None
-                    else resolve_gpu_indices(session, env.get("CUDA_VISIBLE_DEVICES"))
-                )
+                if gpu_indices is not None:
+                    indices = list(gpu_indices)
+                else:
+                    visible = resolve_gpu_indices(session, env.get("CUDA_VISIBLE_DEVICES"))
+                    indices = visible if cuda_devices is None else []
+                    for ordinal in cuda_devices or ():
+                        if not 0 <= ordinal < len(visible):
+                            raise EnergyError(
+                                f"CUDA device {ordinal} is not among the {len(visible)} GPU(s) "
+                                "CUDA_VISIBLE_DEVICES leaves visible"
+                            )
+                        indices.append(visible[ordinal])
                 gpus = [session.device(index) for index in indices]
                 if not gpus:
                     raise EnergyError(

@@ -67,7 +67,7 @@ def measure_process(
     device_index = _cuda_device(local_rank)
     backend = create_backend(config.backend)
     meter = EnergyMeter.create(
-        config.energy, gpu_indices=None if device_index is None else _nvml_index(device_index)
+        config.energy, cuda_devices=None if device_index is None else [device_index]
     )
     try:
         if config.baseline.enabled and meter.device_ids:
@@ -141,18 +141,6 @@ def _load_prompts(config: ExperimentConfig, backend: object) -> list[str]:
 
     count_tokens = getattr(backend, "count_tokens", None)
     return load_prompts(config, count_tokens=count_tokens)
-
-
-def _nvml_index(cuda_index: int) -> list[int]:
-    """The NVML index of CUDA device ``cuda_index`` (they differ under CUDA_VISIBLE_DEVICES)."""
-    import os
-
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if not visible:
-        return [cuda_index]
-    entries = [entry.strip() for entry in visible.split(",") if entry.strip()]
-    entry = entries[cuda_index] if cuda_index < len(entries) else str(cuda_index)
-    return [int(entry)] if entry.isdigit() else [cuda_index]
 
 
 def _cpu_device(device: str) -> DeviceInfo:
