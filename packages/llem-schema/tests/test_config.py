@@ -1,3 +1,4 @@
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -169,3 +170,19 @@ def test_hash_of_the_default_config_is_stable() -> None:
     # together with a schema version bump. A new default of a measured setting changes it,
     # rightly; a new backend's section does not (only the selected backend's is hashed).
     assert measurement_config_hash(ExperimentConfig()) == "7e29ffb977e22ade"
+
+
+def test_a_prompts_file_counts_by_its_content(tmp_path: Path) -> None:
+    first, moved = tmp_path / "prompts.jsonl", tmp_path / "elsewhere.jsonl"
+    first.write_text('{"prompt": "hello"}\n')
+    moved.write_text('{"prompt": "hello"}\n')
+
+    def hash_of(path: Path) -> str:
+        return measurement_config_hash(parse_config({"prompts": {"source": str(path)}}))
+
+    original = hash_of(first)
+    assert hash_of(moved) == original  # the same prompts under another path
+    first.write_text('{"prompt": "hello, edited"}\n')
+    assert hash_of(first) != original  # edited prompts under the same path
+    missing = tmp_path / "gone.jsonl"
+    assert hash_of(missing) != hash_of(tmp_path / "also-gone.jsonl")  # unreadable: by path

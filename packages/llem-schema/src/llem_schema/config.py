@@ -6,10 +6,12 @@ that are allowed (:func:`parse_config`), never a silently ignored setting. Its
 results with the same hash measured the same thing.
 """
 
+import contextlib
 import difflib
 import hashlib
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
@@ -323,12 +325,21 @@ def measurement_config_hash(config: ExperimentConfig) -> str:
     resolved), leaving out what does not change a measurement: the name, the output
     directory, the preset's name, warning thresholds, the baseline cache's lifetime, and the
     sections of backends other than the selected one. Equal configs written differently (key
-    order, a preset versus its explicit settings) hash the same.
+    order, a preset versus its explicit settings) hash the same. A prompts file counts by its
+    content where it can be read (the same prompts under another path hash the same, edited
+    prompts under the same path do not), by its path where it cannot.
     """
     exclude = dict(_NOT_MEASURED) | {
         section: True for section in BACKEND_SECTIONS if section != config.backend
     }
     canonical = config.model_dump(mode="json", exclude=exclude)
+    source = config.prompts.source
+    if source not in (BUILTIN_PROMPTS, SYNTHETIC_PROMPTS):
+        # not readable here (validated elsewhere, say): the path stands for it
+        with contextlib.suppress(OSError):
+            canonical["prompts"]["source"] = (
+                "sha256:" + hashlib.sha256(Path(source).read_bytes()).hexdigest()
+            )
     text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
