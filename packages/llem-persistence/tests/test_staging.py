@@ -156,3 +156,16 @@ def test_a_run_is_running_while_its_process_lives_even_if_killed(
     holder.send_signal(signal.SIGKILL)
     holder.communicate()
     assert not staging.is_running(EXPERIMENT)  # the kernel released the dead run's lock
+
+
+def test_only_a_current_valid_raw_takes_the_fast_path() -> None:
+    from llem_persistence.staging import _current_raw
+
+    raw = example_raw_result()
+    text = raw.model_dump_json()
+    assert _current_raw(text) == raw
+    newer = text.replace('"schema_version":"1.0"', '"schema_version":"1.1"')
+    assert newer != text
+    assert _current_raw(newer) is None  # the general path decides: a newer minor passes
+    assert _current_raw(text.replace('"schema_version":"1.0",', "")) is None
+    assert _current_raw('{"schema_version": "1.0"}') is None

@@ -41,7 +41,13 @@ from llem_schema import (
     ResultFormatError,
     validate_experiment_id,
 )
-from llem_schema.io import atomic_write_bytes, load_document, read_json_object
+from llem_schema.io import (
+    atomic_write_bytes,
+    load_document,
+    parse_json_object,
+    read_document_text,
+    read_json_object,
+)
 from llem_schema.versions import RAW_MIGRATIONS, SCHEMA_VERSION
 
 __all__ = [
@@ -237,9 +243,12 @@ class StagingRepository:
         results = []
         for path in self._complete_files(experiment_id):
             try:
-                document = read_json_object(path, kind="raw process result")
-                raw = load_document(
-                    RawProcessResult, document, migrations=RAW_MIGRATIONS, source=path
+                text = read_document_text(path, kind="raw process result")
+                raw = _current_raw(text) or load_document(
+                    RawProcessResult,
+                    parse_json_object(text, path, kind="raw process result"),
+                    migrations=RAW_MIGRATIONS,
+                    source=path,
                 )
             except LlemError as exc:
                 raise PersistenceError(str(exc)) from None
@@ -304,3 +313,16 @@ class StagingRepository:
             return False
         shutil.rmtree(directory)
         return True
+
+
+def _current_raw(text: str) -> RawProcessResult | None:
+    """The raw result in ``text`` when it is valid and states the current schema version:
+    pydantic validates the JSON directly, without building Python dicts first. Anything else
+    (an older version to migrate, a problem to report word for word) returns ``None`` and
+    the general path decides."""
+    try:
+        raw = RawProcessResult.model_validate_json(text)
+    except ValidationError:
+        return None
+    current = "schema_version" in raw.model_fields_set and raw.schema_version == SCHEMA_VERSION
+    return raw if current else None
