@@ -25,10 +25,13 @@ __all__ = [
     "atomic_path",
     "atomic_write_bytes",
     "create_unique_dir",
+    "document_file",
     "load_document",
+    "load_document_file",
     "parse_json_object",
     "read_document_text",
     "read_json_object",
+    "write_document",
 ]
 
 MAX_UNIQUE_SUFFIX: Final = 100_000
@@ -124,6 +127,38 @@ def create_unique_dir(parent: Path, name: str) -> Path:
             continue
         return candidate
     raise FileExistsError(f"{parent / name}: every suffix up to {MAX_UNIQUE_SUFFIX} is taken")
+
+
+def document_file(path: str | os.PathLike[str], name: str) -> Path:
+    """``path`` when it is the document itself, ``path/name`` when it is its directory."""
+    file = Path(path)
+    return file / name if file.is_dir() else file
+
+
+def write_document(model: BaseModel, directory: str | os.PathLike[str], name: str) -> Path:
+    """Write ``model`` as indented JSON to ``directory/name`` atomically, creating
+    ``directory``; return the file's path."""
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    atomic_write_bytes(path, model.model_dump_json(indent=2).encode("utf-8") + b"\n")
+    return path
+
+
+def load_document_file(
+    model: type[ModelT],
+    path: str | os.PathLike[str],
+    name: str,
+    *,
+    kind: str,
+    migrations: MigrationRegistry,
+) -> ModelT:
+    """Read, migrate and validate the ``kind`` document at ``path`` (the file, or the
+    directory holding ``name``), with the one-line errors of :func:`read_json_object` and
+    :func:`load_document`."""
+    file = document_file(path, name)
+    document = read_json_object(file, kind=kind)
+    return load_document(model, document, migrations=migrations, source=file)
 
 
 def read_json_object(path: Path, *, kind: str) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from llem_schema.io import (
     atomic_copy,
     atomic_write_bytes,
     create_unique_dir,
+    document_file,
     load_document,
     parse_json_object,
     read_document_text,
@@ -282,9 +283,7 @@ class ExperimentResult(FrozenModel):
         and a :class:`LlemWarning`. A corrupt file, a file that is not a result, or a newer
         major schema version raises a one-line :class:`~llem_schema.ResultFormatError`.
         """
-        file = Path(path)
-        if file.is_dir():
-            file = file / RESULT_FILE
+        file = document_file(path, RESULT_FILE)
         text = read_document_text(file, kind="result")
         result = cls._validate_current_json(text)
         if result is None:

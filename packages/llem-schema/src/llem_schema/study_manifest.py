@@ -22,7 +22,7 @@ from pydantic import (
 
 from llem_schema._base import FrozenModel
 from llem_schema.ids import ExperimentId, validate_study_name
-from llem_schema.io import atomic_write_bytes, load_document, read_json_object
+from llem_schema.io import load_document_file, write_document
 from llem_schema.study_plan import StudyPlan
 from llem_schema.versions import MANIFEST_MIGRATIONS, SCHEMA_VERSION, parse_version
 
@@ -276,11 +276,7 @@ class StudyManifest(FrozenModel):
 
     def save(self, study_dir: str | PathLike[str]) -> Path:
         """Write ``study_dir/manifest.json`` atomically (creating ``study_dir``); return its path."""
-        directory = Path(study_dir)
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / MANIFEST_FILE
-        atomic_write_bytes(path, self.model_dump_json(indent=2).encode("utf-8") + b"\n")
-        return path
+        return write_document(self, study_dir, MANIFEST_FILE)
 
     @classmethod
     def load(cls, study_dir: str | PathLike[str]) -> Self:
@@ -290,8 +286,6 @@ class StudyManifest(FrozenModel):
         manifest, or a newer major schema version raises a one-line
         :class:`~llem_schema.ResultFormatError`.
         """
-        path = Path(study_dir)
-        if path.is_dir():
-            path = path / MANIFEST_FILE
-        document = read_json_object(path, kind="study manifest")
-        return load_document(cls, document, migrations=MANIFEST_MIGRATIONS, source=path)
+        return load_document_file(
+            cls, study_dir, MANIFEST_FILE, kind="study manifest", migrations=MANIFEST_MIGRATIONS
+        )

@@ -28,7 +28,7 @@ from pydantic import (
 
 from llem_schema._base import FrozenModel
 from llem_schema.ids import ExperimentId, validate_study_name
-from llem_schema.io import atomic_write_bytes, load_document, read_json_object
+from llem_schema.io import load_document_file, write_document
 from llem_schema.result import ExperimentResult
 from llem_schema.statistics import (
     DEFAULT_CONFIDENCE,
@@ -169,11 +169,7 @@ class StudyResult(FrozenModel):
 
     def save(self, study_dir: str | PathLike[str]) -> Path:
         """Write ``study_dir/study.json`` atomically (creating ``study_dir``); return its path."""
-        directory = Path(study_dir)
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / STUDY_RESULT_FILE
-        atomic_write_bytes(path, self.model_dump_json(indent=2).encode("utf-8") + b"\n")
-        return path
+        return write_document(self, study_dir, STUDY_RESULT_FILE)
 
     @classmethod
     def from_json(cls, path: str | PathLike[str]) -> Self:
@@ -183,11 +179,9 @@ class StudyResult(FrozenModel):
         study result, or a newer major schema version raises a one-line
         :class:`~llem_schema.ResultFormatError`.
         """
-        file = Path(path)
-        if file.is_dir():
-            file = file / STUDY_RESULT_FILE
-        document = read_json_object(file, kind="study result")
-        return load_document(cls, document, migrations=STUDY_MIGRATIONS, source=file)
+        return load_document_file(
+            cls, path, STUDY_RESULT_FILE, kind="study result", migrations=STUDY_MIGRATIONS
+        )
 
 
 def summarize_study(
