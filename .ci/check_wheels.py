@@ -12,7 +12,14 @@ import zipfile
 from email.parser import Parser
 from pathlib import Path
 
-EXPECTED = {"llem", "llem-schema", "llem-persistence", "llem-energy", "llem-backend-pytorch"}
+EXPECTED = {
+    "llem",
+    "llem-schema",
+    "llem-persistence",
+    "llem-energy",
+    "llem-harness",
+    "llem-backend-pytorch",
+}
 
 # requirement -> the only distributions that may declare it
 ONLY_IN = {
@@ -21,8 +28,14 @@ ONLY_IN = {
     "nvidia-ml-py": {"llem-energy"},
     "pynvml": set(),  # the unofficial wrapper; llem uses NVIDIA's nvidia-ml-py
 }
-# requirement -> distributions that must not declare it
-NEVER_IN = {"pyarrow": {"llem-schema"}}
+# requirement -> distributions that must not declare it (extras aside): nothing of llem
+# requires a backend, which llem finds by entry point; llem-schema stays pydantic only
+NEVER_IN = {
+    "pyarrow": {"llem-schema"},
+    "llem-backend-pytorch": {"llem", "llem-harness", "llem-energy", "llem-persistence"},
+    "typer": {"llem-harness"},
+    "rich": {"llem-harness"},
+}
 # distribution -> its complete set of requirements
 EXACTLY = {"llem-schema": {"pydantic"}}
 

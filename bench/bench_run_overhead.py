@@ -5,9 +5,10 @@ the same batch size, max_new_tokens and greedy decoding, and generate exactly th
 number of tokens (EOS ignored on both sides). Rounds are interleaved in one run, the side
 that goes first alternating: llem, plain, plain, llem, llem, plain, ...
 
-- llem: `llem.harness.worker.measure_process` in-process, the real measurement path (model
-  load, warmup, energy window, per-token timestamps, request records, staged raw result),
-  energy source `none`, baseline off, a temporary results dir. Its figure is output tokens
+- llem: `llem_harness.worker.measure_process` in-process, the real measurement path (the
+  PyTorch backend found by its entry point, model load, warmup, energy window, per-token
+  timestamps, request records, staged raw result), energy source `none`, baseline off, a
+  temporary results dir. Its figure is output tokens
   / the measurement window of the raw result it returns.
 - plain (baseline): the same model directory loaded with `AutoModelForCausalLM` /
   `AutoTokenizer` (left padding), `model.generate` under `torch.inference_mode` (as llem
@@ -36,11 +37,13 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
-from llem.harness.progress import SilentReporter
-from llem.harness.worker import measure_process
-from llem_backend_pytorch import TokenTimer, ensure_tiny_model, load_prompts
+from llem_backend_pytorch import TokenTimer, ensure_tiny_model
 from llem_energy import cpu_model
-from llem_schema import ExperimentConfig, RequestRecord, RequestTiming
+from llem_harness import create_backend, resolve_config
+from llem_harness.progress import Stages
+from llem_harness.prompts import load_prompts
+from llem_harness.worker import measure_process
+from llem_schema import ExperimentConfig, RequestRecord, RequestTiming, WorkerContext
 
 ROUNDS = 25
 N = 32
@@ -53,17 +56,19 @@ REPLAYS = 200
 # noise (a descheduled worker thread stalls every op), and this model is too small to need it.
 THREADS = 1
 
-CONFIG = ExperimentConfig.model_validate(
-    {
-        "model": "llem/tiny",
-        "n": N,
-        "max_new_tokens": MAX_NEW_TOKENS,
-        "decoder": {"mode": "greedy", "ignore_eos": True},
-        "warmup": {"count": WARMUP_BATCHES},
-        "baseline": {"enabled": False},
-        "energy": {"source": "none"},
-        "pytorch": {"batch_size": BATCH_SIZE},
-    }
+CONFIG = resolve_config(
+    ExperimentConfig.model_validate(
+        {
+            "model": "llem/tiny",
+            "n": N,
+            "max_new_tokens": MAX_NEW_TOKENS,
+            "decoder": {"mode": "greedy", "ignore_eos": True},
+            "warmup": {"count": WARMUP_BATCHES},
+            "baseline": {"enabled": False},
+            "energy": {"source": "none"},
+            "pytorch": {"batch_size": BATCH_SIZE},
+        }
+    )
 )
 
 
@@ -113,7 +118,12 @@ class Plain:
 
 def llem_round(results_dir: Path, index: int) -> tuple[int, float]:
     raw = measure_process(
-        CONFIG, f"bench-overhead-{index}", results_dir=results_dir, reporter=SilentReporter()
+        CONFIG,
+        f"bench-overhead-{index}",
+        backend=create_backend("pytorch"),
+        results_dir=results_dir,
+        context=WorkerContext(process_index=0, num_processes=1),
+        stages=Stages(),
     )
     return sum(r.output_tokens for r in raw.requests), raw.duration_s
 
@@ -137,7 +147,7 @@ def bookkeeping_s() -> float:
                 start_s=start_s,
                 token_times_s=times,
             )
-            RequestRecord.from_timing(timing, batch_index=0)
+            RequestRecord.from_timing(timing)
     return (time.perf_counter() - start) / REPLAYS
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from llem.config import load_experiment_config
-from llem_backend_pytorch import load_prompts, read_prompt_file
+from llem_harness import load_experiment_config
+from llem_harness.prompts import load_prompts, read_prompt_file
 from llem_schema import ExperimentConfig, ExperimentResult
 from llem_schema.config import BUILTIN_PROMPTS, SYNTHETIC_PROMPTS
 
@@ -44,7 +44,7 @@ def _local_bf16(config: ExperimentConfig) -> bool:
         config.model != "llem/tiny"
         and config.precision == "bf16"
         and config.n >= 100
-        and config.pytorch.batch_size > 1
+        and config.backend_section()["batch_size"] == 8
         and config.warmup.until_converged
         and config.baseline.enabled
     )

@@ -1,4 +1,4 @@
-"""The layer rules of shared/DESIGN.md fail `lint-imports` when broken.
+"""The layer rules (docs/architecture.md) fail `lint-imports` when broken.
 
 Each test copies the real sources to a temporary tree, breaks one rule there, and runs the
 real `lint-imports` with the repository's `.importlinter` against the copy (PYTHONPATH puts
@@ -69,16 +69,64 @@ def test_middle_packages_importing_each_other_breaks_independence(tree: Path) ->
     add_import(tree, "llem_persistence.errors", "import llem_energy")
     completed = lint(tree)
     assert completed.returncode == 1
-    assert "Backend, energy and persistence never import each other BROKEN" in completed.stdout
+    assert "Backends, energy and persistence never import each other BROKEN" in completed.stdout
 
 
-def test_schema_importing_upwards_breaks_the_layers(tree: Path) -> None:
-    add_import(tree, "llem_schema.ids", "import llem_persistence")
+LAYERS = (
+    "The app sits above the harness, which sits above energy and persistence, which sit above "
+    "llem_schema BROKEN"
+)
+
+
+@pytest.mark.parametrize(
+    ("module", "statement"),
+    [("llem_schema.ids", "import llem_persistence"), ("llem_energy.errors", "import llem_harness")],
+)
+def test_importing_upwards_breaks_the_layers(tree: Path, module: str, statement: str) -> None:
+    add_import(tree, module, statement)
+    completed = lint(tree)
+    assert completed.returncode == 1
+    assert LAYERS in " ".join(completed.stdout.split())
+
+
+@pytest.mark.parametrize("module", ["llem_harness.run", "llem.commands.run", "llem_schema.config"])
+def test_importing_a_backend_breaks_the_plugin_rule(tree: Path, module: str) -> None:
+    add_import(tree, module, "import llem_backend_pytorch")
+    completed = lint(tree)
+    assert completed.returncode == 1
+    assert "No llem package imports a backend: backends are found by entry point BROKEN" in (
+        " ".join(completed.stdout.split())
+    )
+
+
+def test_a_backend_importing_more_than_the_schema_breaks_its_contract(tree: Path) -> None:
+    add_import(tree, "llem_backend_pytorch.errors", "import llem_harness")
+    completed = lint(tree)
+    assert completed.returncode == 1
+    assert "A backend imports llem_schema and no other llem package BROKEN" in completed.stdout
+
+
+@pytest.mark.parametrize("external", ["typer", "rich", "torch", "transformers"])
+def test_the_harness_importing_a_ui_or_a_framework_breaks_its_contract(
+    tree: Path, external: str
+) -> None:
+    add_import(tree, "llem_harness.worker", f"import {external}")
     completed = lint(tree)
     assert completed.returncode == 1
     assert (
-        "The app sits above the three middle packages, which sit above llem_schema BROKEN"
+        "The harness imports no command line, no terminal UI and no framework BROKEN"
         in completed.stdout
+    )
+    assert f"llem_harness.worker -> {external}" in completed.stdout
+
+
+def test_rendering_importing_a_command_module_breaks_the_app_layers(tree: Path) -> None:
+    add_import(tree, "llem.render.study", "import llem.commands._store")
+    completed = lint(tree)
+    assert completed.returncode == 1
+    assert (
+        "Inside the app, commands sit above rendering, which sits above errors and logging "
+        "BROKEN" in " ".join(completed.stdout.split())
     )
 
 

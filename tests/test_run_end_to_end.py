@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from llem.harness import run_experiment
-from llem.harness.progress import SilentReporter
 from llem_energy import nvml as nvml_module
 from llem_energy.testing import FakeGpu, FakeNvml
+from llem_harness import run_experiment
 from llem_persistence import read_timeseries
 from llem_persistence.store import ResultStore
 from llem_schema import ExperimentConfig, ExperimentResult
@@ -89,7 +88,8 @@ def test_every_energy_field_is_filled_when_a_gpu_is_measured(
     tmp_path: Path, llem_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The wiring of baseline, per-device energy, timeseries and throttling into the result
-    (fields an earlier tool computed but never set), with NVML faked at its boundary."""
+    (fields an earlier tool computed but never set), with NVML faked at its boundary. The
+    model runs on the CPU, so the config names the GPUs to meter (as for a server)."""
     fake = FakeNvml([FakeGpu(uuid="GPU-e2e-0"), FakeGpu(uuid="GPU-e2e-1", power_w=200.0)])
     monkeypatch.setattr(nvml_module, "load_nvml", lambda: fake)
     monkeypatch.setenv("LLEM_CACHE_DIR", str(llem_cache))
@@ -102,11 +102,11 @@ def test_every_energy_field_is_filled_when_a_gpu_is_measured(
             "max_new_tokens": 8,
             "output_dir": str(tmp_path / "results"),
             "baseline": {"duration_s": 0.3},
-            "energy": {"sample_rate_hz": 50},
+            "energy": {"sample_rate_hz": 50, "devices": "all"},
             "warmup": {"count": 1},
         }
     )
-    directory = run_experiment(config, reporter=SilentReporter())
+    directory = run_experiment(config).directory
     result = ExperimentResult.from_json(directory)
     assert result.total_energy_j is not None
     assert result.total_energy_j > 0
@@ -127,15 +127,13 @@ def test_every_energy_field_is_filled_when_a_gpu_is_measured(
     assert result.environment_snapshot is not None
     assert [g.uuid for g in result.environment_snapshot.gpus] == ["GPU-e2e-0", "GPU-e2e-1"]
     # a second run reuses the cached baseline and says so, with its age
-    again = ExperimentResult.from_json(run_experiment(config, reporter=SilentReporter()))
+    again = ExperimentResult.from_json(run_experiment(config).directory)
     assert again.energy_breakdown is not None
     assert again.energy_breakdown.baseline_method == "cached"
     assert again.energy_breakdown.baseline_age_s is not None
 
 
-def test_two_processes_through_the_elastic_launcher(
-    tmp_path: Path, llem_env: dict[str, str]
-) -> None:
+def test_two_worker_processes(tmp_path: Path, llem_env: dict[str, str]) -> None:
     completed = llem(
         "run",
         "-n",
@@ -210,18 +208,21 @@ def test_a_killed_worker_leaves_the_staging_and_llem_aggregate_recovers_it(
     assert completed.returncode == 1
     error = completed.stderr.strip().splitlines()[-1]
     match = re.fullmatch(
-        r"error: process 1 was killed by signal 9; the processes that finished are staged: "
-        r"recover them with `llem aggregate (\S+) --output (\S+)`",
+        r"error: process 1 was killed by signal 9 \(SIGKILL\); the processes that finished "
+        r"are staged in (\S+)/\.staging/(\S+); recover them with `llem aggregate (\S+) "
+        r"--output (\S+)`",
         error,
     )
     assert match, completed.stderr
-    experiment_id = match[1]
+    experiment_id = match[2]
+    assert match[1] == match[4] == str(results)
+    assert match[3] == experiment_id
     assert (results / ".staging" / experiment_id / "process_0.json").is_file()
     assert not [p for p in results.iterdir() if p.is_dir() and p.name != ".staging"]
     with ResultStore(results / "llem.db", create=False) as store:
         failed = store.get(experiment_id)
     assert failed.status == "failed"
-    assert failed.error == "process 1 was killed by signal 9"
+    assert failed.error == "process 1 was killed by signal 9 (SIGKILL)"
     assert failed.result_path is None
 
     recovered = llem("aggregate", experiment_id, "--output", str(results), env=llem_env)

@@ -64,9 +64,10 @@ def test_a_store_that_cannot_be_written_keeps_the_result_and_says_how_to_index_i
     )
     assert warning == (
         f"warning: result saved at {directory} but not indexed in {db} ({db} is not an llem "
-        "results store (not an SQLite file): point --db at an llem.db, or move this file aside "
-        f"and re-index with `llem results import DIR`); re-index with "
-        f"`llem results import {directory} --db {db}`"
+        "results store (not an SQLite file))"
+    )
+    assert completed.stderr.splitlines()[-1] == (
+        f"not indexed: re-index with `llem results import {directory} --db {db}`"
     )
     assert db.read_text() == "not a database\n"
     assert not (results / ".staging").exists() or not any((results / ".staging").iterdir())

@@ -7,7 +7,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = {
-    "llem": ["llem-schema", "typer>=0.12"],
+    "llem": [
+        "llem-schema",
+        "llem-harness",
+        "typer>=0.12",
+        'llem-backend-pytorch; extra == "pytorch"',
+    ],
+    "llem-harness": ["llem-schema", "llem-energy", "llem-persistence", "pyyaml>=6"],
     "llem-schema": ["pydantic<3,>=2.9"],
     "llem-persistence": ["llem-schema", "pyarrow>=18"],
     "llem-energy": ["llem-schema", "nvidia-ml-py>=12"],
@@ -38,7 +44,7 @@ def check(directory: Path) -> subprocess.CompletedProcess[str]:
 def test_wheels_that_follow_the_rules_pass(tmp_path: Path) -> None:
     completed = check(build(tmp_path / "dist", GOOD))
     assert completed.returncode == 0, completed.stderr
-    assert "5 wheels checked, 0 problem(s)" in completed.stdout
+    assert "6 wheels checked, 0 problem(s)" in completed.stdout
 
 
 def test_pyarrow_in_the_schema_fails(tmp_path: Path) -> None:
@@ -82,3 +88,17 @@ def test_a_missing_wheel_fails_and_optional_extras_are_ignored(tmp_path: Path) -
     completed = check(build(tmp_path / "dist", requires))
     assert completed.returncode == 1
     assert completed.stderr.strip() == "FAIL llem-energy: no wheel was built"
+
+
+def test_a_backend_required_by_llem_itself_fails(tmp_path: Path) -> None:
+    completed = check(
+        build(
+            tmp_path / "dist",
+            GOOD | {"llem-harness": ["llem-schema", "llem-backend-pytorch", "rich"]},
+        )
+    )
+    assert completed.returncode == 1
+    assert completed.stderr.splitlines() == [
+        "FAIL llem-harness requires llem-backend-pytorch, which it must never require",
+        "FAIL llem-harness requires rich, which it must never require",
+    ]

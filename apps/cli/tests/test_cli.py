@@ -8,6 +8,7 @@ from pathlib import Path
 
 import jsonschema
 
+from llem_harness import installed_backends
 from llem_schema import SCHEMA_VERSION
 from llem_schema.testing import example_result
 
@@ -25,7 +26,7 @@ def llem(*args: str) -> subprocess.CompletedProcess[str]:
 def test_help_lists_the_commands() -> None:
     completed = llem("--help")
     assert completed.returncode == 0
-    for command in ("run", "aggregate", "results", "db", "config", "schema"):
+    for command in ("run", "aggregate", "backends", "results", "db", "config", "schema"):
         assert f"│ {command} " in completed.stdout, command
 
 
@@ -138,8 +139,55 @@ def test_run_dry_run_shows_the_plan_without_running(tmp_path: Path) -> None:
     )
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.splitlines()[:2] == [
-        "would run llem/tiny (pytorch, fp32) on 40 builtin prompts: 2 process(es), 3 batch(es) "
-        "of up to 8 each, 128 new tokens per request",
+        "would run llem/tiny on backend pytorch (batch_size=8, attn_implementation=None, "
+        "torch_compile=False), fp32, on 40 builtin prompts: 2 process(es), 128 new tokens per "
+        "request",
         f"energy: auto at 10 Hz; baseline: off; results into {tmp_path / 'out'}/",
     ]
     assert not (tmp_path / "out").exists()
+
+
+def test_backends_lists_what_is_installed_and_where_it_comes_from() -> None:
+    completed = llem("backends", "--json")
+    assert completed.returncode == 0, completed.stderr
+    listed = {entry["name"]: entry for entry in json.loads(completed.stdout)}
+    assert listed["pytorch"] == {
+        "name": "pytorch",
+        "package": "llem-backend-pytorch",
+        "version": "0.1.0",
+        "target": "llem_backend_pytorch:PyTorchBackend",
+        "default": True,
+    }
+    table = llem("backends")
+    assert table.returncode == 0
+    assert "pytorch (default)" in table.stdout
+    assert "llem-backend-pytorch" in table.stdout
+
+
+def test_an_unknown_backend_is_one_line_listing_the_installed_ones_and_exit_2() -> None:
+    installed = ", ".join(sorted(installed_backends()))  # pytorch, and any you installed
+    completed = llem("run", "--backend", "vllm", "--dry-run")
+    assert completed.returncode == 2
+    assert completed.stderr == (
+        f"error: config key 'backend': no backend 'vllm' is installed (installed: {installed})\n"
+    )
+    misspelt = llem("run", "--set", "pytorch.batch_sise=2", "--dry-run")
+    assert misspelt.returncode == 2
+    assert misspelt.stderr == (
+        "error: unknown config key 'pytorch.batch_sise'; did you mean 'batch_size'? "
+        "(allowed under pytorch: attn_implementation, batch_size, torch_compile)\n"
+    )
+
+
+def test_importing_llem_loads_no_command_line_and_no_framework() -> None:
+    probe = (
+        "import sys, llem; "
+        "assert callable(llem.measure) and callable(llem.run_study); "
+        "config = llem.ExperimentConfig(n=2); "
+        "print(sorted(m for m in ('typer', 'rich', 'click', 'torch', 'transformers', "
+        "'llem_backend_pytorch') if m in sys.modules))"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert completed.stdout.strip() == "[]"

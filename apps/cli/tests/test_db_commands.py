@@ -172,12 +172,13 @@ def test_check_finds_a_deleted_and_a_modified_result(llem: Llem, results: Path) 
     outcome = llem("db", "check", "--db", str(db))
     assert outcome.exit_code == 1
     assert outcome.stdout.splitlines() == [
-        f"exp_0: {deleted / 'result.json'} is missing (moved or deleted; re-index with "
-        "`llem results import DIR`)",
-        f"exp_2: {modified / 'result.json'} changed since it was indexed (re-index with "
-        f"`llem results import {modified}`)",
+        f"exp_0: {deleted / 'result.json'} is missing (moved or deleted)",
+        f"exp_2: {modified / 'result.json'} changed since it was indexed",
     ]
-    assert outcome.stderr == f"2 problems in {db} (4 experiments checked)\n"
+    assert outcome.stderr == (
+        f"2 problems in {db} (4 experiments checked); a result moved, deleted or changed is "
+        "indexed again with `llem results import DIR`\n"
+    )
 
     quick = llem("db", "check", "--quick", "--db", str(db))
     assert (quick.exit_code, quick.stdout) == (0, "ok: 4 experiments checked\n")
@@ -199,7 +200,7 @@ def test_db_commands_need_an_existing_store(llem: Llem, tmp_path: Path) -> None:
         outcome = llem("db", command, "--db", str(db))
         assert (outcome.exit_code, outcome.stderr) == (
             2,
-            f"error: no results store at {db}: run `llem run`, or index existing results "
+            f"error: no results store at {db}; run `llem run`, or index existing results "
             "with `llem results import DIR`\n",
         )
     assert not db.exists()

@@ -167,7 +167,7 @@ def test_an_unknown_id_is_exit_2(llem: Llem, results: Path, args: tuple[str, ...
     outcome = llem("results", *args, "--db", db_of(results))
     assert (outcome.exit_code, outcome.stderr) == (
         2,
-        f"error: no experiment 'exp_9' in {db_of(results)} (see `llem results list --all`)\n",
+        f"error: no experiment 'exp_9' in {db_of(results)}; see `llem results list --all`\n",
     )
 
 
@@ -188,7 +188,7 @@ def test_a_missing_store_is_exit_2_and_says_what_to_do(
     outcome = llem("results", *command, "--db", str(db))
     assert (outcome.exit_code, outcome.stderr) == (
         2,
-        f"error: no results store at {db}: run `llem run`, or index existing results with "
+        f"error: no results store at {db}; run `llem run`, or index existing results with "
         "`llem results import DIR`\n",
     )
     assert not db.exists()  # reading never creates a store
@@ -200,8 +200,8 @@ def test_a_foreign_file_is_exit_2(llem: Llem, tmp_path: Path) -> None:
     outcome = llem("results", "list", "--db", str(db))
     assert (outcome.exit_code, outcome.stderr) == (
         2,
-        f"error: {db} is not an llem results store (not an SQLite file): point --db at an "
-        "llem.db, or move this file aside and re-index with `llem results import DIR`\n",
+        f"error: {db} is not an llem results store (not an SQLite file); point --db at an "
+        "llem.db\n",
     )
     assert db.read_text() == "my notes\n"
 
@@ -215,7 +215,7 @@ def test_another_applications_sqlite_database_is_exit_2(llem: Llem, tmp_path: Pa
     assert (outcome.exit_code, outcome.stderr) == (
         2,
         f"error: {db} is an SQLite database of another application, not an llem results "
-        "store: point --db at an llem.db\n",
+        "store; point --db at an llem.db\n",
     )
 
 
@@ -227,7 +227,7 @@ def test_a_corrupt_store_is_exit_1_and_says_how_to_recover(llem: Llem, results: 
     outcome = llem("results", "list", "--db", str(db))
     assert (outcome.exit_code, outcome.stderr) == (
         1,
-        f"error: {db} is corrupt (file is not a database): restore a backup with "
+        f"error: {db} is corrupt (file is not a database); restore a backup with "
         f"`llem db restore FILE --db {db}`, or move it aside and rebuild the index with "
         f"`llem results import {results} --db {db}`\n",
     )

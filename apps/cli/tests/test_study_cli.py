@@ -12,14 +12,14 @@ from typing import Protocol
 
 import pytest
 
+from llem.commands.study import parallel_devices, parse_devices
 from llem.errors import UsageError
-from llem.study.devices import parallel_devices, parse_devices
-from llem.study.layout import StudyLayout, hold_study_lock
-from llem.study.results import write_study_result
 from llem_energy import nvml as nvml_module
 from llem_energy.testing import FakeGpu, FakeNvml
+from llem_harness.study.layout import StudyLayout, hold_study_lock
+from llem_harness.study.results import write_study_result
 from llem_schema import StudyManifest, expand_study, parse_study
-from llem_schema.testing import example_raw_result, example_result
+from llem_schema.testing import EXAMPLE_BACKENDS, example_raw_result, example_result
 
 
 class Outcome(Protocol):
@@ -44,8 +44,8 @@ STUDY = {
 def make_study_dir(root: Path, *, finished: bool = True) -> Path:
     """A study directory whose runs completed with example results (one cycle of point 1
     missing when not ``finished``)."""
-    study = parse_study(STUDY)
-    plan = expand_study(study)
+    study = parse_study(STUDY, backends=EXAMPLE_BACKENDS)
+    plan = expand_study(study, backends=EXAMPLE_BACKENDS)
     layout = StudyLayout(root / "shown_2026-11-22T14-03-05_0a1b2c")
     manifest = StudyManifest.new(
         plan,

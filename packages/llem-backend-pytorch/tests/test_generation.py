@@ -17,31 +17,38 @@ from llem_backend_pytorch import (
     ModelNotFoundError,
     PyTorchBackend,
 )
-from llem_schema import ExperimentConfig, RequestRecord
+from llem_schema import ExperimentConfig, Request, RequestRecord
 
 ConfigFactory = Callable[..., ExperimentConfig]
+
+
+def _requests(prompts: list[str], first_index: int = 0) -> list[Request]:
+    return [Request(index=first_index + i, prompt=prompt) for i, prompt in enumerate(prompts)]
 
 
 def test_load_reports_what_it_placed_where(
     backend: PyTorchBackend, make_config: ConfigFactory
 ) -> None:
-    info = backend.load(make_config(), device_index=None)
+    info = backend.load_on(make_config(), None)
     assert info.model == "llem/tiny"
     assert info.revision == "llem-tiny-v1-seed0"
     assert info.dtype == "float32"
     assert info.device == "cpu"
     assert info.device_indices == []
+    assert info.device_uuids == []
     assert 0 < info.num_parameters < 2_000_000
-    assert backend.memory_source == "process_peak_rss"
+    peak = backend.peak_memory()
+    assert peak is not None
+    assert peak.source == "rss"
 
 
 def test_greedy_generation_is_deterministic(
     backend: PyTorchBackend, make_config: ConfigFactory, prompts: list[str]
 ) -> None:
-    backend.load(make_config(decoder={"ignore_eos": True}), device_index=None)
-    backend.run_batch(prompts, first_request_index=0)
+    backend.load_on(make_config(decoder={"ignore_eos": True}), None)
+    backend.generate_batch(prompts, first_request_index=0)
     first = backend.last_output_token_ids
-    backend.run_batch(prompts, first_request_index=4)
+    backend.generate_batch(prompts, first_request_index=4)
     assert backend.last_output_token_ids == first
     assert len({tuple(ids) for ids in first}) > 1
 
@@ -51,8 +58,8 @@ def test_sampling_is_reproducible_for_a_seed(
 ) -> None:
     def sample(seed: int, first_request_index: int = 0) -> list[list[int]]:
         decoder = {"mode": "sampling", "ignore_eos": True, "top_k": 0}
-        backend.load(make_config(seed=seed, decoder=decoder), device_index=None)
-        backend.run_batch(prompts, first_request_index=first_request_index)
+        backend.load_on(make_config(seed=seed, decoder=decoder), None)
+        backend.generate_batch(prompts, first_request_index=first_request_index)
         return backend.last_output_token_ids
 
     first = sample(7)
@@ -65,21 +72,21 @@ def test_sampling_is_reproducible_for_a_seed(
 def test_ignore_eos_gives_exactly_max_new_tokens(
     backend: PyTorchBackend, make_config: ConfigFactory, prompts: list[str]
 ) -> None:
-    backend.load(make_config(max_new_tokens=12, decoder={"ignore_eos": True}), device_index=None)
-    timings = backend.run_batch(prompts, first_request_index=0)
+    backend.load_on(make_config(max_new_tokens=12, decoder={"ignore_eos": True}), None)
+    timings = backend.generate_batch(prompts, first_request_index=0)
     assert [timing.output_tokens for timing in timings] == [12] * len(prompts)
 
 
 def test_timings_are_consistent(
     backend: PyTorchBackend, make_config: ConfigFactory, prompts: list[str]
 ) -> None:
-    backend.load(make_config(max_new_tokens=6, decoder={"ignore_eos": True}), device_index=None)
-    timings = backend.run_batch(prompts, first_request_index=40)
+    backend.load_on(make_config(max_new_tokens=6, decoder={"ignore_eos": True}), None)
+    timings = backend.generate_batch(prompts, first_request_index=40)
     assert [timing.request_index for timing in timings] == [40, 41, 42, 43]
     for timing in timings:
         assert len(timing.token_times_s) == timing.output_tokens == 6
         assert all(a <= b for a, b in pairwise([timing.start_s, *timing.token_times_s]))
-        record = RequestRecord.from_timing(timing, batch_index=0)
+        record = RequestRecord.from_timing(timing)
         assert record.ttft_ms is not None
         assert record.ttft_ms > 0
         assert len(record.itl_ms) == 5
@@ -91,9 +98,9 @@ def test_timings_are_consistent(
 def test_batch_is_left_padded_and_input_tokens_exclude_padding(
     backend: PyTorchBackend, make_config: ConfigFactory, prompts: list[str]
 ) -> None:
-    backend.load(make_config(), device_index=None)
+    backend.load_on(make_config(), None)
     assert backend.tokenizer.padding_side == "left"
-    timings = backend.run_batch(prompts, first_request_index=0)
+    timings = backend.generate_batch(prompts, first_request_index=0)
     expected = [backend.count_tokens(prompt) for prompt in prompts]
     assert [timing.input_tokens for timing in timings] == expected
     assert len(set(expected)) == len(expected)
@@ -106,12 +113,12 @@ def test_batch_is_left_padded_and_input_tokens_exclude_padding(
 def test_batched_greedy_matches_one_prompt_at_a_time(
     backend: PyTorchBackend, make_config: ConfigFactory, prompts: list[str]
 ) -> None:
-    backend.load(make_config(decoder={"ignore_eos": True}), device_index=None)
-    backend.run_batch(prompts, first_request_index=0)
+    backend.load_on(make_config(decoder={"ignore_eos": True}), None)
+    backend.generate_batch(prompts, first_request_index=0)
     batched = backend.last_output_token_ids
     alone = []
     for index, prompt in enumerate(prompts):
-        backend.run_batch([prompt], first_request_index=index)
+        backend.generate_batch([prompt], first_request_index=index)
         alone.extend(backend.last_output_token_ids)
     assert batched == alone
 
@@ -119,9 +126,9 @@ def test_batched_greedy_matches_one_prompt_at_a_time(
 def test_prompts_are_truncated_to_max_input_tokens(
     backend: PyTorchBackend, make_config: ConfigFactory
 ) -> None:
-    backend.load(make_config(max_input_tokens=16), device_index=None)
+    backend.load_on(make_config(max_input_tokens=16), None)
     long_prompt = "the quick brown fox jumps over the lazy dog " * 20
-    (timing,) = backend.run_batch([long_prompt], first_request_index=0)
+    (timing,) = backend.generate_batch([long_prompt], first_request_index=0)
     assert backend.count_tokens(long_prompt) > 16
     assert timing.input_tokens == 16
 
@@ -143,10 +150,10 @@ def test_each_request_stops_at_its_own_eos(
     tmp_path: Path,
 ) -> None:
     max_new = 10
-    backend.load(
+    backend.load_on(
         make_config(max_new_tokens=max_new, decoder={"ignore_eos": True}), device_index=None
     )
-    backend.run_batch(prompts, first_request_index=0)
+    backend.generate_batch(prompts, first_request_index=0)
     free_running = backend.last_output_token_ids
     # Make the token that row 0 produces third the model's EOS: row 0 must stop there and
     # every row must stop at its own first occurrence of that token, or run to the limit.
@@ -156,18 +163,18 @@ def test_each_request_stops_at_its_own_eos(
     assert len(set(expected)) > 1, "pick prompts whose outputs differ"
 
     model_dir = _with_eos(tiny_dir, tmp_path / "tiny-eos", eos)
-    backend.load(make_config(model=str(model_dir), max_new_tokens=max_new), device_index=None)
-    timings = backend.run_batch(prompts, first_request_index=0)
+    backend.load_on(make_config(model=str(model_dir), max_new_tokens=max_new), None)
+    timings = backend.generate_batch(prompts, first_request_index=0)
     assert [timing.output_tokens for timing in timings] == expected
     assert [len(timing.token_times_s) for timing in timings] == expected
     for ids, count, free in zip(backend.last_output_token_ids, expected, free_running, strict=True):
         assert ids == free[:count]
 
-    backend.load(
+    backend.load_on(
         make_config(model=str(model_dir), max_new_tokens=max_new, decoder={"ignore_eos": True}),
         device_index=None,
     )
-    timings = backend.run_batch(prompts, first_request_index=0)
+    timings = backend.generate_batch(prompts, first_request_index=0)
     assert [timing.output_tokens for timing in timings] == [max_new] * len(prompts)
 
 
@@ -181,33 +188,116 @@ def test_half_precisions_load_with_those_weights(
     precision: str,
     dtype: torch.dtype,
 ) -> None:
-    info = backend.load(make_config(precision=precision), device_index=None)
+    info = backend.load_on(make_config(precision=precision), None)
     assert info.dtype == str(dtype).removeprefix("torch.")
     assert {parameter.dtype for parameter in backend.model.parameters()} == {dtype}
-    timings = backend.run_batch(prompts[:2], first_request_index=0)
+    timings = backend.generate_batch(prompts[:2], first_request_index=0)
     assert all(timing.output_tokens > 0 for timing in timings)
 
 
 def test_warmup_returns_timings(
     backend: PyTorchBackend, make_config: ConfigFactory, prompts: list[str]
 ) -> None:
-    backend.load(make_config(), device_index=None)
-    timings = backend.warmup(prompts)
+    backend.load_on(make_config(pytorch={"batch_size": 4}), None)
+    timings = backend.warmup(_requests(prompts))
     assert [timing.request_index for timing in timings] == [0, 1, 2, 3]
-    assert backend.run_batch([], first_request_index=0) == []
+    assert all(timing.output_tokens > 0 for timing in timings)
+    assert backend.generate_batch([], first_request_index=0) == []
+    assert list(backend.run([])) == []
+
+
+_SEVEN_PROMPTS = [
+    "Why is the sky blue?",
+    "Hi",
+    "Name three prime numbers.",
+    "Write a Python function that reverses a list.",
+    "What is entropy?",
+    "Explain how a refrigerator keeps food cold.",
+    "Define a derivative in one sentence.",
+]
+
+
+def test_run_cuts_the_requests_into_batches_and_keeps_their_indices(
+    backend: PyTorchBackend, make_config: ConfigFactory
+) -> None:
+    decoder = {"mode": "sampling", "ignore_eos": True, "top_k": 0}
+    backend.load_on(make_config(seed=3, decoder=decoder, pytorch={"batch_size": 3}), None)
+    requests = _requests(_SEVEN_PROMPTS, first_index=20)
+    timings = []
+    tokens_by_batch: dict[int, list[list[int]]] = {}
+    for timing in backend.run(requests):
+        timings.append(timing)
+        # run yields a batch's timings as soon as that batch is done, before the next starts
+        tokens_by_batch.setdefault(timing.batch_index, backend.last_output_token_ids)
+    assert [timing.request_index for timing in timings] == list(range(20, 27))
+    assert [timing.batch_index for timing in timings] == [0, 0, 0, 1, 1, 1, 2]
+    assert [len(tokens_by_batch[batch]) for batch in (0, 1, 2)] == [3, 3, 1]
+    for batch, first in ((0, 0), (1, 3), (2, 6)):
+        in_batch = [timing for timing in timings if timing.batch_index == batch]
+        assert len({timing.start_s for timing in in_batch}) == 1
+        assert [timing.input_tokens for timing in in_batch] == [
+            backend.count_tokens(prompt) for prompt in _SEVEN_PROMPTS[first : first + 3]
+        ]
+    starts = [timing.start_s for timing in timings[::3]]
+    assert starts == sorted(set(starts))
+    assert timings[3].start_s >= max(timings[0].token_times_s)
+
+    # Sampling is seeded by each batch's first request index: generating a batch on its own
+    # gives the tokens run gave it, whatever ran before.
+    for batch, first in ((2, 6), (0, 0), (1, 3)):
+        alone = backend.generate_batch(
+            _SEVEN_PROMPTS[first : first + 3], first_request_index=20 + first
+        )
+        assert [timing.request_index for timing in alone] == list(
+            range(20 + first, 20 + min(first + 3, 7))
+        )
+        assert backend.last_output_token_ids == tokens_by_batch[batch]
+    backend.generate_batch(_SEVEN_PROMPTS[:3], first_request_index=21)
+    assert backend.last_output_token_ids != tokens_by_batch[0]
+
+
+def test_run_carries_request_indices_that_are_not_consecutive(
+    backend: PyTorchBackend, make_config: ConfigFactory, prompts: list[str]
+) -> None:
+    backend.load_on(make_config(max_new_tokens=2, pytorch={"batch_size": 2}), None)
+    indices = [17, 3, 250, 4]
+    requests = [
+        Request(index=index, prompt=prompt) for index, prompt in zip(indices, prompts, strict=True)
+    ]
+    timings = list(backend.run(requests))
+    assert [timing.request_index for timing in timings] == indices
+    assert [timing.batch_index for timing in timings] == [0, 0, 1, 1]
+
+
+def test_warmup_runs_only_the_first_batch(
+    backend: PyTorchBackend, make_config: ConfigFactory
+) -> None:
+    backend.load_on(make_config(decoder={"ignore_eos": True}, pytorch={"batch_size": 2}), None)
+    timings = backend.warmup(_requests(_SEVEN_PROMPTS, first_index=9))
+    assert [timing.request_index for timing in timings] == [9, 10]
+    assert [timing.batch_index for timing in timings] == [0, 0]
+    assert len(backend.last_output_token_ids) == 2
+    assert [timing.output_tokens for timing in timings] == [8, 8]
+    # the harness hands over the requests after those already warmed up
+    later = backend.warmup(_requests(_SEVEN_PROMPTS[2:], first_index=11))
+    assert [timing.request_index for timing in later] == [11, 12]
+    # fewer requests than a batch: all of them
+    (last,) = backend.warmup(_requests(_SEVEN_PROMPTS[6:], first_index=15))
+    assert last.request_index == 15
 
 
 def test_memory_sync_and_flops(
     backend: PyTorchBackend, make_config: ConfigFactory, prompts: list[str]
 ) -> None:
-    backend.load(make_config(decoder={"ignore_eos": True}), device_index=None)
+    backend.load_on(make_config(decoder={"ignore_eos": True}), None)
     backend.synchronize()
-    timings = backend.run_batch(prompts, first_request_index=0)
+    timings = backend.generate_batch(prompts, first_request_index=0)
     backend.synchronize()
-    peak = backend.peak_memory_mb()
+    peak = backend.peak_memory()
     assert peak is not None
-    assert peak > 10.0
-    records = [RequestRecord.from_timing(timing, batch_index=0) for timing in timings]
+    assert peak.source == "rss"
+    assert peak.mb > 10.0
+    records = [RequestRecord.from_timing(timing) for timing in timings]
     estimate = backend.estimate_flops(records)
     assert estimate is not None
     assert estimate.method == FLOPS_METHOD
@@ -227,11 +317,17 @@ def test_calls_before_load_and_after_unload_are_clear_errors(
     backend: PyTorchBackend, make_config: ConfigFactory
 ) -> None:
     with pytest.raises(BackendStateError, match=r"^no model is loaded: call load\(\) first$"):
-        backend.run_batch(["hi"], first_request_index=0)
-    backend.load(make_config(), device_index=None)
+        backend.generate_batch(["hi"], first_request_index=0)
+    with pytest.raises(BackendStateError, match=r"^no model is loaded: call load\(\) first$"):
+        list(backend.run(_requests(["hi"])))
+    with pytest.raises(BackendStateError, match=r"^no model is loaded: call load\(\) first$"):
+        backend.warmup(_requests(["hi"]))
+    backend.load_on(make_config(), None)
     backend.unload()
     with pytest.raises(BackendStateError, match="call load"):
-        backend.peak_memory_mb()
+        backend.peak_memory()
+    with pytest.raises(BackendStateError, match="call load"):
+        backend.count_tokens("hi")
     backend.unload()  # twice is fine
 
 
@@ -253,7 +349,7 @@ def test_a_missing_local_directory_is_a_one_line_error(
 ) -> None:
     missing = tmp_path / "models" / "nowhere"
     with pytest.raises(ModelNotFoundError) as caught:
-        backend.load(make_config(model=str(missing)), device_index=None)
+        backend.load_on(make_config(model=str(missing)), None)
     message = str(caught.value)
     assert message == (
         f"model directory {missing} does not exist; point model to a directory holding "
@@ -266,14 +362,14 @@ def test_a_directory_without_config_is_a_one_line_error(
     backend: PyTorchBackend, make_config: ConfigFactory, tmp_path: Path
 ) -> None:
     with pytest.raises(ModelNotFoundError, match=r"has no config.json; point model to a directory"):
-        backend.load(make_config(model=str(tmp_path)), device_index=None)
+        backend.load_on(make_config(model=str(tmp_path)), None)
 
 
 def test_a_hub_id_not_in_the_cache_is_a_one_line_error_without_network(
     backend: PyTorchBackend, make_config: ConfigFactory, no_network: list[object]
 ) -> None:
     with pytest.raises(ModelNotFoundError) as caught:
-        backend.load(make_config(model="llem-tests/not-a-real-model"), device_index=None)
+        backend.load_on(make_config(model="llem-tests/not-a-real-model"), None)
     message = str(caught.value)
     assert "\n" not in message
     assert message.startswith(
@@ -292,4 +388,4 @@ def test_asking_for_cuda_without_it_is_a_clear_error(
     backend: PyTorchBackend, make_config: ConfigFactory
 ) -> None:
     with pytest.raises(BackendError, match=r"^CUDA device 0 was asked for but torch sees no CUDA"):
-        backend.load(make_config(), device_index=0)
+        backend.load_on(make_config(), 0)

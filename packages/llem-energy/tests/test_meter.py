@@ -5,7 +5,9 @@ samples are exactly the ones taken at start and stop, so every figure is determi
 """
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import pynvml
 import pytest
@@ -172,50 +174,72 @@ def test_source_none(clock: ManualClock) -> None:
     assert any("energy.source is 'none'" in w for w in reading.warnings)
 
 
-def test_cuda_visible_devices_choose_the_gpus(clock: ManualClock, no_rapl: Path) -> None:
+def test_by_default_the_gpus_cuda_visible_devices_leaves_visible(
+    clock: ManualClock, no_rapl: Path
+) -> None:
     fake = FakeNvml.with_gpus(4, clock=clock)
     meter = EnergyMeter.create(
         QUIET, nvml=fake, clock=clock, rapl_root=no_rapl, environ={"CUDA_VISIBLE_DEVICES": "3,1"}
     )
     assert [d.index for d in meter.devices] == [3, 1]
     assert [
-        d.index
-        for d in EnergyMeter.create(QUIET, nvml=fake, gpu_indices=[2], rapl_root=no_rapl).devices
+        d.index for d in EnergyMeter.create(QUIET, nvml=fake, gpus=[2], rapl_root=no_rapl).devices
     ] == [2]
 
 
-def test_a_cuda_ordinal_is_its_place_in_cuda_visible_devices_by_index_or_uuid(
+def test_gpus_named_by_uuid_are_metered_whatever_order_nvml_numbers_them(
     clock: ManualClock, no_rapl: Path
 ) -> None:
     fake = FakeNvml([FakeGpu(uuid=f"GPU-{name}") for name in "abcd"], clock=clock)
 
-    def chosen(visible: str, ordinal: int) -> list[str]:
+    def metered(
+        gpus: Literal["all"] | Sequence[int | str], **environ: str
+    ) -> list[tuple[str, int]]:
         meter = EnergyMeter.create(
-            QUIET,
-            nvml=fake,
-            clock=clock,
-            rapl_root=no_rapl,
-            cuda_devices=[ordinal],
-            environ={"CUDA_VISIBLE_DEVICES": visible},
+            QUIET, nvml=fake, clock=clock, rapl_root=no_rapl, gpus=gpus, environ=environ
         )
-        return [d.uuid for d in meter.devices]
+        return [(d.uuid, d.index) for d in meter.devices]
 
-    assert chosen("3,1", 0) == ["GPU-d"]
-    assert chosen("GPU-c,GPU-a", 1) == ["GPU-a"]  # what `llem study --devices UUID` pins
-    assert chosen("GPU-b", 0) == ["GPU-b"]
+    # a process that sees only GPU 1 as its cuda:0 names it by UUID: the numbering is moot
+    assert metered(["GPU-b"], CUDA_VISIBLE_DEVICES="1") == [("GPU-b", 1)]
+    assert metered(["GPU-c", "GPU-a"]) == [("GPU-c", 2), ("GPU-a", 0)]
+    assert metered(["GPU-a", 0, "GPU-a"]) == [("GPU-a", 0)]  # each GPU once
+    assert metered("all", CUDA_VISIBLE_DEVICES="2") == [
+        (f"GPU-{n}", i) for i, n in enumerate("abcd")
+    ]
+
+
+def test_a_run_on_no_gpu_meters_none_and_does_not_open_nvml(
+    clock: ManualClock, no_rapl: Path
+) -> None:
+    fake = FakeNvml.with_gpus(2, clock=clock)
+    meter = EnergyMeter.create(QUIET, nvml=fake, clock=clock, rapl_root=no_rapl, gpus=[])
+    assert meter.devices == []
+    assert fake.calls["nvmlInit"] == 0
+    assert meter.unavailable_reason == (
+        "no energy source could be opened (NVML: the model is on no GPU, so no GPU is metered; "
+        f"RAPL: no {no_rapl}: RAPL is not exposed here (a VM, a container without "
+        "/sys/class/powercap, or a CPU without RAPL); set energy.source to 'nvml' or 'none')"
+    )
+    with pytest.raises(EnergySourceUnavailableError) as caught:
+        EnergyMeter.create(EnergyConfig(source="nvml"), nvml=fake, rapl_root=no_rapl, gpus=[])
+    assert str(caught.value) == (
+        "energy.source is 'nvml' but the model was placed on no GPU; name the GPUs to meter "
+        "in energy.devices, or set energy.source to 'rapl' or 'none'"
+    )
+
+
+def test_a_uuid_no_gpu_has_is_named(clock: ManualClock, no_rapl: Path) -> None:
+    fake = FakeNvml.with_gpus(1, clock=clock)
     with pytest.raises(EnergySourceUnavailableError) as caught:
         EnergyMeter.create(
-            EnergyConfig(source="nvml"),
-            nvml=fake,
-            clock=clock,
-            rapl_root=no_rapl,
-            cuda_devices=[1],
-            environ={"CUDA_VISIBLE_DEVICES": "2"},
+            EnergyConfig(source="nvml"), nvml=fake, rapl_root=no_rapl, gpus=["GPU-gone"]
         )
     assert str(caught.value) == (
-        "energy.source is 'nvml' but NVML cannot be used: CUDA device 1 is not among the 1 "
-        "GPU(s) CUDA_VISIBLE_DEVICES leaves visible"
+        "energy.source is 'nvml' but NVML cannot be used: no GPU with UUID GPU-gone on this "
+        "host (`nvidia-smi -L` lists them)"
     )
+    assert fake.init_count == 0  # NVML was shut down again
 
 
 def test_baseline_fresh_then_cached_and_adjusted_energy(
@@ -302,7 +326,7 @@ def test_a_window_closes_once_and_one_is_open_at_a_time(
 
 def test_environment_describes_the_measured_gpus(clock: ManualClock, no_rapl: Path) -> None:
     fake = FakeNvml.with_gpus(3, clock=clock)
-    meter = EnergyMeter.create(QUIET, nvml=fake, gpu_indices=[1], rapl_root=no_rapl, clock=clock)
+    meter = EnergyMeter.create(QUIET, nvml=fake, gpus=[1], rapl_root=no_rapl, clock=clock)
     snapshot = meter.environment(packages=["pydantic"])
     assert [g.index for g in snapshot.gpus] == [1]
     assert snapshot.driver_version == "550.54.15"

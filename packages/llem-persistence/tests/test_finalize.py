@@ -63,7 +63,8 @@ def test_a_partial_run_is_recovered_as_incomplete(tmp_path: Path) -> None:
     staging, experiment = stage(tmp_path, [1])
     with pytest.raises(
         AggregationError,
-        match=f"processes 0 did not finish; recover what did with: llem aggregate {experiment}",
+        match=f"{experiment}: processes 0 did not finish; what did stays staged, to be saved "
+        "marked incomplete",
     ):
         finalize_experiment(staging, experiment, tmp_path / "results", require_complete=True)
     assert staging.has_raw(experiment)  # nothing lost

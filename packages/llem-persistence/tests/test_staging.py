@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from llem_persistence import PersistenceError, StagingRepository, UnsafePathError
+from llem_schema import SCHEMA_VERSION
 from llem_schema.testing import example_config, example_raw_result
 
 EXPERIMENT = example_raw_result().experiment_id
@@ -164,8 +165,9 @@ def test_only_a_current_valid_raw_takes_the_fast_path() -> None:
     raw = example_raw_result()
     text = raw.model_dump_json()
     assert _current_raw(text) == raw
-    newer = text.replace('"schema_version":"1.0"', '"schema_version":"1.1"')
+    current = f'"schema_version":"{SCHEMA_VERSION}"'
+    newer = text.replace(current, '"schema_version":"1.99"')
     assert newer != text
     assert _current_raw(newer) is None  # the general path decides: a newer minor passes
-    assert _current_raw(text.replace('"schema_version":"1.0",', "")) is None
-    assert _current_raw('{"schema_version": "1.0"}') is None
+    assert _current_raw(text.replace(current + ",", "")) is None
+    assert _current_raw(f'{{"schema_version": "{SCHEMA_VERSION}"}}') is None

@@ -15,6 +15,7 @@ from llem_persistence import (
     ResultStore,
     StoreLookupError,
 )
+from llem_persistence.errors import UnknownExperimentError
 from llem_schema import ExperimentResult, LatencyStats, ResultFormatError
 from llem_schema.testing import EXAMPLE_START, example_config
 
@@ -252,11 +253,11 @@ def test_get_accepts_a_unique_prefix_and_says_what_is_wrong_otherwise(
         populated.get("exp-")
     assert str(caught.value).startswith("'exp-' matches several experiments (exp-0, exp-1, ")
     assert str(caught.value).endswith(", ...): give more of the id")
-    with pytest.raises(StoreLookupError) as caught:
+    with pytest.raises(UnknownExperimentError) as caught:
         populated.get("nope")
-    assert str(caught.value) == (
-        f"no experiment 'nope' in {populated.path} (see `llem results list --all`)"
-    )
+    assert str(caught.value) == f"no experiment 'nope' in {populated.path}"
+    assert caught.value.experiment_id == "nope"
+    assert isinstance(caught.value, StoreLookupError)
 
 
 def test_compare_returns_the_experiments_in_the_order_asked(populated: ResultStore) -> None:

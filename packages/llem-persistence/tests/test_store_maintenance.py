@@ -13,6 +13,7 @@ from llem_persistence import (
     StoreError,
     StoreLookupError,
 )
+from llem_persistence.errors import CorruptStoreError, NoStoreError
 from llem_persistence.store import STORE_SCHEMA_VERSION
 from llem_persistence.store._schema import APPLICATION_ID, MIGRATIONS, Migration
 
@@ -41,12 +42,11 @@ def test_a_new_store_is_marked_as_llem_s_and_versioned(tmp_path: Path) -> None:
 
 
 def test_opening_without_create_needs_an_existing_store(tmp_path: Path) -> None:
-    with pytest.raises(StoreLookupError) as caught:
+    with pytest.raises(NoStoreError) as caught:
         ResultStore(tmp_path / "llem.db", create=False)
-    assert str(caught.value) == (
-        f"no results store at {tmp_path / 'llem.db'}: run `llem run`, or index existing "
-        "results with `llem results import DIR`"
-    )
+    assert str(caught.value) == f"no results store at {tmp_path / 'llem.db'}"
+    assert caught.value.path == tmp_path / "llem.db"
+    assert isinstance(caught.value, StoreLookupError)
     assert not (tmp_path / "llem.db").exists()  # nothing created by looking
 
 
@@ -55,10 +55,7 @@ def test_a_file_that_is_not_sqlite_is_refused_and_left_alone(tmp_path: Path) -> 
     notes.write_text("my notes\n")
     with pytest.raises(ForeignDatabaseError) as caught:
         ResultStore(notes)
-    assert str(caught.value) == (
-        f"{notes} is not an llem results store (not an SQLite file): point --db at an "
-        "llem.db, or move this file aside and re-index with `llem results import DIR`"
-    )
+    assert str(caught.value) == f"{notes} is not an llem results store (not an SQLite file)"
     assert notes.read_text() == "my notes\n"
 
 
@@ -69,8 +66,7 @@ def test_another_application_s_database_is_refused_and_left_alone(tmp_path: Path
     with pytest.raises(ForeignDatabaseError) as caught:
         ResultStore(other)
     assert str(caught.value) == (
-        f"{other} is an SQLite database of another application, not an llem results store: "
-        "point --db at an llem.db"
+        f"{other} is an SQLite database of another application, not an llem results store"
     )
     marked = tmp_path / "marked.db"
     with sqlite3.connect(marked) as connection:
@@ -102,11 +98,9 @@ def test_a_corrupt_store_says_how_to_recover(store_with_two: Path) -> None:
     store_with_two.write_bytes(bytes(data))
     with pytest.raises(StoreError) as caught, ResultStore(store_with_two) as store:
         store.list_experiments()
-    assert str(caught.value) == (
-        f"{store_with_two} is corrupt (database disk image is malformed): restore a backup "
-        f"with `llem db restore FILE --db {store_with_two}`, or move it aside and rebuild the "
-        f"index with `llem results import {store_with_two.parent} --db {store_with_two}`"
-    )
+    assert str(caught.value) == f"{store_with_two} is corrupt (database disk image is malformed)"
+    assert isinstance(caught.value, CorruptStoreError)
+    assert caught.value.path == store_with_two  # the command line says how to restore it
 
 
 def test_a_store_with_a_damaged_header_says_how_to_recover(store_with_two: Path) -> None:
@@ -174,10 +168,8 @@ def test_check_finds_missing_and_changed_results_and_lost_rows(
     assert not report.ok
     assert report.problems == [
         "exp-b: 0 request rows, its result has 12",
-        f"exp-a: {a / 'result.json'} is missing (moved or deleted; re-index with "
-        "`llem results import DIR`)",
-        f"exp-b: {b / 'result.json'} changed since it was indexed (re-index with "
-        f"`llem results import {b}`)",
+        f"exp-a: {a / 'result.json'} is missing (moved or deleted)",
+        f"exp-b: {b / 'result.json'} changed since it was indexed",
     ]
 
 

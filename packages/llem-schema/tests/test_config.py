@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from llem_schema import (
     measurement_config_hash,
     parse_config,
 )
+from llem_schema.testing import EXAMPLE_BACKENDS
 
 
 def test_defaults_run_the_tiny_model_on_the_builtin_prompts() -> None:
@@ -21,7 +23,8 @@ def test_defaults_run_the_tiny_model_on_the_builtin_prompts() -> None:
     assert config.decoder.mode == "greedy"
     assert config.energy.source == "auto"
     assert config.energy.sample_rate_hz == 10.0
-    assert config.pytorch.batch_size == 1
+    assert config.energy.devices is None  # the GPUs the backend placed the model on
+    assert config.backend_sections == {}  # the backend's own defaults fill it when resolved
 
 
 def test_misspelt_top_level_key_names_the_key_and_suggests_the_right_one() -> None:
@@ -169,7 +172,15 @@ def test_hash_of_the_default_config_is_stable() -> None:
     # A golden value: if this changes, every stored hash changes meaning. Change it only
     # together with a schema version bump. A new default of a measured setting changes it,
     # rightly; a new backend's section does not (only the selected backend's is hashed).
-    assert measurement_config_hash(ExperimentConfig()) == "7e29ffb977e22ade"
+    # Schema 1.1 moved the PyTorch settings out of llem_schema into the backend's own
+    # model and added energy.devices: the resolved default config still hashes as in 1.0.
+    resolved = parse_config({}, backends=EXAMPLE_BACKENDS)
+    assert resolved.backend_section() == {
+        "batch_size": 1,
+        "attn_implementation": None,
+        "torch_compile": False,
+    }
+    assert measurement_config_hash(resolved) == "7e29ffb977e22ade"
 
 
 def test_a_prompts_file_counts_by_its_content(tmp_path: Path) -> None:
@@ -186,3 +197,110 @@ def test_a_prompts_file_counts_by_its_content(tmp_path: Path) -> None:
     assert hash_of(first) != original  # edited prompts under the same path
     missing = tmp_path / "gone.jsonl"
     assert hash_of(missing) != hash_of(tmp_path / "also-gone.jsonl")  # unreadable: by path
+
+
+def test_a_backend_section_is_kept_as_given_until_resolved() -> None:
+    config = parse_config({"backend": "mybackend", "mybackend": {"depth": 3}, "pytorch": {}})
+    assert config.backend == "mybackend"
+    assert config.backend_section() == {"depth": 3}
+    assert config.backend_section("pytorch") == {}
+    assert config.backend_sections == {"mybackend": {"depth": 3}, "pytorch": {}}
+    assert config.model_dump(mode="json")["mybackend"] == {"depth": 3}  # as in a config file
+
+
+def test_resolving_validates_the_selected_section_and_drops_the_others() -> None:
+    raw = {"pytorch": {"batch_size": 4}, "other": {"x": 1}}
+    backends = dict(EXAMPLE_BACKENDS) | {"other": DecoderConfig}
+    resolved = parse_config(raw, backends=backends)
+    assert resolved.backend_sections == {
+        "pytorch": {"batch_size": 4, "attn_implementation": None, "torch_compile": False}
+    }
+    assert parse_config(resolved.model_dump(), backends=backends) == resolved  # idempotent
+    # written out or left to the defaults, the same measurement
+    assert (
+        parse_config(
+            {"pytorch": {"batch_size": 1}}, backends=EXAMPLE_BACKENDS
+        ).measurement_config_hash()
+        == parse_config({}, backends=EXAMPLE_BACKENDS).measurement_config_hash()
+    )
+
+
+def test_only_the_selected_backend_s_section_is_hashed() -> None:
+    base = {"pytorch": {"batch_size": 4}}
+    assert measurement_config_hash(parse_config(base)) == measurement_config_hash(
+        parse_config(base | {"vllm": {"gpu_memory_utilization": 0.9}})
+    )
+    assert measurement_config_hash(parse_config(base)) != measurement_config_hash(
+        parse_config({"pytorch": {"batch_size": 8}})
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            {"warmpu": {"count": 3}},
+            "unknown config key 'warmpu'; did you mean 'warmup'? (allowed: backend, baseline, "
+            "decoder, energy, max_input_tokens, max_new_tokens, model, n, name, num_processes, "
+            "output_dir, precision, prompts, seed, warmup; backend sections: pytorch)",
+        ),
+        (
+            {"pytorch": {"batch_sise": 2}},
+            "unknown config key 'pytorch.batch_sise'; did you mean 'batch_size'? (allowed "
+            "under pytorch: attn_implementation, batch_size, torch_compile)",
+        ),
+        (
+            {"pytorch": 3},
+            "config key 'pytorch': the settings of backend 'pytorch' are a mapping of keys to "
+            "values (got 3)",
+        ),
+        (
+            {"backend": "vllm"},
+            "config key 'backend': no backend 'vllm' is installed (installed: pytorch)",
+        ),
+        (
+            {"pytorch": {"batch_size": 0}},
+            "config key 'pytorch.batch_size': Input should be greater than 0 (got 0)",
+        ),
+    ],
+)
+def test_resolving_against_the_installed_backends_names_the_bad_key(
+    data: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, backends=EXAMPLE_BACKENDS)
+    assert str(caught.value) == message
+
+
+def test_a_top_level_key_that_is_no_mapping_is_an_unknown_key_even_unresolved() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"nn": 3})
+    assert str(caught.value).startswith("unknown config key 'nn'; did you mean 'n'?")
+    assert caught.value.key == "nn"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"backend": "Py Torch"}, "config key 'backend': String should match pattern"),
+        ({"backend": "energy"}, "backend 'energy' would clash with the setting of that name"),
+        ({"My Section": {}}, "'My Section' is neither a setting nor a backend name"),
+    ],
+)
+def test_backend_names_are_plain_and_clash_with_no_setting(
+    data: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_config(data)
+
+
+def test_energy_devices_name_gpus_and_are_hashed_only_when_set() -> None:
+    assert parse_config({"energy": {"devices": "all"}}).energy.devices == "all"
+    assert parse_config({"energy": {"devices": [1, "GPU-5d6f"]}}).energy.devices == [1, "GPU-5d6f"]
+    default = measurement_config_hash(parse_config({}))
+    assert measurement_config_hash(parse_config({"energy": {"devices": None}})) == default
+    assert measurement_config_hash(parse_config({"energy": {"devices": "all"}})) != default
+    with pytest.raises(ConfigError, match="'cuda:0' is neither an NVML index nor a GPU UUID"):
+        parse_config({"energy": {"devices": ["cuda:0"]}})
+    with pytest.raises(ConfigError, match="a device is named twice"):
+        parse_config({"energy": {"devices": [0, 0]}})

@@ -136,7 +136,7 @@ def test_a_newer_major_embedded_raw_asks_for_an_upgrade(tmp_path: Path) -> None:
     with pytest.raises(SchemaVersionError) as caught:
         ExperimentResult.from_json(tmp_path)
     assert str(caught.value) == (
-        f"{path}: raw process result schema version 2.0 is newer than 1.0, which this "
+        f"{path}: raw process result schema version 2.0 is newer than {SCHEMA_VERSION}, which this "
         "llem-schema reads; upgrade llem-schema (pip install -U llem-schema)"
     )
 

@@ -61,12 +61,13 @@ def test_latency_stats_refuse_disordered_percentiles() -> None:
 def test_request_record_derives_ttft_e2e_itl_and_tpot_from_token_times() -> None:
     timing = RequestTiming(
         request_index=7,
+        batch_index=2,
         input_tokens=12,
         output_tokens=4,
         start_s=100.0,
         token_times_s=[100.050, 100.070, 100.100, 100.110],
     )
-    record = RequestRecord.from_timing(timing, batch_index=2)
+    record = RequestRecord.from_timing(timing)
     assert record.ttft_ms == pytest.approx(50.0)
     assert record.e2e_ms == pytest.approx(110.0)
     assert record.itl_ms == pytest.approx([20.0, 30.0, 10.0])
@@ -79,7 +80,6 @@ def test_a_request_with_one_token_has_no_tpot_and_none_has_no_latency() -> None:
         RequestTiming(
             request_index=0, input_tokens=3, output_tokens=1, start_s=0.0, token_times_s=[0.02]
         ),
-        batch_index=0,
     )
     assert one.tpot_ms is None
     assert one.itl_ms == []
@@ -87,7 +87,6 @@ def test_a_request_with_one_token_has_no_tpot_and_none_has_no_latency() -> None:
         RequestTiming(
             request_index=1, input_tokens=3, output_tokens=0, start_s=0.0, token_times_s=[]
         ),
-        batch_index=0,
     )
     assert (none.ttft_ms, none.e2e_ms, none.tpot_ms) == (None, None, None)
 

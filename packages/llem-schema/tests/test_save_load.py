@@ -247,12 +247,13 @@ def _requests(draw: st.DrawFn, first_index: int) -> list[RequestRecord]:
             times.append((times[-1] if times else start) + gap)
         timing = RequestTiming(
             request_index=first_index + offset,
+            batch_index=offset,
             input_tokens=draw(st.integers(min_value=0, max_value=4096)),
             output_tokens=len(times),
             start_s=start,
             token_times_s=times,
         )
-        records.append(RequestRecord.from_timing(timing, batch_index=offset))
+        records.append(RequestRecord.from_timing(timing))
     return records
 
 

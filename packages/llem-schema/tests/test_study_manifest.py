@@ -21,6 +21,7 @@ from llem_schema import (
     parse_study,
 )
 from llem_schema.study_manifest import validate_result_path
+from llem_schema.testing import EXAMPLE_BACKENDS
 from llem_schema.versions import MANIFEST_MIGRATIONS, _Step
 
 T0 = datetime(2026, 11, 22, 14, 0, 0, tzinfo=UTC)
@@ -36,7 +37,8 @@ def plan() -> StudyPlan:
                 "sweep": {"pytorch.batch_size": [1, 0, 8]},
                 "cycles": 2,
             }
-        )
+        ),
+        backends=EXAMPLE_BACKENDS,
     )
 
 

@@ -4,15 +4,36 @@ from typing import Any
 
 import pytest
 
-from llem_schema import ConfigError, StudyConfig, expand_study, parse_config, parse_study
+from llem_schema import (
+    ConfigError,
+    ExperimentConfig,
+    StudyConfig,
+    StudyPlan,
+    expand_study,
+    parse_config,
+    parse_study,
+)
 from llem_schema.study_plan import design_hash
+from llem_schema.testing import EXAMPLE_BACKENDS as BACKENDS
 
 BASE: dict[str, Any] = {"n": 8, "max_new_tokens": 16}
 
 
 def study(**settings: Any) -> StudyConfig:
     document: dict[str, Any] = {"name": "bs-sweep", "base": BASE} | settings
-    return parse_study(document)
+    return parse_study(document, backends=BACKENDS)
+
+
+def expand(config: StudyConfig) -> StudyPlan:
+    return expand_study(config, backends=BACKENDS)
+
+
+def resolved(data: dict[str, Any]) -> ExperimentConfig:
+    return parse_config(data, backends=BACKENDS)
+
+
+def batch_size(config: ExperimentConfig) -> Any:
+    return config.backend_section()["batch_size"]
 
 
 def sweep_2x2(**settings: Any) -> StudyConfig:
@@ -32,17 +53,17 @@ POINTS_2X2 = [
 
 
 def test_a_2x2_sweep_with_2_cycles_is_8_runs_of_4_points_set_onto_base() -> None:
-    plan = expand_study(sweep_2x2())
+    plan = expand(sweep_2x2())
     assert [p.overrides for p in plan.points] == POINTS_2X2
     assert [p.index for p in plan.points] == [0, 1, 2, 3]
     assert plan.skipped == []
     for point in plan.points:
         assert point.config.n == 8  # from base
         assert point.config.max_new_tokens == 16
-        assert point.config.pytorch.batch_size == point.overrides["pytorch.batch_size"]
+        assert batch_size(point.config) == point.overrides["pytorch.batch_size"]
         assert point.config.precision == point.overrides["precision"]
         assert point.config_hash == point.config.measurement_config_hash()
-        assert point.config == parse_config(
+        assert point.config == resolved(
             BASE
             | {
                 "pytorch": {"batch_size": point.overrides["pytorch.batch_size"]},
@@ -57,7 +78,7 @@ def test_a_2x2_sweep_with_2_cycles_is_8_runs_of_4_points_set_onto_base() -> None
 
 
 def test_interleaved_runs_every_point_once_per_cycle_in_turn() -> None:
-    plan = expand_study(sweep_2x2(order="interleaved"))
+    plan = expand(sweep_2x2(order="interleaved"))
     assert [(r.point_index, r.cycle) for r in plan.runs] == [
         (0, 0), (1, 0), (2, 0), (3, 0), (0, 1), (1, 1), (2, 1), (3, 1),
     ]  # fmt: skip
@@ -68,14 +89,14 @@ def test_interleaved_is_the_default() -> None:
 
 
 def test_sequential_runs_every_cycle_of_a_point_before_the_next() -> None:
-    plan = expand_study(sweep_2x2(order="sequential"))
+    plan = expand(sweep_2x2(order="sequential"))
     assert [(r.point_index, r.cycle) for r in plan.runs] == [
         (0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1), (3, 0), (3, 1),
     ]  # fmt: skip
 
 
 def test_shuffled_runs_each_cycle_in_its_own_order() -> None:
-    plan = expand_study(
+    plan = expand(
         study(sweep={"pytorch.batch_size": list(range(1, 9))}, cycles=3, order="shuffled")
     )
     cycles = [[r.point_index for r in plan.runs if r.cycle == c] for c in range(3)]
@@ -94,8 +115,8 @@ def test_shuffled_order_is_identical_across_two_expansions_of_the_same_study() -
         "cycles": 3,
         "order": "shuffled",
     }
-    first = expand_study(parse_study(document))
-    second = expand_study(parse_study(dict(document)))
+    first = expand(parse_study(document))
+    second = expand(parse_study(dict(document)))
     assert first.runs == second.runs
     assert first.design_hash == second.design_hash
     assert first == second
@@ -103,7 +124,7 @@ def test_shuffled_order_is_identical_across_two_expansions_of_the_same_study() -
 
 def test_a_different_study_shuffles_differently() -> None:
     def runs(batch_sizes: list[int], **settings: Any) -> list[int]:
-        plan = expand_study(
+        plan = expand(
             study(sweep={"pytorch.batch_size": batch_sizes}, order="shuffled", **settings)
         )
         return [r.point_index for r in plan.runs]
@@ -114,22 +135,22 @@ def test_a_different_study_shuffles_differently() -> None:
 
 
 def test_design_hash_covers_points_cycles_and_order() -> None:
-    plan = expand_study(sweep_2x2())
+    plan = expand(sweep_2x2())
     assert plan.design_hash == design_hash([p.config_hash for p in plan.points], 2, "interleaved")
     assert len(plan.design_hash) == 16
     others = {
-        expand_study(sweep_2x2(order="sequential")).design_hash,
-        expand_study(study(sweep={"pytorch.batch_size": [1, 8]}, cycles=2)).design_hash,
-        expand_study(study(sweep={"precision": ["fp32", "fp16"]}, cycles=3)).design_hash,
+        expand(sweep_2x2(order="sequential")).design_hash,
+        expand(study(sweep={"pytorch.batch_size": [1, 8]}, cycles=2)).design_hash,
+        expand(study(sweep={"precision": ["fp32", "fp16"]}, cycles=3)).design_hash,
     }
     assert plan.design_hash not in others
     assert len(others) == 3
     # settings that do not change a measurement do not change the design
-    assert expand_study(sweep_2x2(gap_between_experiments_s=30.0)).design_hash == plan.design_hash
+    assert expand(sweep_2x2(gap_between_experiments_s=30.0)).design_hash == plan.design_hash
 
 
 def test_an_invalid_value_skips_that_point_with_the_config_error() -> None:
-    plan = expand_study(study(sweep={"pytorch.batch_size": [1, 0, 8]}, cycles=2))
+    plan = expand(study(sweep={"pytorch.batch_size": [1, 0, 8]}, cycles=2))
     assert [p.overrides for p in plan.points] == [
         {"pytorch.batch_size": 1},
         {"pytorch.batch_size": 8},
@@ -147,14 +168,18 @@ def test_an_invalid_value_skips_that_point_with_the_config_error() -> None:
 
 
 def test_a_point_that_breaks_a_cross_field_rule_is_skipped_too() -> None:
-    plan = expand_study(study(sweep={"num_processes": [1, 16]}))
+    plan = expand(study(sweep={"num_processes": [1, 16]}))
     [skipped] = plan.skipped
     assert skipped.reason.startswith("invalid config: n (8) is smaller than num_processes (16)")
 
 
 def test_a_misspelt_sweep_key_fails_the_whole_study_with_one_line() -> None:
     with pytest.raises(ConfigError) as caught:
-        parse_study({"name": "s", "sweep": {"pytorch.batchsize": [1, 8]}}, source="studies/bs.yaml")
+        parse_study(
+            {"name": "s", "sweep": {"pytorch.batchsize": [1, 8]}},
+            source="studies/bs.yaml",
+            backends=BACKENDS,
+        )
     assert str(caught.value) == (
         "studies/bs.yaml: sweep: unknown config key 'pytorch.batchsize'; did you mean "
         "'batch_size'? (allowed under pytorch: attn_implementation, batch_size, torch_compile)"
@@ -167,7 +192,7 @@ def test_expand_study_checks_keys_of_a_study_built_without_parse_study() -> None
     with pytest.raises(
         ConfigError, match=r"^sweep: unknown config key 'precison'; did you mean 'precision'\?"
     ):
-        expand_study(config)
+        expand(config)
 
 
 @pytest.mark.parametrize(
@@ -204,13 +229,13 @@ def test_bad_experiment_keys_anywhere_in_the_study_are_one_line_errors(
     document: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(ConfigError) as caught:
-        parse_study({"name": "s"} | document)
+        parse_study({"name": "s"} | document, backends=BACKENDS)
     assert str(caught.value).startswith(message)
     assert "\n" not in str(caught.value)
 
 
 def test_a_repeated_measurement_is_skipped_as_the_same_as_the_first() -> None:
-    plan = expand_study(
+    plan = expand(
         study(
             sweep={"pytorch.batch_size": [1, 4]},
             experiments=[
@@ -229,15 +254,15 @@ def test_a_repeated_measurement_is_skipped_as_the_same_as_the_first() -> None:
 
 
 def test_a_study_with_only_base_is_one_point() -> None:
-    plan = expand_study(study(cycles=3))
+    plan = expand(study(cycles=3))
     [point] = plan.points
     assert point.overrides == {}
-    assert point.config == parse_config(BASE)
+    assert point.config == resolved(BASE)
     assert [(r.point_index, r.cycle) for r in plan.runs] == [(0, 0), (0, 1), (0, 2)]
 
 
 def test_explicit_experiments_merge_onto_base_with_nested_or_dotted_keys() -> None:
-    plan = expand_study(
+    plan = expand(
         study(
             base=BASE
             | {"decoder": {"mode": "sampling", "temperature": 0.7}, "pytorch.batch_size": 4},
@@ -254,16 +279,16 @@ def test_explicit_experiments_merge_onto_base_with_nested_or_dotted_keys() -> No
     assert first.overrides == {"precision": "fp16", "decoder.top_k": 5}
     assert first.config.decoder.temperature == 0.7  # base's setting kept
     assert first.config.decoder.top_k == 5
-    assert first.config.pytorch.batch_size == 4
+    assert batch_size(first.config) == 4
     assert second.overrides == {"decoder.mode": "greedy", "decoder.temperature": None}
     assert second.config.decoder.mode == "greedy"
     assert third.overrides == {"decoder.preset": "deterministic", "pytorch.batch_size": 2}
-    assert third.config.pytorch.batch_size == 2
+    assert batch_size(third.config) == 2
     assert third.config.decoder.temperature == 0.7  # explicit settings win over a preset
 
 
 def test_sweep_points_come_first_then_explicit_experiments_unswept() -> None:
-    plan = expand_study(
+    plan = expand(
         study(
             sweep={"precision": ["fp32", "fp16"]},
             experiments=[{"precision": "bf16", "pytorch.batch_size": 8}],
@@ -277,7 +302,7 @@ def test_sweep_points_come_first_then_explicit_experiments_unswept() -> None:
 
 
 def test_a_section_swept_as_a_mapping_merges_key_by_key_with_base() -> None:
-    plan = expand_study(
+    plan = expand(
         study(
             base=BASE | {"decoder": {"ignore_eos": True}},
             sweep={"decoder": [{"mode": "greedy"}, {"preset": "factual"}]},
@@ -291,7 +316,7 @@ def test_a_section_swept_as_a_mapping_merges_key_by_key_with_base() -> None:
 
 
 def test_a_point_merged_into_an_invalid_combination_is_skipped() -> None:
-    plan = expand_study(
+    plan = expand(
         study(
             base=BASE | {"decoder": {"mode": "sampling", "temperature": 0.7}},
             sweep={"decoder.mode": ["sampling", "greedy"]},
@@ -304,7 +329,7 @@ def test_a_point_merged_into_an_invalid_combination_is_skipped() -> None:
 
 def test_none_valid_is_a_config_error_with_the_first_reason() -> None:
     with pytest.raises(ConfigError) as caught:
-        expand_study(study(sweep={"pytorch.batch_size": [0, -1]}))
+        expand(study(sweep={"pytorch.batch_size": [0, -1]}))
     assert str(caught.value) == (
         "study 'bs-sweep': none of its 2 points is a valid experiment (point 0 "
         "(pytorch.batch_size=0): config key 'pytorch.batch_size': Input should be greater than "

@@ -27,7 +27,7 @@ from llem_schema import (
     summarize_study,
 )
 from llem_schema.study_result import STUDY_METRICS, point_seed
-from llem_schema.testing import example_raw_result, example_result
+from llem_schema.testing import EXAMPLE_BACKENDS, example_raw_result, example_result
 
 T0 = datetime(2026, 11, 22, 14, 0, 0, tzinfo=UTC)
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -43,7 +43,8 @@ def plan(cycles: int = 3) -> StudyPlan:
                 "cycles": cycles,
                 "order": "sequential",
             }
-        )
+        ),
+        backends=EXAMPLE_BACKENDS,
     )
 
 

@@ -7,8 +7,17 @@ from typing import Any
 
 import pytest
 
-from llem_schema import SCHEMA_VERSION, ExperimentResult, RawProcessResult, ResultFormatError
+from llem_schema import (
+    SCHEMA_VERSION,
+    ExperimentConfig,
+    ExperimentResult,
+    RawProcessResult,
+    ResultFormatError,
+    measurement_config_hash,
+    parse_config,
+)
 from llem_schema.io import load_document, read_json_object
+from llem_schema.testing import EXAMPLE_BACKENDS
 from llem_schema.versions import (
     RAW_MIGRATIONS,
     RESULT_MIGRATIONS,
@@ -18,18 +27,18 @@ from llem_schema.versions import (
 )
 
 FIXTURES = Path(__file__).parent / "fixtures"
-SHIPPED_VERSIONS = ["1.0"]
+SHIPPED_VERSIONS = ["1.0", "1.1"]
+TINY_RUN = FIXTURES / "v1.0" / "tiny-run"
+"""A real `llem run -n 4 --max-new-tokens 4 --batch-size 2` of the tiny model by llem 0.1.0
+(schema 1.0, CPU, no energy source), kept as it was written."""
 
 
 def test_every_shipped_version_has_a_fixture_and_the_current_one_is_among_them() -> None:
     assert sorted(p.name for p in FIXTURES.iterdir()) == [f"v{v}" for v in SHIPPED_VERSIONS]
     for version in SHIPPED_VERSIONS:
-        assert sorted(p.name for p in (FIXTURES / f"v{version}").iterdir()) == [
-            "manifest.json",
-            "raw_process_0.json",
-            "result.json",
-            "study.json",
-        ]
+        assert {"manifest.json", "raw_process_0.json", "result.json", "study.json"} <= {
+            p.name for p in (FIXTURES / f"v{version}").iterdir()
+        }
     assert SCHEMA_VERSION in SHIPPED_VERSIONS
 
 
@@ -130,7 +139,7 @@ def test_embedded_process_results_are_migrated_with_the_raw_chain(
     old["host"] = old.pop("hostname")
     (tmp_path / "result.json").write_text(json.dumps(document))
     result = ExperimentResult.from_json(tmp_path)
-    assert result.process_results[0].schema_version == "1.0"
+    assert result.process_results[0].schema_version == SCHEMA_VERSION
     assert result.process_results[0].hostname == "example-host"
 
 
@@ -144,3 +153,31 @@ def test_an_embedded_raw_result_of_an_unknown_old_version_names_the_file(tmp_pat
     assert str(caught.value) == (
         f"{path}: no migration of raw process result schema version 0.5 to {SCHEMA_VERSION}"
     )
+
+
+def test_a_real_run_of_the_first_version_loads_and_keeps_its_config_hash() -> None:
+    stored = json.loads((TINY_RUN / "result.json").read_text())
+    assert stored["schema_version"] == "1.0"
+    result = ExperimentResult.from_json(TINY_RUN)
+    assert result.schema_version == SCHEMA_VERSION
+    assert result.process_results[0].model_info is None  # 1.0 did not record it
+    assert [r.batch_index for r in result.process_results[0].requests] == [0, 0, 1, 1]
+    # The PyTorch settings moved out of llem_schema into the backend's own model in 1.1;
+    # the config of this run, resolved with a model of the same settings, hashes as it did.
+    config = parse_config(result.effective_config, backends=EXAMPLE_BACKENDS)
+    assert config.backend_section() == {
+        "batch_size": 2,
+        "attn_implementation": None,
+        "torch_compile": False,
+    }
+    assert config.measurement_config_hash() == stored["measurement_config_hash"]
+    assert (
+        measurement_config_hash(ExperimentConfig.model_validate(result.effective_config))
+        == (stored["measurement_config_hash"])
+    )  # as stored, the section is complete already
+
+
+def test_the_current_fixture_records_where_the_model_was_placed() -> None:
+    result = ExperimentResult.from_json(FIXTURES / f"v{SCHEMA_VERSION}")
+    infos = [raw.model_info for raw in result.process_results]
+    assert all(info is not None and info.device_uuids for info in infos)

@@ -17,9 +17,10 @@ from llem.commands import results as results_commands
 from llem.commands import schema as schema_commands
 from llem.commands import study as study_commands
 from llem.commands.aggregate import aggregate
+from llem.commands.backends import backends
 from llem.commands.env import env
 from llem.commands.run import run
-from llem.errors import EXIT_INTERRUPTED, exit_code_for
+from llem.errors import EXIT_INTERRUPTED, exit_code_for, message_for
 from llem.logs import configure_logging
 from llem_schema import LlemError
 
@@ -36,6 +37,7 @@ app = typer.Typer(
 )
 app.command("run")(run)
 app.command("aggregate")(aggregate)
+app.command("backends")(backends)
 app.command("env")(env)
 app.add_typer(study_commands.app, name="study")
 app.add_typer(results_commands.app, name="results")
@@ -70,7 +72,7 @@ def main() -> None:
         app()
     except LlemError as error:
         logger.debug("error details", exc_info=True)
-        typer.echo(f"error: {error}", err=True)
+        typer.echo(f"error: {message_for(error)}", err=True)
         sys.exit(exit_code_for(error))
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)

@@ -1,50 +1,95 @@
-"""Errors of the llem application, rooted in :class:`llem_schema.LlemError`, and exit codes."""
+"""How the ``llem`` command ends: exit codes, and the advice it adds to a library's error.
 
-from typing import Final
+The libraries say what is wrong (and carry the data: which experiment, which store); only here
+does an error learn which ``llem`` command or flag sets it right.
+"""
 
-from llem_persistence.errors import ForeignDatabaseError, StoreLookupError
-from llem_schema import ConfigError, LlemError
+from typing import TYPE_CHECKING
+
+from llem_harness.errors import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    RunFailedError,
+    StudyChangedError,
+    StudyDirectoryError,
+    StudyInterruptedError,
+    UsageError,
+)
+from llem_harness.errors import exit_code_for as harness_exit_code
+from llem_persistence.errors import (
+    CorruptStoreError,
+    ForeignDatabaseError,
+    NoStoreError,
+    NotAStoreError,
+    StoreLookupError,
+    UnknownExperimentError,
+)
+from llem_schema import LlemError
+
+if TYPE_CHECKING:
+    from llem_harness.indexing import NotIndexed
 
 __all__ = [
     "EXIT_FAILURE",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_USAGE",
-    "RunFailedError",
-    "RunInterruptedError",
-    "StudyInterruptedError",
     "UsageError",
+    "advice",
     "exit_code_for",
+    "message_for",
+    "reindex_advice",
 ]
-
-EXIT_OK: Final = 0
-EXIT_FAILURE: Final = 1
-EXIT_USAGE: Final = 2
-EXIT_INTERRUPTED: Final = 130
-
-
-class UsageError(LlemError):
-    """The user asked for something impossible: a bad flag value, an unknown id."""
-
-
-class RunFailedError(LlemError):
-    """A run did not finish; the message says what is kept and how to recover it."""
-
-
-class RunInterruptedError(LlemError):
-    """Ctrl-C during a run; staged results are kept."""
-
-
-class StudyInterruptedError(RunInterruptedError):
-    """Ctrl-C (or SIGTERM) during a study; the manifest says what completed and
-    ``llem study --resume`` runs the rest."""
 
 
 def exit_code_for(error: LlemError) -> int:
     """2 for the user's mistakes (bad config or usage, an unknown experiment id, a missing or
     foreign results store), 130 for Ctrl-C, 1 for failures (a corrupt store included)."""
-    if isinstance(error, ConfigError | UsageError | StoreLookupError | ForeignDatabaseError):
+    if isinstance(error, StoreLookupError | ForeignDatabaseError):
         return EXIT_USAGE
-    if isinstance(error, RunInterruptedError):
-        return EXIT_INTERRUPTED
-    return EXIT_FAILURE
+    return harness_exit_code(error)
+
+
+def advice(error: LlemError) -> str | None:
+    """The ``llem`` command or flag that goes on from ``error``, where there is one."""
+    if isinstance(error, RunFailedError) and error.staged:
+        return (
+            f"recover them with `llem aggregate {error.experiment_id} --output {error.results_dir}`"
+        )
+    if isinstance(error, StudyInterruptedError):
+        return f"resume with `llem study --resume {error.study_dir}`"
+    if isinstance(error, StudyChangedError):
+        original = (
+            f"resume with the original (llem study --resume {error.study_dir}), or "
+            if error.original
+            else ""
+        )
+        return f"{original}pass --force to {error.force_does}"
+    if isinstance(error, StudyDirectoryError):
+        return "choose another --output"
+    if isinstance(error, CorruptStoreError):
+        return (
+            f"restore a backup with `llem db restore FILE --db {error.path}`, or move it aside "
+            f"and rebuild the index with `llem results import {error.path.parent} --db "
+            f"{error.path}`"
+        )
+    if isinstance(error, NoStoreError):
+        return "run `llem run`, or index existing results with `llem results import DIR`"
+    if isinstance(error, NotAStoreError):
+        return "point --db at an llem.db"
+    if isinstance(error, UnknownExperimentError):
+        return "see `llem results list --all`"
+    return None
+
+
+def message_for(error: LlemError) -> str:
+    """The line ``llem`` prints for ``error``: its message, then the advice."""
+    hint = advice(error)
+    return f"{error}; {hint}" if hint else str(error)
+
+
+def reindex_advice(failure: "NotIndexed") -> str:
+    """How to index a saved result that the store could not index when it was saved."""
+    return f"re-index with `llem results import {failure.directory} --db {failure.db}`"

@@ -3,7 +3,12 @@
 torch and transformers are imported inside the methods that need them, so importing this
 module (and ``llem_backend_pytorch``) stays fast.
 
-Timing: ``start_s`` of every request in a batch is taken on entry to ``run_batch``, before
+It is a local batch loop: :meth:`PyTorchBackend.run` cuts the requests it is given into
+batches of ``pytorch.batch_size``, generates each as one left-padded batch, and yields the
+batch's timings. The model goes on ``cuda:<local index>`` of the process where torch sees a
+GPU, else on the CPU; :class:`~llem_schema.ModelInfo` names the GPU by its NVML UUID.
+
+Timing: ``start_s`` of every request in a batch is taken when its batch starts, before
 tokenization; each output token's time is taken when ``generate`` hands the token to the
 streamer (:class:`~llem_backend_pytorch.timing.TokenTimer`), after its ``.cpu()`` copy has
 waited for the device. TTFT therefore covers tokenization, the host-to-device copy, the
@@ -17,10 +22,10 @@ import importlib.metadata
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final
 
 from llem_backend_pytorch.errors import BackendError, BackendStateError
 from llem_backend_pytorch.flops import ModelShape, estimate_generation_flops
@@ -31,19 +36,27 @@ from llem_backend_pytorch.loading import (
     resolve_model_source,
     tokenizer_from,
 )
+from llem_backend_pytorch.settings import PyTorchSettings
 from llem_backend_pytorch.timing import TokenTimer
 from llem_backend_pytorch.tiny import TINY_MODEL_SEED
-from llem_schema import ExperimentConfig, FlopsEstimate, ModelInfo, RequestRecord, RequestTiming
+from llem_schema import (
+    ExperimentConfig,
+    FlopsEstimate,
+    ModelInfo,
+    PeakMemory,
+    Request,
+    RequestRecord,
+    RequestTiming,
+    WorkerContext,
+)
 
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-__all__ = ["MemorySource", "PyTorchBackend"]
+__all__ = ["PyTorchBackend"]
 
 logger = logging.getLogger(__name__)
-
-MemorySource = Literal["cuda_max_memory_allocated", "process_peak_rss"]
 
 _DTYPES: Final = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
@@ -51,6 +64,7 @@ _DTYPES: Final = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 @dataclass
 class _Loaded:
     config: ExperimentConfig
+    settings: PyTorchSettings
     source: ModelSource
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
@@ -64,12 +78,14 @@ class _Loaded:
 
 class PyTorchBackend:
     """Runs generation with ``transformers`` on ``torch``; implements
-    :class:`llem_schema.InferenceBackend`.
+    :class:`llem_schema.InferenceBackend`, registered as ``pytorch`` in ``llem.backends``.
 
     ``cache_dir`` is where ``llem/tiny`` is built (default: :func:`resolve_cache_dir`);
-    ``tiny_seed`` is its weight seed. ``run_batch`` generates its prompts as one left-padded
-    batch (the harness slices prompts by ``config.pytorch.batch_size``).
+    ``tiny_seed`` is its weight seed. :meth:`generate_batch` generates prompts as one
+    left-padded batch, for use without the harness.
     """
+
+    settings_model = PyTorchSettings
 
     def __init__(
         self, *, cache_dir: Path | str | None = None, tiny_seed: int = TINY_MODEL_SEED
@@ -93,15 +109,6 @@ class PyTorchBackend:
         )
 
     @property
-    def memory_source(self) -> MemorySource | None:
-        """What :meth:`peak_memory_mb` reports: CUDA peak allocated, or the process peak RSS."""
-        if self._loaded is None:
-            return None
-        if self._loaded.device_index is None:
-            return "process_peak_rss"
-        return "cuda_max_memory_allocated"
-
-    @property
     def last_output_token_ids(self) -> list[list[int]]:
         """Token ids each request of the latest batch generated (EOS included), for checks."""
         return [list(ids) for ids in self._last_output_token_ids]
@@ -121,12 +128,28 @@ class PyTorchBackend:
         ids = self._require().tokenizer(text)["input_ids"]
         return len(ids)
 
-    def load(self, config: ExperimentConfig, *, device_index: int | None) -> ModelInfo:
-        """Load model and tokenizer of ``config`` on ``cuda:<device_index>`` (None: CPU)."""
+    def prepare(self, config: ExperimentConfig) -> None:
+        """Check the settings and find the model before any worker starts; the built-in tiny
+        model is built here, so workers find it ready instead of racing to build it."""
+        config.backend_settings(PyTorchSettings)
+        resolve_model_source(config.model, cache_dir=self._cache_dir, tiny_seed=self._tiny_seed)
+
+    def load(self, config: ExperimentConfig, context: WorkerContext) -> ModelInfo:
+        """Load model and tokenizer of ``config``: on ``cuda:<local index>`` of this process
+        where torch sees a GPU, else on the CPU."""
         import torch
 
+        return self.load_on(config, context.local_index if torch.cuda.is_available() else None)
+
+    def load_on(self, config: ExperimentConfig, device_index: int | None) -> ModelInfo:
+        """Load model and tokenizer of ``config`` on ``cuda:<device_index>`` (None: CPU)."""
+        import torch
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
         if self._loaded is not None:
             self.unload()
+        settings = config.backend_settings(PyTorchSettings)
         device = _device(torch, device_index)
         if device_index is not None:
             torch.cuda.reset_peak_memory_stats(device)
@@ -134,16 +157,17 @@ class PyTorchBackend:
             config.model, cache_dir=self._cache_dir, tiny_seed=self._tiny_seed
         )
         tokenizer = tokenizer_from(source)
-        model = _model_from(source, config)
+        model = _model_from(source, config, settings)
         model.to(device)  # type: ignore[arg-type]
         model.eval()  # type: ignore[no-untyped-call]
-        if config.pytorch.torch_compile:
+        if settings.torch_compile:
             setattr(model, "forward", torch.compile(model.forward))  # noqa: B010
         eos_token_ids = _eos_token_ids(model, tokenizer)
         pad_token_id = tokenizer.pad_token_id
         assert isinstance(pad_token_id, int)
         self._loaded = _Loaded(
             config=config,
+            settings=settings,
             source=source,
             model=model,
             tokenizer=tokenizer,
@@ -161,25 +185,44 @@ class PyTorchBackend:
             dtype=str(model.dtype).removeprefix("torch."),
             device=str(device),
             device_indices=[] if device_index is None else [device_index],
+            device_uuids=[] if device_index is None else [_nvml_uuid(torch, device_index)],
         )
         logger.info("loaded %s (%s) on %s", config.model, info.dtype, info.device)
         return info
 
-    def warmup(self, prompts: Sequence[str]) -> list[RequestTiming]:
-        """Generate ``prompts`` as one unmeasured batch (request indices from 0)."""
+    def warmup(self, requests: Sequence[Request]) -> list[RequestTiming]:
+        """Generate the first batch of ``requests`` as one unmeasured batch."""
         loaded = self._require()
         loaded.warmups += 1
-        return self._generate(prompts, 0, _seed(loaded.config.seed, f"warmup:{loaded.warmups}"))
+        batch = requests[: loaded.settings.batch_size]
+        seed = _seed(loaded.config.seed, f"warmup:{loaded.warmups}")
+        return self._generate([r.prompt for r in batch], [r.index for r in batch], 0, seed)
 
-    def run_batch(self, prompts: Sequence[str], *, first_request_index: int) -> list[RequestTiming]:
-        """Generate ``prompts`` as one left-padded batch; one timing per prompt, in order.
+    def run(self, requests: Sequence[Request]) -> Iterator[RequestTiming]:
+        """Generate ``requests`` in batches of ``pytorch.batch_size``, in order, yielding each
+        batch's timings as it finishes.
 
-        Sampling is seeded from ``config.seed`` and ``first_request_index``, so a batch gives
-        the same tokens whatever ran before it.
+        Sampling is seeded from ``config.seed`` and each batch's first request index, so a
+        batch gives the same tokens whatever ran before it.
         """
         loaded = self._require()
+        size = loaded.settings.batch_size
+        for batch_index, start in enumerate(range(0, len(requests), size)):
+            batch = requests[start : start + size]
+            seed = _seed(loaded.config.seed, f"batch:{batch[0].index}")
+            yield from self._generate(
+                [r.prompt for r in batch], [r.index for r in batch], batch_index, seed
+            )
+
+    def generate_batch(
+        self, prompts: Sequence[str], *, first_request_index: int = 0
+    ) -> list[RequestTiming]:
+        """Generate ``prompts`` as one left-padded batch; one timing per prompt, in order,
+        request indices from ``first_request_index`` (seeded as :meth:`run` seeds a batch)."""
+        loaded = self._require()
         seed = _seed(loaded.config.seed, f"batch:{first_request_index}")
-        return self._generate(prompts, first_request_index, seed)
+        indices = list(range(first_request_index, first_request_index + len(prompts)))
+        return self._generate(prompts, indices, 0, seed)
 
     def synchronize(self) -> None:
         """Wait for queued CUDA work on the model's device; nothing to wait for on CPU."""
@@ -189,15 +232,17 @@ class PyTorchBackend:
 
             torch.cuda.synchronize(loaded.device)
 
-    def peak_memory_mb(self) -> float | None:
-        """Peak memory, MiB: CUDA max allocated since load, or the process's peak RSS on CPU
-        (over the whole process life, not only since load); see :attr:`memory_source`."""
+    def peak_memory(self) -> PeakMemory | None:
+        """Peak memory: CUDA max allocated since load (``cuda``), or the process's peak RSS on
+        CPU (``rss``, over the whole process life, not only since load)."""
         loaded = self._require()
         if loaded.device_index is not None:
             import torch
 
-            return float(torch.cuda.max_memory_allocated(loaded.device)) / 2**20
-        return _peak_rss_mb()
+            allocated = float(torch.cuda.max_memory_allocated(loaded.device)) / 2**20
+            return PeakMemory(mb=allocated, source="cuda")
+        rss = _peak_rss_mb()
+        return None if rss is None else PeakMemory(mb=rss, source="rss")
 
     def estimate_flops(self, requests: Sequence[RequestRecord]) -> FlopsEstimate | None:
         """Forward FLOPs of ``requests`` (method in the result); None if the shape is unknown."""
@@ -225,7 +270,7 @@ class PyTorchBackend:
         return self._loaded
 
     def _generate(
-        self, prompts: Sequence[str], first_request_index: int, seed: int
+        self, prompts: Sequence[str], indices: Sequence[int], batch_index: int, seed: int
     ) -> list[RequestTiming]:
         import torch
 
@@ -258,7 +303,8 @@ class PyTorchBackend:
         self._last_output_token_ids = timer.token_ids
         return [
             RequestTiming(
-                request_index=first_request_index + row,
+                request_index=indices[row],
+                batch_index=batch_index,
                 input_tokens=input_tokens[row],
                 output_tokens=len(timer.token_times_s[row]),
                 start_s=start_s,
@@ -285,7 +331,15 @@ def _device(torch: Any, device_index: int | None) -> torch.device:
     return torch.device(f"cuda:{device_index}")  # type: ignore[no-any-return]
 
 
-def _model_from(source: ModelSource, config: ExperimentConfig) -> PreTrainedModel:
+def _nvml_uuid(torch: Any, device_index: int) -> str:
+    """The NVML UUID (``GPU-...``) of CUDA device ``device_index`` as torch numbers it."""
+    uuid = str(torch.cuda.get_device_properties(device_index).uuid)
+    return uuid if uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}"
+
+
+def _model_from(
+    source: ModelSource, config: ExperimentConfig, settings: PyTorchSettings
+) -> PreTrainedModel:
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -293,8 +347,8 @@ def _model_from(source: ModelSource, config: ExperimentConfig) -> PreTrainedMode
         "local_files_only": True,
         "dtype": getattr(torch, _DTYPES[config.precision]),
     }
-    if config.pytorch.attn_implementation is not None:
-        options["attn_implementation"] = config.pytorch.attn_implementation
+    if settings.attn_implementation is not None:
+        options["attn_implementation"] = settings.attn_implementation
     try:
         model = AutoModelForCausalLM.from_pretrained(source.location, **options)
     except OSError as exc:

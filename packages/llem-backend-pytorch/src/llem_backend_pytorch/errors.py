@@ -5,7 +5,7 @@ Every message is one line a user can act on: what went wrong, where, and what to
 
 from llem_schema import LlemError
 
-__all__ = ["BackendError", "BackendStateError", "ModelNotFoundError", "PromptSourceError"]
+__all__ = ["BackendError", "BackendStateError", "ModelNotFoundError"]
 
 
 class BackendError(LlemError):
@@ -17,8 +17,4 @@ class ModelNotFoundError(BackendError):
 
 
 class BackendStateError(BackendError):
-    """A backend method was called out of order (for example ``run_batch`` before ``load``)."""
-
-
-class PromptSourceError(BackendError, ValueError):
-    """Prompts could not be read: a missing or empty file, a missing column, a bad JSON line."""
+    """A backend method was called out of order (for example ``run`` before ``load``)."""

@@ -88,7 +88,7 @@ def ensure_tiny_model(cache_dir: Path | str | None = None, *, seed: int = TINY_M
 
 def _build_into(directory: Path, *, seed: int) -> None:
     from llem_backend_pytorch import _tiny_build
-    from llem_backend_pytorch.prompts import builtin_prompts
+    from llem_schema import builtin_prompts
 
     description = _tiny_build.build_tiny_model(directory, seed=seed, texts=builtin_prompts())
     missing = [name for name in _REQUIRED_FILES if not (directory / name).is_file()]

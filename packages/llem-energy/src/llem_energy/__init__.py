@@ -4,7 +4,7 @@ environment snapshot and measurement warnings.
 Depends on ``llem_schema`` (and nvidia-ml-py), never on torch, a backend or persistence.
 A measurement window is two calls::
 
-    meter = EnergyMeter.create(config.energy, gpu_indices=[0])
+    meter = EnergyMeter.create(config.energy, gpus=["GPU-5d6f..."])
     meter.measure_baseline(config.baseline)
     window = meter.start()       # after the device is synchronised
     ...                          # inference

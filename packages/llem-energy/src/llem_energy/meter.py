@@ -1,7 +1,7 @@
 """The measurement window: open with :meth:`EnergyMeter.start`, close with
 :meth:`EnergyWindow.stop`.
 
->>> meter = EnergyMeter.create(config.energy, gpu_indices=[0, 1])
+>>> meter = EnergyMeter.create(config.energy, gpus=["GPU-5d6f...", "GPU-8a1c..."])
 >>> baselines = meter.measure_baseline(config.baseline)   # optional, before the model loads
 >>> window = meter.start()          # the harness synchronises the device right before
 >>> ...                             # inference
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from llem_energy.baseline import BaselineCache
 from llem_energy.checks import (
@@ -251,6 +251,24 @@ class EnergyWindow:
         )
 
 
+def _open_gpus(
+    session: NvmlSession,
+    gpus: Literal["all"] | Sequence[int | str] | None,
+    environ: Mapping[str, str],
+) -> list[NvmlDevice]:
+    """The GPUs ``gpus`` names (see :meth:`EnergyMeter.create`), each once, in order."""
+    if gpus is None:
+        indices = resolve_gpu_indices(session, environ.get("CUDA_VISIBLE_DEVICES"))
+        return [session.device(index) for index in indices]
+    if gpus == "all":
+        return [session.device(index) for index in range(session.device_count())]
+    opened: dict[str, NvmlDevice] = {}
+    for gpu in gpus:
+        device = session.device_by_uuid(gpu) if isinstance(gpu, str) else session.device(gpu)
+        opened.setdefault(device.uuid, device)
+    return list(opened.values())
+
+
 class EnergyMeter:
     """The energy sources of one process, opened once; measures any number of windows.
 
@@ -285,8 +303,7 @@ class EnergyMeter:
         cls,
         config: EnergyConfig | None = None,
         *,
-        gpu_indices: Sequence[int] | None = None,
-        cuda_devices: Sequence[int] | None = None,
+        gpus: Literal["all"] | Sequence[int | str] | None = None,
         rapl_root: Path = DEFAULT_POWERCAP_ROOT,
         nvml: Any = None,
         clock: Callable[[], float] = time.perf_counter,
@@ -294,11 +311,12 @@ class EnergyMeter:
     ) -> "EnergyMeter":
         """Open the sources ``config.source`` names.
 
-        ``gpu_indices`` are NVML indices of the GPUs this process uses; by default they come
-        from ``CUDA_VISIBLE_DEVICES`` (every GPU when unset). ``cuda_devices`` names them as
-        the process's CUDA ordinals instead (``torch.device("cuda", 1)`` is ordinal 1): each
-        is the position in ``CUDA_VISIBLE_DEVICES``, whose entries may be indices or UUIDs. ``nvml`` replaces the real
-        ``pynvml`` module (tests pass ``llem_energy.testing.FakeNvml``).
+        ``gpus`` are the GPUs to meter: their UUIDs (``GPU-...``, as the framework that placed
+        the model reports them: a UUID names one physical GPU whatever order CUDA and NVML
+        number them in), NVML indices, ``"all"`` (every GPU on the host), or an empty list (a
+        run on the CPU meters no GPU). By default, the GPUs ``CUDA_VISIBLE_DEVICES`` leaves
+        visible (every GPU when unset). ``nvml`` replaces the real ``pynvml`` module (tests
+        pass ``llem_energy.testing.FakeNvml``).
 
         ``auto`` uses NVML when it finds GPUs and RAPL when readable, and without either
         measures no energy, with a warning saying why. Naming ``nvml`` or ``rapl`` when it is
@@ -317,31 +335,29 @@ class EnergyMeter:
                 clock=clock,
             )
         session: NvmlSession | None = None
-        gpus: list[NvmlDevice] = []
+        devices: list[NvmlDevice] = []
         rapl: RaplReader | None = None
         reasons: list[str] = []
-        if source in ("auto", "nvml"):
+        on_no_gpu = gpus is not None and not gpus
+        if source in ("auto", "nvml") and on_no_gpu:
+            # nothing of this run is on a GPU: NVML is not even opened
+            if source == "nvml":
+                raise EnergySourceUnavailableError(
+                    "energy.source is 'nvml' but the model was placed on no GPU; name the GPUs "
+                    "to meter in energy.devices, or set energy.source to 'rapl' or 'none'"
+                )
+            reasons.append("NVML: the model is on no GPU, so no GPU is metered")
+        elif source in ("auto", "nvml"):
             try:
                 session = NvmlSession.open(nvml)
-                if gpu_indices is not None:
-                    indices = list(gpu_indices)
-                else:
-                    visible = resolve_gpu_indices(session, env.get("CUDA_VISIBLE_DEVICES"))
-                    indices = visible if cuda_devices is None else []
-                    for ordinal in cuda_devices or ():
-                        if not 0 <= ordinal < len(visible):
-                            raise EnergyError(
-                                f"CUDA device {ordinal} is not among the {len(visible)} GPU(s) "
-                                "CUDA_VISIBLE_DEVICES leaves visible"
-                            )
-                        indices.append(visible[ordinal])
-                gpus = [session.device(index) for index in indices]
-                if not gpus:
+                devices = _open_gpus(session, gpus, env)
+                if not devices:
                     raise EnergyError(
                         "NVML found no GPU for this process (check CUDA_VISIBLE_DEVICES and "
                         "`nvidia-smi -L`)"
                     )
             except EnergyError as exc:
+                devices = []
                 if session is not None:
                     session.close()
                     session = None
@@ -362,11 +378,11 @@ class EnergyMeter:
                 reasons.append(f"RAPL: {exc}")
                 logger.info("no RAPL energy: %s", exc)
         unavailable = None
-        if not gpus and rapl is None:
+        if not devices and rapl is None:
             unavailable = "no energy source could be opened (" + "; ".join(reasons) + ")"
             logger.info("energy will not be measured: %s", unavailable)
         setup: list[str] = []
-        if source == "auto" and not gpus and rapl is not None:
+        if source == "auto" and not devices and rapl is not None and not on_no_gpu:
             setup.append(
                 f"no GPU energy, CPU energy (RAPL) only: {'; '.join(reasons)}; GPU work, if "
                 "any, is not in the energy figures"
@@ -374,7 +390,7 @@ class EnergyMeter:
         return cls(
             config,
             session=session,
-            gpus=gpus,
+            gpus=devices,
             rapl=rapl,
             unavailable_reason=unavailable,
             setup_warnings=setup,

@@ -151,6 +151,24 @@ class NvmlSession:
         """The GPU at NVML index ``index``, with its capabilities probed."""
         return NvmlDevice(self, index)
 
+    def device_by_uuid(self, uuid: str) -> "NvmlDevice":
+        """The GPU whose NVML UUID is ``uuid`` (``GPU-...``), with its capabilities probed.
+
+        The UUID names one physical GPU whatever the CUDA and NVML orders are; one that no
+        GPU has is an :class:`EnergyError` naming it.
+        """
+        nvml = self.nvml
+        try:
+            handle = nvml.nvmlDeviceGetHandleByUUID(uuid)
+        except nvml.NVMLError as exc:
+            if getattr(exc, "value", None) == getattr(nvml, "NVML_ERROR_NOT_FOUND", object()):
+                raise EnergyError(
+                    f"no GPU with UUID {uuid} on this host (`nvidia-smi -L` lists them)"
+                ) from None
+            raise translate_nvml_error(nvml, exc, f"handle of GPU {uuid}") from None
+        index = int(self.call(f"index of GPU {uuid}", nvml.nvmlDeviceGetIndex, handle))
+        return NvmlDevice(self, index)
+
     def driver_version(self) -> str | None:
         """NVIDIA driver version, or None where NVML cannot say."""
         try:

@@ -1,4 +1,10 @@
-"""Errors raised by llem_persistence, all rooted in :class:`llem_schema.LlemError`."""
+"""Errors raised by llem_persistence, all rooted in :class:`llem_schema.LlemError`.
+
+Each says what is wrong and carries what it concerns (a path, an experiment id); how to set it
+right with the ``llem`` command is the command's to add.
+"""
+
+from pathlib import Path
 
 from llem_schema import LlemError
 
@@ -7,9 +13,12 @@ __all__ = [
     "CorruptStoreError",
     "DuplicateResultError",
     "ForeignDatabaseError",
+    "NoStoreError",
+    "NotAStoreError",
     "PersistenceError",
     "StoreError",
     "StoreLookupError",
+    "UnknownExperimentError",
     "UnsafePathError",
 ]
 
@@ -35,8 +44,33 @@ class StoreLookupError(StoreError, LookupError):
     result directory, no database at the given path."""
 
 
+class NoStoreError(StoreLookupError):
+    """There is no results store at ``path`` (no file, or an empty one) and none was to be
+    created."""
+
+    def __init__(self, message: str, *, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class UnknownExperimentError(StoreLookupError):
+    """The store knows no experiment ``experiment_id`` names (nor one it begins)."""
+
+    def __init__(self, message: str, *, experiment_id: str) -> None:
+        super().__init__(message)
+        self.experiment_id = experiment_id
+
+
 class ForeignDatabaseError(StoreError):
     """The database file is not an llem results store (another application's, or not SQLite)."""
+
+
+class NotAStoreError(ForeignDatabaseError):
+    """The file opened as the results store (``path``) is not one."""
+
+    def __init__(self, message: str, *, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class DuplicateResultError(StoreError):
@@ -44,4 +78,8 @@ class DuplicateResultError(StoreError):
 
 
 class CorruptStoreError(StoreError):
-    """The database file is damaged; the message says how to restore or rebuild it."""
+    """The database file at ``path`` is damaged: restore a backup or rebuild the index."""
+
+    def __init__(self, message: str, *, path: Path) -> None:
+        super().__init__(message)
+        self.path = path

@@ -64,8 +64,8 @@ def finalize_experiment(
         if require_complete and not completeness.complete:
             raise AggregationError(
                 f"experiment {experiment_id}: processes "
-                f"{', '.join(map(str, completeness.missing))} did not finish; recover what "
-                f"did with: llem aggregate {experiment_id}"
+                f"{', '.join(map(str, completeness.missing))} did not finish; what did stays "
+                "staged, to be saved marked incomplete"
             )
         start = min(raw.start_time for raw in raws)
         sources = []

@@ -15,17 +15,17 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from llem_schema._base import FrozenModel
-    from llem_schema.backend import InferenceBackend, ModelInfo
+    from llem_schema.backend import InferenceBackend, ModelInfo, PeakMemory, Request, WorkerContext
     from llem_schema.config import (
         BaselineConfig,
         DecoderConfig,
         EnergyConfig,
         ExperimentConfig,
         PromptsConfig,
-        PyTorchConfig,
         WarmupConfig,
         measurement_config_hash,
         parse_config,
+        resolve_backend_settings,
     )
     from llem_schema.errors import (
         ConfigError,
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
         WarmupResult,
     )
     from llem_schema.metrics import EfficiencyMetrics, LatencyMetrics, LatencyStats
+    from llem_schema.prompts import builtin_prompts
     from llem_schema.raw import RawProcessResult
     from llem_schema.records import RequestRecord, RequestTiming
     from llem_schema.result import (
@@ -113,11 +114,12 @@ __all__ = [
     "MetricStatistics",
     "ModelInfo",
     "MultiGPUMetrics",
+    "PeakMemory",
     "PlannedRun",
     "PowerSample",
     "PromptsConfig",
-    "PyTorchConfig",
     "RawProcessResult",
+    "Request",
     "RequestRecord",
     "RequestTiming",
     "ResultFormatError",
@@ -132,6 +134,8 @@ __all__ = [
     "ThermalThrottleInfo",
     "WarmupConfig",
     "WarmupResult",
+    "WorkerContext",
+    "builtin_prompts",
     "cycle_statistics",
     "expand_study",
     "json_schema",
@@ -139,6 +143,7 @@ __all__ = [
     "new_experiment_id",
     "parse_config",
     "parse_study",
+    "resolve_backend_settings",
     "summarize_study",
     "validate_experiment_id",
 ]
@@ -149,15 +154,18 @@ _EXPORTS: dict[str, str] = {
     "FrozenModel": "llem_schema._base",
     "InferenceBackend": "llem_schema.backend",
     "ModelInfo": "llem_schema.backend",
+    "PeakMemory": "llem_schema.backend",
+    "Request": "llem_schema.backend",
+    "WorkerContext": "llem_schema.backend",
     "BaselineConfig": "llem_schema.config",
     "DecoderConfig": "llem_schema.config",
     "EnergyConfig": "llem_schema.config",
     "ExperimentConfig": "llem_schema.config",
     "PromptsConfig": "llem_schema.config",
-    "PyTorchConfig": "llem_schema.config",
     "WarmupConfig": "llem_schema.config",
     "measurement_config_hash": "llem_schema.config",
     "parse_config": "llem_schema.config",
+    "resolve_backend_settings": "llem_schema.config",
     "ConfigError": "llem_schema.errors",
     "InvalidExperimentIdError": "llem_schema.errors",
     "LlemError": "llem_schema.errors",
@@ -180,6 +188,7 @@ _EXPORTS: dict[str, str] = {
     "EfficiencyMetrics": "llem_schema.metrics",
     "LatencyMetrics": "llem_schema.metrics",
     "LatencyStats": "llem_schema.metrics",
+    "builtin_prompts": "llem_schema.prompts",
     "RawProcessResult": "llem_schema.raw",
     "RequestRecord": "llem_schema.records",
     "RequestTiming": "llem_schema.records",

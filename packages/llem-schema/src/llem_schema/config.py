@@ -4,29 +4,46 @@ The configuration is frozen and strict: a misspelt key is an error naming the ke
 that are allowed (:func:`parse_config`), never a silently ignored setting. Its
 :func:`measurement_config_hash` identifies everything that changes a measurement, so two
 results with the same hash measured the same thing.
+
+Each backend owns its settings: they sit in a section under the backend's name
+(``pytorch: {batch_size: 8}``) and are validated by the backend's own pydantic model. This
+package knows no backend, so on its own it keeps such sections as plain JSON objects; given the
+installed backends' settings models (``parse_config(data, backends=...)``, which the harness
+does), a section that names no installed backend is an unknown key, and the selected backend's
+section is validated and filled with its defaults (:func:`resolve_backend_settings`).
 """
 
 import contextlib
 import difflib
 import hashlib
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    NonNegativeInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 
 from llem_schema._base import FrozenModel
 from llem_schema.errors import ConfigError
 
 __all__ = [
-    "BACKEND_SECTIONS",
+    "BACKEND_NAME_PATTERN",
     "BUILTIN_PROMPTS",
     "DECODER_PRESETS",
+    "DEFAULT_BACKEND",
     "SYNTHETIC_PROMPTS",
     "TINY_MODEL",
-    "BackendName",
     "BaselineConfig",
     "DecoderConfig",
     "DecoderPreset",
@@ -35,11 +52,11 @@ __all__ = [
     "ExperimentConfig",
     "Precision",
     "PromptsConfig",
-    "PyTorchConfig",
     "WarmupConfig",
     "config_error",
     "measurement_config_hash",
     "parse_config",
+    "resolve_backend_settings",
     "unknown_key_message",
 ]
 
@@ -50,7 +67,12 @@ BUILTIN_PROMPTS: Final = "builtin"
 SYNTHETIC_PROMPTS: Final = "synthetic"
 PROMPT_FILE_SUFFIXES: Final = (".jsonl", ".csv")
 
-BackendName = Literal["pytorch"]
+DEFAULT_BACKEND: Final = "pytorch"
+"""The backend a config without ``backend:`` selects."""
+BACKEND_NAME_PATTERN: Final = r"[a-z][a-z0-9_]*(-[a-z0-9_]+)*"
+"""A backend name (and the name of its settings section): lowercase, digits, ``_`` and ``-``."""
+_BACKEND_NAME: Final = re.compile(BACKEND_NAME_PATTERN)
+
 Precision = Literal["fp32", "fp16", "bf16"]
 EnergySource = Literal["auto", "nvml", "rapl", "none"]
 DecoderPreset = Literal["deterministic", "standard", "creative", "factual"]
@@ -74,8 +96,11 @@ _NOT_MEASURED: Final[Mapping[str, Any]] = {
     "energy": {"mismatch_tolerance"},
     "baseline": {"cache_ttl_s"},
 }
-BACKEND_SECTIONS: Final = ("pytorch",)
-"""Config sections that belong to one backend; only the selected one is part of the hash."""
+# Settings added after the first schema version whose default keeps the earlier behaviour:
+# hashed only when set, so a config that does not use them keeps the hash it always had.
+_HASHED_WHEN_SET: Final = (("energy", "devices"),)
+
+SettingsT = TypeVar("SettingsT", bound=BaseModel)
 
 
 class PromptsConfig(FrozenModel):
@@ -85,8 +110,9 @@ class PromptsConfig(FrozenModel):
         default=BUILTIN_PROMPTS,
         min_length=1,
         description=(
-            "'builtin' (the prompt set shipped with the backend), 'synthetic' (prompts of "
-            "exactly synthetic_input_tokens tokens), or a path to a local .jsonl or .csv file."
+            "'builtin' (the prompt set shipped with llem), 'synthetic' (prompts of exactly "
+            "synthetic_input_tokens tokens, counted by the backend's tokenizer), or a path to a "
+            "local .jsonl or .csv file."
         ),
     )
     column: str = Field(
@@ -246,22 +272,45 @@ class EnergyConfig(FrozenModel):
             "warning is recorded."
         ),
     )
-
-
-class PyTorchConfig(FrozenModel):
-    """Settings that only the PyTorch + transformers backend reads."""
-
-    batch_size: int = Field(default=1, gt=0, description="Prompts generated together per batch.")
-    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] | None = Field(
-        default=None, description="Attention kernel passed to transformers; None: its default."
+    devices: Literal["all"] | list[NonNegativeInt | str] | None = Field(
+        default=None,
+        description=(
+            "The GPUs to meter. None (default): those the backend placed the model on, by "
+            "UUID. 'all': every GPU on the host; or a list of NVML indices and GPU UUIDs "
+            "('GPU-...'), for a server whose GPUs belong to another process."
+        ),
     )
-    torch_compile: bool = Field(
-        default=False, description="Compile the model's forward with torch.compile."
-    )
+
+    @field_validator("devices")
+    @classmethod
+    def _distinct_devices(
+        cls, value: Literal["all"] | list[int | str] | None
+    ) -> Literal["all"] | list[int | str] | None:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("name at least one device, or leave energy.devices out")
+            for device in value:
+                if isinstance(device, str) and not device.startswith(("GPU-", "MIG-")):
+                    raise ValueError(
+                        f"{device!r} is neither an NVML index nor a GPU UUID ('GPU-...'); "
+                        "`nvidia-smi -L` lists them"
+                    )
+            if len(set(value)) != len(value):
+                raise ValueError("a device is named twice")
+        return value
 
 
 class ExperimentConfig(FrozenModel):
-    """One experiment: a model, a backend, prompts and how the measurement is taken."""
+    """One experiment: a model, a backend, prompts and how the measurement is taken.
+
+    Besides the fields below, a config holds one section per backend it configures, under the
+    backend's name (``pytorch: {batch_size: 8}``): a JSON object here, validated by that
+    backend's settings model when the config is resolved (:func:`resolve_backend_settings`).
+    Only the selected backend's section is measured (and hashed).
+    """
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, dict[str, JsonValue]] = Field(init=False)
 
     name: str | None = Field(
         default=None, description="Free-form label; not part of the measurement hash."
@@ -274,7 +323,14 @@ class ExperimentConfig(FrozenModel):
             "model locally."
         ),
     )
-    backend: BackendName = Field(default="pytorch", description="Inference engine.")
+    backend: str = Field(
+        default=DEFAULT_BACKEND,
+        pattern=f"^{BACKEND_NAME_PATTERN}$",
+        description=(
+            "Inference engine: the name of an installed backend (`llem backends` lists them); "
+            "its settings sit in the section of that name."
+        ),
+    )
     prompts: PromptsConfig = Field(default_factory=PromptsConfig, description="Prompt source.")
     n: int = Field(default=100, gt=0, description="Number of prompts measured.")
     precision: Precision = Field(default="fp32", description="Weight and activation dtype.")
@@ -300,18 +356,44 @@ class ExperimentConfig(FrozenModel):
         default="results", min_length=1, description="Directory result directories go into."
     )
     seed: int = Field(default=42, ge=0, description="Seed for prompt selection and sampling.")
-    pytorch: PyTorchConfig = Field(
-        default_factory=PyTorchConfig, description="PyTorch backend settings."
-    )
 
     @model_validator(mode="after")
-    def _every_process_has_a_prompt(self) -> "ExperimentConfig":
+    def _consistent(self) -> "ExperimentConfig":
         if self.n < self.num_processes:
             raise ValueError(
                 f"n ({self.n}) is smaller than num_processes ({self.num_processes}): "
                 "every process needs at least one prompt"
             )
+        if self.backend in type(self).model_fields:
+            raise ValueError(f"backend {self.backend!r} would clash with the setting of that name")
+        for name in self.backend_sections:
+            if not _BACKEND_NAME.fullmatch(name):
+                raise ValueError(
+                    f"{name!r} is neither a setting nor a backend name (a backend section is "
+                    "named in lowercase letters, digits, '_' and '-')"
+                )
         return self
+
+    @property
+    def backend_sections(self) -> dict[str, dict[str, JsonValue]]:
+        """Every backend section the config holds, by backend name (selected or not)."""
+        return dict(self.model_extra or {})
+
+    def backend_section(self, name: str | None = None) -> dict[str, JsonValue]:
+        """The section of backend ``name`` (default: the selected one) as given; ``{}`` when
+        the config has none."""
+        return dict(self.backend_sections.get(name or self.backend, {}))
+
+    def backend_settings(self, model: type[SettingsT]) -> SettingsT:
+        """The selected backend's section validated by ``model`` (its settings model).
+
+        A bad key or value is a one-line :class:`ConfigError` naming it under the backend's
+        name (``unknown config key 'pytorch.batch_sise'; did you mean 'batch_size'? ...``).
+        """
+        try:
+            return model.model_validate(self.backend_section())
+        except ValidationError as exc:
+            raise config_error(exc, model, prefix=(self.backend,)) from None
 
     def measurement_config_hash(self) -> str:
         """See :func:`measurement_config_hash`."""
@@ -328,11 +410,18 @@ def measurement_config_hash(config: ExperimentConfig) -> str:
     order, a preset versus its explicit settings) hash the same. A prompts file counts by its
     content where it can be read (the same prompts under another path hash the same, edited
     prompts under the same path do not), by its path where it cannot.
+
+    The selected backend's section counts as it stands: hash a resolved config (with the
+    backend's defaults filled in, as the harness and ``llem config show`` do) so that leaving
+    a default out and writing it hash the same.
     """
     exclude = dict(_NOT_MEASURED) | {
-        section: True for section in BACKEND_SECTIONS if section != config.backend
+        name: True for name in config.backend_sections if name != config.backend
     }
     canonical = config.model_dump(mode="json", exclude=exclude)
+    for section, key in _HASHED_WHEN_SET:
+        if canonical[section][key] is None:
+            del canonical[section][key]
     source = config.prompts.source
     if source not in (BUILTIN_PROMPTS, SYNTHETIC_PROMPTS):
         # not readable here (validated elsewhere, say): the path stands for it
@@ -344,59 +433,138 @@ def measurement_config_hash(config: ExperimentConfig) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def parse_config(data: Mapping[str, Any]) -> ExperimentConfig:
+def parse_config(
+    data: Mapping[str, Any], *, backends: Mapping[str, type[BaseModel]] | None = None
+) -> ExperimentConfig:
     """Validate a mapping (parsed YAML, CLI overrides) into an :class:`ExperimentConfig`.
 
-    Raises :class:`ConfigError` with one line naming the first bad key and what is allowed.
+    ``backends`` maps each installed backend's name to its settings model; given it, the
+    config is resolved as :func:`resolve_backend_settings` says. Raises :class:`ConfigError`
+    with one line naming the first bad key and what is allowed.
     """
     try:
-        return ExperimentConfig.model_validate(data)
+        config = ExperimentConfig.model_validate(data)
     except ValidationError as exc:
-        raise config_error(exc, ExperimentConfig) from None
+        raise config_error(exc, ExperimentConfig, sections=backends) from None
+    return config if backends is None else resolve_backend_settings(config, backends)
+
+
+def resolve_backend_settings(
+    config: ExperimentConfig, backends: Mapping[str, type[BaseModel]]
+) -> ExperimentConfig:
+    """``config`` with its selected backend's section validated by that backend's settings
+    model and written out in full (defaults filled in), the sections of other backends left
+    out.
+
+    ``backends`` maps each installed backend's name to its settings model. A section that
+    names no installed backend is an unknown key (a misspelt setting, most likely), and a
+    selected backend that is not installed is an error; both are :class:`ConfigError`.
+    Resolving a resolved config changes nothing.
+    """
+    if config.backend not in backends:
+        raise ConfigError(
+            f"config key 'backend': no backend {config.backend!r} is installed "
+            f"(installed: {', '.join(sorted(backends)) or 'none'})",
+            key="backend",
+        )
+    for name in config.backend_sections:
+        if name not in backends:
+            raise ConfigError(
+                unknown_key_message(ExperimentConfig, [name], sections=backends), key=name
+            )
+    settings = config.backend_settings(backends[config.backend])
+    data = config.model_dump(exclude=set(config.backend_sections))
+    return ExperimentConfig.model_validate(
+        data | {config.backend: settings.model_dump(mode="json")}
+    )
 
 
 def config_error(
-    exc: ValidationError, model: type[BaseModel], *, noun: str = "config"
+    exc: ValidationError,
+    model: type[BaseModel],
+    *,
+    noun: str = "config",
+    prefix: tuple[str, ...] = (),
+    sections: Collection[str] | None = None,
 ) -> ConfigError:
     """Turn a pydantic ``ValidationError`` on ``model`` into a one-line :class:`ConfigError`.
 
-    ``noun`` names the document in the message (``config key 'n'``, ``study key 'cycles'``).
+    ``noun`` names the document in the message (``config key 'n'``, ``study key 'cycles'``);
+    ``prefix`` is where ``model`` sits in it (``("pytorch",)`` for a backend's settings);
+    ``sections``, the backend sections that are allowed besides the model's own keys.
     """
     errors = exc.errors(include_url=False)
     first = errors[0]
-    key = ".".join(str(part) for part in first["loc"]) or None
-    message = _describe(first, model, noun)
+    key = ".".join([*prefix, *(str(part) for part in first["loc"])]) or None
+    message = _describe(first, model, noun, prefix, sections)
     more = len(errors) - 1
     if more:
         message += f" (and {more} more problem{'s' if more > 1 else ''})"
     return ConfigError(message, key=key)
 
 
-def unknown_key_message(model: type[BaseModel], loc: list[str], *, noun: str = "config") -> str:
+def unknown_key_message(
+    model: type[BaseModel],
+    loc: list[str],
+    *,
+    noun: str = "config",
+    prefix: tuple[str, ...] = (),
+    sections: Collection[str] | None = None,
+) -> str:
     """``unknown config key 'a.b'; did you mean 'c'? (allowed under a: ...)`` for ``loc``.
 
-    ``loc`` is the path of the unknown key; every part before the last must name a nested
-    model of ``model``.
+    ``loc`` is the path of the unknown key in ``model``, which sits at ``prefix`` in the
+    document; every part of ``loc`` before the last must name a nested model. ``sections``
+    are the backend sections allowed at the top level besides the model's keys (listed, and
+    suggested, when given).
     """
-    key = ".".join(loc)
+    key = ".".join([*prefix, *loc])
     allowed = _allowed_keys(model, loc[:-1])
-    hint = difflib.get_close_matches(loc[-1], allowed, n=1)
+    candidates = allowed + (sorted(sections) if sections and not loc[:-1] else [])
+    hint = difflib.get_close_matches(loc[-1], candidates, n=1)
     suggestion = f"; did you mean '{hint[0]}'?" if hint else ""
-    under = f" under {'.'.join(loc[:-1])}" if loc[:-1] else ""
-    return f"unknown {noun} key '{key}'{suggestion} (allowed{under}: {', '.join(allowed)})"
+    where = [*prefix, *loc[:-1]]
+    under = f" under {'.'.join(where)}" if where else ""
+    listed = ", ".join(allowed)
+    if sections is not None and not loc[:-1] and not prefix:
+        listed += f"; backend sections: {', '.join(sorted(sections)) or 'none installed'}"
+    return f"unknown {noun} key '{key}'{suggestion} (allowed{under}: {listed})"
 
 
-def _describe(error: ErrorDetails, model: type[BaseModel], noun: str) -> str:
+def _describe(
+    error: ErrorDetails,
+    model: type[BaseModel],
+    noun: str,
+    prefix: tuple[str, ...],
+    sections: Collection[str] | None,
+) -> str:
     loc = [str(part) for part in error["loc"]]
-    key = ".".join(loc)
+    key = ".".join([*prefix, *loc])
+    if _not_a_section(error, model, loc):
+        if sections is not None and loc[0] in sections:
+            return (
+                f"{noun} key '{key}': the settings of backend {loc[0]!r} are a mapping of keys "
+                f"to values (got {error['input']!r})"
+            )
+        return unknown_key_message(model, loc, noun=noun, prefix=prefix, sections=sections)
     if error["type"] == "extra_forbidden":
-        return unknown_key_message(model, loc, noun=noun)
+        return unknown_key_message(model, loc, noun=noun, prefix=prefix, sections=sections)
     text = error["msg"].removeprefix("Value error, ")
     if not key:
         return f"invalid {noun}: {text}"
     if error["type"] == "missing":
         return f"{noun} key '{key}' is required"
     return f"{noun} key '{key}': {text} (got {error['input']!r})"
+
+
+def _not_a_section(error: ErrorDetails, model: type[BaseModel], loc: list[str]) -> bool:
+    """An unknown top-level key whose value is no mapping, so no backend section either."""
+    return (
+        error["type"] == "dict_type"
+        and len(loc) == 1
+        and loc[0] not in model.model_fields
+        and model.model_config.get("extra") == "allow"
+    )
 
 
 def _allowed_keys(model: type[BaseModel], path: list[str]) -> list[str]:

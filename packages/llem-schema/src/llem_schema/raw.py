@@ -1,6 +1,6 @@
 """One process's measurement, staged before late aggregation: :class:`RawProcessResult`."""
 
-from typing import Literal, Self
+from typing import Self
 
 from pydantic import (
     AwareDatetime,
@@ -13,6 +13,7 @@ from pydantic import (
 )
 
 from llem_schema._base import FrozenModel
+from llem_schema.backend import ModelInfo
 from llem_schema.ids import ExperimentId, validate_sidecar_name
 from llem_schema.measurement import (
     DeviceEnergy,
@@ -45,6 +46,10 @@ class RawProcessResult(FrozenModel):
     process_index: NonNegativeInt = Field(description="Rank of this process, 0-based.")
     num_processes: PositiveInt = Field(description="Processes launched for the experiment.")
     hostname: str = Field(description="Host this process ran on.")
+    model_info: ModelInfo | None = Field(
+        default=None,
+        description="What the backend loaded and where (None in results before schema 1.1).",
+    )
     devices: list[DeviceInfo] = Field(description="Devices this process used.")
     start_time: AwareDatetime = Field(description="Measurement window start (wall clock).")
     end_time: AwareDatetime = Field(description="Measurement window end (wall clock).")
@@ -60,8 +65,11 @@ class RawProcessResult(FrozenModel):
     peak_memory_mb: NonNegativeFloat | None = Field(
         default=None, description="Peak memory, MiB (see peak_memory_source)."
     )
-    peak_memory_source: Literal["cuda", "rss"] | None = Field(
-        default=None, description="cuda: peak allocated device memory; rss: process resident set."
+    peak_memory_source: str | None = Field(
+        default=None,
+        min_length=1,
+        description="cuda: peak allocated device memory; rss: process resident set; or the "
+        "backend's own name for what it measured.",
     )
     flops: FlopsEstimate | None = Field(default=None, description="FLOPs of this process's work.")
     warmup: WarmupResult | None = Field(default=None, description="This process's warmup.")

@@ -18,6 +18,11 @@ class RequestTiming(FrozenModel):
     """
 
     request_index: NonNegativeInt = Field(description="Index of the prompt in the experiment.")
+    batch_index: NonNegativeInt = Field(
+        default=0,
+        description="The backend's batch this request ran in, 0-based; 0 where the backend "
+        "does not batch.",
+    )
     input_tokens: NonNegativeInt = Field(description="Prompt length in tokens after truncation.")
     output_tokens: NonNegativeInt = Field(description="Tokens generated for this request.")
     start_s: float = Field(description="Monotonic time the request was submitted, s.")
@@ -81,12 +86,12 @@ class RequestRecord(FrozenModel):
         return max(0.0, self.e2e_ms - self.ttft_ms) / (self.output_tokens - 1)
 
     @classmethod
-    def from_timing(cls, timing: RequestTiming, *, batch_index: int) -> Self:
+    def from_timing(cls, timing: RequestTiming) -> Self:
         """Derive TTFT, E2E and the inter-token gaps from a backend's token timestamps."""
         times = timing.token_times_s
         return cls(
             request_index=timing.request_index,
-            batch_index=batch_index,
+            batch_index=timing.batch_index,
             input_tokens=timing.input_tokens,
             output_tokens=timing.output_tokens,
             ttft_ms=(times[0] - timing.start_s) * 1000.0 if times else None,

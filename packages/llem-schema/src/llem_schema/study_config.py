@@ -126,18 +126,24 @@ class StudyConfig(FrozenModel):
         return self
 
 
-def parse_study(document: Mapping[str, Any], *, source: object | None = None) -> StudyConfig:
+def parse_study(
+    document: Mapping[str, Any],
+    *,
+    source: object | None = None,
+    backends: Mapping[str, type[BaseModel]] | None = None,
+) -> StudyConfig:
     """Validate a mapping (a parsed study YAML) into a :class:`StudyConfig`.
 
     Raises :class:`ConfigError` with one line naming the first bad key and what is allowed,
     prefixed with ``source`` (the file) when given. Experiment keys in ``base``, ``sweep`` and
-    ``experiments`` are checked too (:func:`check_study_keys`), so a misspelt sweep key fails
-    here, before anything runs.
+    ``experiments`` are checked too (:func:`check_study_keys`, with the installed
+    ``backends``' settings models when given), so a misspelt sweep key fails here, before
+    anything runs.
     """
     prefix = f"{source}: " if source is not None else ""
     try:
         study = StudyConfig.model_validate(document)
-        check_study_keys(study)
+        check_study_keys(study, backends=backends)
     except ValidationError as exc:
         error = config_error(exc, StudyConfig, noun="study")
         raise ConfigError(prefix + str(error), key=error.key) from None
@@ -146,32 +152,42 @@ def parse_study(document: Mapping[str, Any], *, source: object | None = None) ->
     return study
 
 
-def check_study_keys(study: StudyConfig) -> None:
+def check_study_keys(
+    study: StudyConfig, *, backends: Mapping[str, type[BaseModel]] | None = None
+) -> None:
     """Raise :class:`ConfigError` if ``base``, ``sweep`` or ``experiments`` name a key that
-    :class:`~llem_schema.ExperimentConfig` does not have.
+    :class:`~llem_schema.ExperimentConfig` does not have (or, given the installed
+    ``backends``' settings models, that no backend section has).
 
     A misspelt key would make every point it touches invalid, so it fails the whole study
     (with a did-you-mean) instead of skipping points one by one.
     """
-    leaf_settings(study.base, where="base")
+    leaf_settings(study.base, where="base", backends=backends)
     for key, values in study.sweep.items():
         for value in values:
-            leaf_settings({key: value}, where="sweep")
+            leaf_settings({key: value}, where="sweep", backends=backends)
     for index, experiment in enumerate(study.experiments):
-        leaf_settings(experiment, where=f"experiments.{index}")
+        leaf_settings(experiment, where=f"experiments.{index}", backends=backends)
 
 
-def leaf_settings(settings: Mapping[str, JsonValue], *, where: str) -> dict[str, JsonValue]:
+def leaf_settings(
+    settings: Mapping[str, JsonValue],
+    *,
+    where: str,
+    backends: Mapping[str, type[BaseModel]] | None = None,
+) -> dict[str, JsonValue]:
     """Flatten experiment settings (nested, dotted, or both) to ``{dotted leaf key: value}``.
 
     ``{"pytorch": {"batch_size": 8}, "decoder.mode": "greedy"}`` becomes
     ``{"pytorch.batch_size": 8, "decoder.mode": "greedy"}``. A section given a non-mapping
     value stays a leaf (validation then says what is wrong with the value). Every key is
-    checked against :class:`~llem_schema.ExperimentConfig`; an unknown key, the same setting
-    given twice, or a section set both whole and by its keys is a :class:`ConfigError`
-    whose message starts with ``where`` (``sweep``, ``experiments.2``).
+    checked against :class:`~llem_schema.ExperimentConfig`, and a backend section's keys
+    against that backend's settings model when ``backends`` maps names to them (without it,
+    any top-level name may be a backend section). An unknown key, the same setting given
+    twice, or a section set both whole and by its keys is a :class:`ConfigError` whose
+    message starts with ``where`` (``sweep``, ``experiments.2``).
     """
-    leaves = _flatten(settings, (), where)
+    leaves = _flatten(settings, (), where, backends)
     for a, b in combinations(sorted(leaves), 2):
         if b.startswith(a + "."):
             raise ConfigError(
@@ -182,7 +198,10 @@ def leaf_settings(settings: Mapping[str, JsonValue], *, where: str) -> dict[str,
 
 
 def _flatten(
-    settings: Mapping[str, JsonValue], prefix: tuple[str, ...], where: str
+    settings: Mapping[str, JsonValue],
+    prefix: tuple[str, ...],
+    where: str,
+    backends: Mapping[str, type[BaseModel]] | None,
 ) -> dict[str, JsonValue]:
     leaves: dict[str, JsonValue] = {}
     for raw_key, value in settings.items():
@@ -193,9 +212,9 @@ def _flatten(
                 key=f"{where}.{raw_key}",
             )
         path = (*prefix, *parts)
-        section = _section(path, where)
+        section = _section(path, where, backends)
         found = (
-            _flatten(value, path, where)
+            _flatten(value, path, where, backends)
             if section and isinstance(value, dict)
             else {".".join(path): value}
         )
@@ -206,15 +225,30 @@ def _flatten(
     return leaves
 
 
-def _section(path: tuple[str, ...], where: str) -> bool:
-    """Whether ``path`` names a section (nested model) of ExperimentConfig; raises if unknown."""
-    model: type[BaseModel] = ExperimentConfig
-    for depth, part in enumerate(path):
+def _section(
+    path: tuple[str, ...], where: str, backends: Mapping[str, type[BaseModel]] | None
+) -> bool:
+    """Whether ``path`` names a section (nested model) of ExperimentConfig or a backend's
+    settings; raises if unknown."""
+    root: type[BaseModel] = ExperimentConfig
+    start = 0
+    if path[0] not in ExperimentConfig.model_fields:
+        if backends is None:  # an opaque backend section: its keys are checked when resolved
+            return len(path) == 1
+        if path[0] in backends:
+            if len(path) == 1:
+                return True
+            root, start = backends[path[0]], 1
+    model = root
+    for depth, part in enumerate(path[start:], start=start):
         field = model.model_fields.get(part)
         if field is None:
-            unknown = list(path[: depth + 1])
-            message = unknown_key_message(ExperimentConfig, unknown)
-            raise ConfigError(f"{where}: {message}", key=f"{where}.{'.'.join(unknown)}")
+            unknown = list(path[start : depth + 1])
+            message = unknown_key_message(
+                root, unknown, prefix=path[:start], sections=None if start else backends
+            )
+            key = ".".join(path[: depth + 1])
+            raise ConfigError(f"{where}: {message}", key=f"{where}.{key}")
         last = depth == len(path) - 1
         annotation = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):

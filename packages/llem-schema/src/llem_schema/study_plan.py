@@ -19,10 +19,11 @@ count every point in this order, skipped ones included, so messages and the mani
 import copy
 import hashlib
 import json
+from collections.abc import Mapping
 from itertools import product
 from typing import Final, Self
 
-from pydantic import Field, JsonValue, NonNegativeInt, model_validator
+from pydantic import BaseModel, Field, JsonValue, NonNegativeInt, model_validator
 
 from llem_schema._base import FrozenModel
 from llem_schema.config import ExperimentConfig, parse_config
@@ -117,23 +118,31 @@ class StudyPlan(FrozenModel):
         raise KeyError(index)
 
 
-def expand_study(study: StudyConfig) -> StudyPlan:
+def expand_study(
+    study: StudyConfig, *, backends: Mapping[str, type[BaseModel]] | None = None
+) -> StudyPlan:
     """Expand ``study`` into its points and its runs (see the module docstring for the rules).
+
+    ``backends`` maps the installed backends' names to their settings models: each point's
+    config is then resolved (its backend's settings validated, defaults filled in) before it
+    is hashed, so that a point is judged, and deduplicated, as it will run.
 
     Raises :class:`ConfigError` for a key unknown to :class:`~llem_schema.ExperimentConfig`
     anywhere in the study (it would make every point it touches fail; the message names the
     key and suggests the right one), and when no point at all is a valid experiment.
     """
-    check_study_keys(study)
-    base = leaf_settings(study.base, where="base")
+    check_study_keys(study, backends=backends)
+    base = leaf_settings(study.base, where="base", backends=backends)
     candidates: list[tuple[dict[str, JsonValue], dict[str, JsonValue]]] = []
     if study.sweep or not study.experiments:
         keys = list(study.sweep)
         for values in product(*study.sweep.values()):
             overrides = dict(zip(keys, values, strict=True))
-            candidates.append((overrides, leaf_settings(overrides, where="sweep")))
+            candidates.append(
+                (overrides, leaf_settings(overrides, where="sweep", backends=backends))
+            )
     for index, experiment in enumerate(study.experiments):
-        leaves = leaf_settings(experiment, where=f"experiments.{index}")
+        leaves = leaf_settings(experiment, where=f"experiments.{index}", backends=backends)
         candidates.append((leaves, leaves))
 
     points: list[StudyPoint] = []
@@ -141,7 +150,7 @@ def expand_study(study: StudyConfig) -> StudyPlan:
     first_with_hash: dict[str, int] = {}
     for index, (overrides, leaves) in enumerate(candidates):
         try:
-            config = parse_config(_nest(_apply(base, leaves)))
+            config = parse_config(_nest(_apply(base, leaves)), backends=backends)
         except ConfigError as exc:
             skipped.append(SkippedPoint(index=index, overrides=overrides, reason=str(exc)))
             continue

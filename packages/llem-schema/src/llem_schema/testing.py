@@ -7,10 +7,15 @@ know the rest is sound. Deterministic for a given ``seed``.
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Final, Literal
 
-from llem_schema.config import ExperimentConfig, measurement_config_hash
+from pydantic import BaseModel, Field
+
+from llem_schema._base import FrozenModel
+from llem_schema.backend import ModelInfo
+from llem_schema.config import ExperimentConfig, measurement_config_hash, parse_config
 from llem_schema.measurement import (
     BaselineMeasurement,
     DeviceEnergy,
@@ -25,7 +30,9 @@ from llem_schema.records import RequestRecord, RequestTiming
 from llem_schema.result import AggregationMetadata, ExperimentResult, MultiGPUMetrics
 
 __all__ = [
+    "EXAMPLE_BACKENDS",
     "EXAMPLE_START",
+    "ExampleBatchSettings",
     "example_config",
     "example_raw_result",
     "example_requests",
@@ -36,10 +43,32 @@ EXAMPLE_START = datetime(2026, 11, 22, 14, 3, 5, tzinfo=UTC)
 EXAMPLE_EXPERIMENT_ID = "tiny_pytorch_2026-11-22T14-03-05_0a1b2c"
 
 
+class ExampleBatchSettings(FrozenModel):
+    """A backend's settings model shaped like the PyTorch backend's, for tests that resolve
+    configs where no backend is installed (see :data:`EXAMPLE_BACKENDS`)."""
+
+    batch_size: int = Field(default=1, gt=0, description="Prompts generated together per batch.")
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] | None = Field(
+        default=None, description="Attention kernel; None: the framework's default."
+    )
+    torch_compile: bool = Field(default=False, description="Compile the model's forward.")
+
+
+EXAMPLE_BACKENDS: Final[Mapping[str, type[BaseModel]]] = {"pytorch": ExampleBatchSettings}
+"""Backend name -> settings model, as the harness passes the installed ones to
+:func:`~llem_schema.parse_config` and :func:`~llem_schema.expand_study`."""
+
+
 def example_config(**settings: object) -> ExperimentConfig:
-    """A small CPU experiment on the built-in tiny model; ``settings`` override fields."""
-    base: dict[str, object] = {"n": 8, "max_new_tokens": 16, "baseline": {"duration_s": 5.0}}
-    return ExperimentConfig.model_validate(base | settings)
+    """A small CPU experiment on the built-in tiny model; ``settings`` override fields.
+
+    Resolved with :data:`EXAMPLE_BACKENDS` when its backend is one of them, as the harness
+    resolves a config with the installed backends.
+    """
+    data: dict[str, object] = {"n": 8, "max_new_tokens": 16, "baseline": {"duration_s": 5.0}}
+    data |= settings
+    backends = EXAMPLE_BACKENDS if data.get("backend", "pytorch") in EXAMPLE_BACKENDS else None
+    return parse_config(data, backends=backends)
 
 
 def example_requests(
@@ -55,12 +84,13 @@ def example_requests(
             times.append(times[-1] + rng.uniform(0.005, 0.03))
         timing = RequestTiming(
             request_index=first_index + offset,
+            batch_index=offset // 4,
             input_tokens=rng.randint(4, 64),
             output_tokens=len(times),
             start_s=start,
             token_times_s=times,
         )
-        records.append(RequestRecord.from_timing(timing, batch_index=offset // 4))
+        records.append(RequestRecord.from_timing(timing))
     return records
 
 
@@ -115,6 +145,14 @@ def example_raw_result(
         process_index=process_index,
         num_processes=num_processes,
         hostname="example-host",
+        model_info=ModelInfo(
+            model=config.model,
+            num_parameters=1_000_000,
+            dtype="float32",
+            device=f"cuda:{process_index}",
+            device_indices=[process_index],
+            device_uuids=[uuid] if uuid.startswith("GPU-") else [],
+        ),
         devices=[DeviceInfo(kind="gpu", index=process_index, uuid=uuid, name="Example GPU")],
         start_time=start_time,
         end_time=start_time + timedelta(seconds=duration_s),

@@ -3,6 +3,15 @@
 Versions are ``"major.minor"``. A minor version only adds optional fields; a major version may
 rename or remove. Every version that ever shipped keeps a fixture in the tests and a chain of
 migrations to :data:`SCHEMA_VERSION`, so ``llem-schema`` alone reads any result ever written.
+
+The versions:
+
+- 1.0: the first.
+- 1.1: backends are plugins. ``ExperimentConfig.backend`` names any installed backend and a
+  config holds each backend's settings in a section under its name (the ``pytorch`` section
+  reads as before); ``energy.devices`` names the GPUs to meter; a process result records the
+  backend's ``model_info`` and may name its own ``peak_memory_source``. Documents of 1.0
+  read unchanged.
 """
 
 import re
@@ -23,7 +32,7 @@ __all__ = [
     "parse_version",
 ]
 
-SCHEMA_VERSION: Final = "1.0"
+SCHEMA_VERSION: Final = "1.1"
 """The version this package writes."""
 
 _VERSION_RE: Final = re.compile(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)")
@@ -105,3 +114,12 @@ STUDY_MIGRATIONS: Final = MigrationRegistry("study result")
 
 MANIFEST_MIGRATIONS: Final = MigrationRegistry("study manifest")
 """Migrations of a study's ``manifest.json`` (:class:`~llem_schema.StudyManifest`)."""
+
+
+def _unchanged(document: dict[str, Any]) -> dict[str, Any]:
+    return document
+
+
+# 1.1 only added optional fields: a 1.0 document is a valid 1.1 document.
+for _registry in (RESULT_MIGRATIONS, RAW_MIGRATIONS, STUDY_MIGRATIONS, MANIFEST_MIGRATIONS):
+    _registry.register("1.0", "1.1")(_unchanged)

@@ -11,7 +11,7 @@ from llem.errors import UsageError
 from llem_schema import LlemError
 
 if TYPE_CHECKING:
-    from llem.harness.indexing import StoreIndex
+    from llem_harness.indexing import StoreIndex
     from llem_persistence import StagingRepository
     from llem_persistence.store import ExperimentSummary
     from llem_schema import ExperimentResult
@@ -92,7 +92,7 @@ def aggregate(
 
 
 def _finalize(staging: "StagingRepository", experiment_id: str, output: Path, db: Path) -> None:
-    from llem.harness.indexing import StoreIndex
+    from llem_harness.indexing import StoreIndex
     from llem_persistence import finalize_experiment
     from llem_schema import ExperimentResult
 
@@ -105,7 +105,7 @@ def _finalize(staging: "StagingRepository", experiment_id: str, output: Path, db
 def _reaggregate(summary: "ExperimentSummary", db: Path) -> None:
     """Aggregate the result's own process results again and replace its ``result.json``
     atomically (the timeseries sidecar stays), then re-index it."""
-    from llem.harness.indexing import StoreIndex
+    from llem_harness.indexing import StoreIndex
     from llem_persistence import aggregate_results
     from llem_schema import RESULT_FILE, ExperimentResult
     from llem_schema.io import atomic_write_bytes
@@ -126,9 +126,11 @@ def _reaggregate(summary: "ExperimentSummary", db: Path) -> None:
 
 
 def _index(index: "StoreIndex", directory: Path) -> None:
-    warning = index.ingest(directory)
-    if warning is not None:
-        typer.echo(f"warning: {warning}", err=True)
+    from llem.errors import reindex_advice
+
+    failure = index.ingest(directory)
+    if failure is not None:
+        typer.echo(f"warning: {failure}; {reindex_advice(failure)}", err=True)
 
 
 def _state(result: "ExperimentResult") -> str:

@@ -39,7 +39,7 @@ def validate(
     sets: SetOption = None,
 ) -> None:
     """Check a config; print its measurement hash. Exit 2 naming the key when invalid."""
-    from llem.config import load_experiment_config
+    from llem_harness import load_experiment_config
 
     config = load_experiment_config(file, parse_sets(sets))
     typer.echo(f"{file}: valid (measurement_config_hash {config.measurement_config_hash()})")
@@ -56,7 +56,7 @@ def show(
     """Print the fully resolved config: defaults filled in, presets applied."""
     import yaml
 
-    from llem.config import load_experiment_config
+    from llem_harness import load_experiment_config
 
     config = load_experiment_config(file, parse_sets(sets))
     data = config.model_dump(mode="json")

@@ -11,8 +11,8 @@ from typing import Annotated
 
 import typer
 
-from llem.commands._format import size
 from llem.commands._store import DbOption, open_store, resolve_db
+from llem.render.format import size
 
 __all__ = ["app"]
 
@@ -104,7 +104,8 @@ def check(
         count = len(report.problems)
         typer.echo(
             f"{count} problem{'' if count == 1 else 's'} in {resolve_db(db)} "
-            f"({report.experiments_checked} experiments checked)",
+            f"({report.experiments_checked} experiments checked); a result moved, deleted or "
+            "changed is indexed again with `llem results import DIR`",
             err=True,
         )
         raise typer.Exit(1)

@@ -99,7 +99,7 @@ def import_results(
     """Index every result directory below DIRECTORY (a new store is created if needed)."""
     import logging
 
-    from llem.commands._format import console
+    from llem.render.format import console
 
     if not directory.is_dir():
         raise UsageError(f"{directory} is not a directory")

@@ -12,9 +12,9 @@ from typing import Annotated, Any, Final
 
 import typer
 
-from llem.commands._format import MISSING, console, dumps, local_time, number
 from llem.commands._store import DbOption, open_store, parse_when, resolve_db
 from llem.errors import UsageError
+from llem.render.format import MISSING, console, dumps, local_time, number
 from llem_persistence.store import (
     EXPERIMENT_STATUSES,
     SORT_KEYS,
@@ -149,12 +149,13 @@ def _staged_rows(store: ResultStore, filters: dict[str, Any]) -> list[dict[str, 
             row["error"] = str(exc)
         else:
             config = manifest.config
+            batch_size = config.backend_section().get("batch_size")  # where the backend has one
             row |= {
                 "name": config.name,
                 "model": config.model,
                 "backend": config.backend,
                 "precision": config.precision,
-                "batch_size": config.pytorch.batch_size if config.backend == "pytorch" else None,
+                "batch_size": batch_size if isinstance(batch_size, int) else None,
                 "num_processes": manifest.expected_processes,
                 "created_at": manifest.created.isoformat(),
                 "config_hash": config.measurement_config_hash(),

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
 
-from llem.commands._format import MISSING, console, dumps, local_time, number
 from llem.commands._store import DbOption, open_store, result_file
 from llem.errors import UsageError
+from llem.render.format import MISSING, console, dumps, local_time, number
 from llem_persistence.store import ExperimentSummary
 
 if TYPE_CHECKING:

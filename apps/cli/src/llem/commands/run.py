@@ -1,17 +1,24 @@
 """``llem run``: measure one experiment and save its result directory."""
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
 from llem.commands._store import db_option, resolve_db
 from llem.commands.config import SetOption, parse_sets
 
+if TYPE_CHECKING:
+    from llem_schema import ExperimentConfig
+
 
 def run(
     config_file: Annotated[
         Path | None, typer.Argument(help="Experiment YAML; without it, the defaults.")
+    ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(help="The backend to measure with (`llem backends` lists them)."),
     ] = None,
     model: Annotated[
         str | None, typer.Option(help="Model directory or cached hub id; 'llem/tiny' is built in.")
@@ -21,7 +28,9 @@ def run(
         typer.Option(help="Prompts: 'builtin', 'synthetic', or a .jsonl/.csv file."),
     ] = None,
     n: Annotated[int | None, typer.Option("-n", "--n", help="Number of prompts.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Prompts per batch.")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Prompts per batch (the backend's batch_size setting).")
+    ] = None,
     precision: Annotated[Literal["fp32", "fp16", "bf16"] | None, typer.Option()] = None,
     max_new_tokens: Annotated[int | None, typer.Option(help="Output tokens per request.")] = None,
     num_processes: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
@@ -45,17 +54,17 @@ def run(
     ] = False,
 ) -> None:
     """Measure energy, throughput and latency of one experiment."""
-    from llem.config import load_experiment_config
+    from llem_harness import load_experiment_config
 
     if verbose:
         from llem.logs import configure_logging
 
         configure_logging(verbose=True)
     overrides: dict[str, object] = {
+        "backend": backend,
         "model": model,
         "prompts.source": dataset,
         "n": n,
-        "pytorch.batch_size": batch_size,
         "precision": precision,
         "max_new_tokens": max_new_tokens,
         "num_processes": num_processes,
@@ -63,38 +72,41 @@ def run(
         "baseline.enabled": False if no_baseline else None,
         "output_dir": str(output) if output is not None else None,
     } | parse_sets(sets)
-    config = load_experiment_config(config_file, overrides)
+    config = load_experiment_config(
+        config_file, overrides, backend_overrides={"batch_size": batch_size}
+    )
     if dry_run:
         _plan(config)
         return
 
-    from rich.console import Console
+    from llem.render.format import console
+    from llem.render.progress import make_progress
+    from llem.render.summary import summary
+    from llem_harness import run_experiment
 
-    from llem.harness import run_experiment
-    from llem.harness.progress import make_reporter
-    from llem.harness.summary import summary
-    from llem_schema import ExperimentResult
-
-    store_path = resolve_db(db, Path(config.output_dir))
-    directory = run_experiment(config, reporter=make_reporter(), store_path=store_path)
-    result = ExperimentResult.from_json(directory)
+    measured = run_experiment(
+        config,
+        progress=make_progress(),
+        store=resolve_db(db, Path(config.output_dir)),
+        verbose=verbose,
+    )
     if export_csv:
         from llem_persistence import export_csv as write_csv
 
-        write_csv([result], directory / "result.csv")
-    Console().print(summary(result, directory))
+        write_csv([measured.result], measured.directory / "result.csv")
+    console().print(summary(measured.result, measured.directory))
+    if measured.not_indexed is not None:
+        from llem.errors import reindex_advice
+
+        typer.echo(f"not indexed: {reindex_advice(measured.not_indexed)}", err=True)
 
 
-def _plan(config: object) -> None:
-    from llem_schema import ExperimentConfig
-
-    assert isinstance(config, ExperimentConfig)
-    batches = -(-config.n // (config.num_processes * config.pytorch.batch_size))
+def _plan(config: "ExperimentConfig") -> None:
+    settings = ", ".join(f"{k}={v}" for k, v in config.backend_section().items()) or "defaults"
     typer.echo(
-        f"would run {config.model} ({config.backend}, {config.precision}) on {config.n} "
-        f"{config.prompts.source} prompts: {config.num_processes} process(es), "
-        f"{batches} batch(es) of up to {config.pytorch.batch_size} each, "
-        f"{config.max_new_tokens} new tokens per request"
+        f"would run {config.model} on backend {config.backend} ({settings}), "
+        f"{config.precision}, on {config.n} {config.prompts.source} prompts: "
+        f"{config.num_processes} process(es), {config.max_new_tokens} new tokens per request"
     )
     typer.echo(
         f"energy: {config.energy.source} at {config.energy.sample_rate_hz:g} Hz; baseline: "

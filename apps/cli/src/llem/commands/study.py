@@ -79,11 +79,12 @@ def run(
     ] = False,
 ) -> None:
     """Run every configuration of a study, each in its own process; resume one."""
-    from llem.commands._format import console
     from llem.commands._store import resolve_db
-    from llem.errors import StudyInterruptedError, UsageError
-    from llem.study.devices import parallel_devices
-    from llem.study.session import RunOptions, load_study, resume_study, start_study
+    from llem.errors import UsageError
+    from llem.render.format import console
+    from llem.render.progress import make_study_display
+    from llem_harness.errors import StudyInterruptedError
+    from llem_harness.study.session import RunOptions, load_study, resume_study, start_study
 
     if verbose:
         from llem.logs import configure_logging
@@ -105,14 +106,14 @@ def run(
         loaded = load_study(study_file)
         output_dir = output if output is not None else Path(loaded.study.output_dir)
         if dry_run:
-            from llem.study.dry_run import print_dry_run
+            from llem.render.study import print_dry_run
 
             print_dry_run(loaded, db=resolve_db(db, output_dir), console=console())
             return
     options = RunOptions(
-        db=db,
+        store=db,
         devices=parallel_devices(devices) if parallel else (None,),
-        interactive=sys.stderr.isatty(),
+        display=make_study_display(interactive=sys.stderr.isatty()),
         enter_skips=sys.stderr.isatty() and sys.stdin.isatty(),
         verbose=verbose,
     )
@@ -126,8 +127,8 @@ def run(
     if manifest.status == "interrupted":
         raise StudyInterruptedError(
             f"study {manifest.study_id} interrupted: {counts['completed']} completed, "
-            f"{counts['failed']} failed, {counts['pending'] + counts['running']} not run; "
-            f"resume with `llem study --resume {layout.root}`"
+            f"{counts['failed']} failed, {counts['pending'] + counts['running']} not run",
+            study_dir=layout.root,
         )
     typer.echo(
         f"study {manifest.study_id}: {counts['completed']} completed, {counts['failed']} failed, "
@@ -144,10 +145,39 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="Print study.json.")] = False,
 ) -> None:
     """The statistics across cycles of each configuration, and the study's warnings."""
-    from llem.commands._format import console
-    from llem.study.show import print_study, study_json
+    from llem.render.format import console
+    from llem.render.study import print_study, study_json
 
     if as_json:
         typer.echo(study_json(study_dir))
         return
     print_study(study_dir, console())
+
+
+def parse_devices(text: str) -> list[str]:
+    """``--devices "0,1"`` -> ``["0", "1"]``: CUDA_VISIBLE_DEVICES entries (indices or GPU
+    UUIDs)."""
+    from llem.errors import UsageError
+
+    devices = [part.strip() for part in text.split(",")]
+    if not text.strip() or any(not device for device in devices):
+        raise UsageError(f"--devices {text!r}: give device indices or UUIDs, such as 0,1")
+    if any(" " in device for device in devices):
+        raise UsageError(f"--devices {text!r}: separate devices with commas only")
+    duplicates = sorted({device for device in devices if devices.count(device) > 1})
+    if duplicates:
+        raise UsageError(f"--devices {text!r}: device {duplicates[0]} is given twice")
+    return devices
+
+
+def parallel_devices(devices: str | None) -> list[str]:
+    """The devices of ``--parallel``: ``--devices``, else every GPU (exit 2 without one)."""
+    from llem.errors import UsageError
+    from llem_harness.study.devices import visible_gpus
+
+    if devices is not None:
+        return parse_devices(devices)
+    found = visible_gpus()
+    if not found:
+        raise UsageError("--parallel needs GPUs (none found); give --devices to choose them")
+    return found

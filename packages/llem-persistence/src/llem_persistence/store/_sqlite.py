@@ -49,11 +49,7 @@ def store_error(path: Path, exc: sqlite3.Error, timeout_s: float) -> StoreError:
             f"{path} is busy: another process held it for more than {timeout_s:g} s; try again"
         )
     if isinstance(exc, sqlite3.DatabaseError) and ("malformed" in text or "not a database" in text):
-        return CorruptStoreError(
-            f"{path} is corrupt ({text}): restore a backup with `llem db restore FILE --db "
-            f"{path}`, or move it aside and rebuild the index with `llem results import "
-            f"{path.parent} --db {path}`"
-        )
+        return CorruptStoreError(f"{path} is corrupt ({text})", path=path)
     if "readonly" in text or "unable to open" in text:
         return StoreError(f"cannot write {path}: {text}")
     return StoreError(f"{path}: {text}")

@@ -22,9 +22,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 from llem_persistence.errors import (
     DuplicateResultError,
-    ForeignDatabaseError,
+    NoStoreError,
+    NotAStoreError,
     StoreError,
     StoreLookupError,
+    UnknownExperimentError,
     UnsafePathError,
 )
 from llem_persistence.store._schema import (
@@ -117,10 +119,7 @@ class ResultStore:
         self._base = self.path.absolute().parent
         if not self.path.exists():
             if not create:
-                raise StoreLookupError(
-                    f"no results store at {self.path}: run `llem run`, or index existing "
-                    "results with `llem results import DIR`"
-                )
+                raise NoStoreError(f"no results store at {self.path}", path=self.path)
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
@@ -404,8 +403,8 @@ class ResultStore:
                     (like_prefix(experiment_id),),
                 ).fetchall()
         if not rows:
-            raise StoreLookupError(
-                f"no experiment {experiment_id!r} in {self.path} (see `llem results list --all`)"
+            raise UnknownExperimentError(
+                f"no experiment {experiment_id!r} in {self.path}", experiment_id=experiment_id
             )
         if len(rows) > 1:
             names = ", ".join(row[0] for row in rows[:5])
@@ -506,16 +505,10 @@ class ResultStore:
                 try:
                     found_digest = hashlib.sha256(file.read_bytes()).hexdigest()
                 except OSError:
-                    problems.append(
-                        f"{experiment_id}: {file} is missing (moved or deleted; "
-                        f"re-index with `llem results import DIR`)"
-                    )
+                    problems.append(f"{experiment_id}: {file} is missing (moved or deleted)")
                     continue
                 if found_digest != digest:
-                    problems.append(
-                        f"{experiment_id}: {file} changed since it was indexed "
-                        f"(re-index with `llem results import {directory}`)"
-                    )
+                    problems.append(f"{experiment_id}: {file} changed since it was indexed")
         return IntegrityReport(experiments_checked=len(indexed), problems=problems)
 
     def backup(self, target: str | PathLike[str], *, overwrite: bool = False) -> Path:
@@ -589,9 +582,8 @@ class ResultStore:
         except OSError as exc:
             raise StoreError(f"cannot read {self.path}: {exc.strerror or exc}") from None
         if header and header != SQLITE_HEADER:
-            raise ForeignDatabaseError(
-                f"{self.path} is not an llem results store (not an SQLite file): point --db at "
-                "an llem.db, or move this file aside and re-index with `llem results import DIR`"
+            raise NotAStoreError(
+                f"{self.path} is not an llem results store (not an SQLite file)", path=self.path
             )
 
     def _prepare(self, *, create: bool) -> None:
@@ -606,19 +598,20 @@ class ResultStore:
             connection.execute("COMMIT")
         if application_id == 0:
             if tables:
-                raise ForeignDatabaseError(
+                raise NotAStoreError(
                     f"{self.path} is an SQLite database of another application, not an llem "
-                    "results store: point --db at an llem.db"
+                    "results store",
+                    path=self.path,
                 )
             if not create:
-                raise StoreLookupError(
-                    f"{self.path} is an empty file, not a results store yet: "
-                    "index results with `llem results import DIR`"
+                raise NoStoreError(
+                    f"{self.path} is an empty file, not a results store yet", path=self.path
                 )
         elif application_id != APPLICATION_ID:
-            raise ForeignDatabaseError(
+            raise NotAStoreError(
                 f"{self.path} is a database of another application (application_id "
-                f"{application_id:#x}), not an llem results store: point --db at an llem.db"
+                f"{application_id:#x}), not an llem results store",
+                path=self.path,
             )
         self._enable_wal()
         connection.execute("PRAGMA synchronous = NORMAL")

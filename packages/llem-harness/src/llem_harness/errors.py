@@ -1,0 +1,147 @@
+"""Errors of the harness, rooted in :class:`llem_schema.LlemError`.
+
+Each carries the data a caller needs (which experiment, which backend, where its staging is)
+and a message that says what is wrong; a front end (the ``llem`` command) adds how to go on.
+"""
+
+from pathlib import Path
+from typing import Final
+
+from llem_schema import ConfigError, LlemError
+
+__all__ = [
+    "EXIT_FAILURE",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "BackendLoadError",
+    "BackendNotFoundError",
+    "HarnessError",
+    "RunFailedError",
+    "RunInterruptedError",
+    "StudyChangedError",
+    "StudyDirectoryError",
+    "StudyInterruptedError",
+    "UsageError",
+    "WorkerFailedError",
+    "exit_code_for",
+]
+
+EXIT_OK: Final = 0
+EXIT_FAILURE: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_INTERRUPTED: Final = 130
+
+
+class HarnessError(LlemError):
+    """Base class of the harness's errors."""
+
+
+class UsageError(HarnessError):
+    """Something asked of the harness that cannot be done as asked: a directory that is not a
+    study, a study another process is running, devices that do not exist."""
+
+
+class BackendNotFoundError(ConfigError):
+    """No installed backend has the name a config or a caller gave (``installed`` lists the
+    ones that are)."""
+
+    def __init__(self, name: str, installed: list[str]) -> None:
+        super().__init__(
+            f"config key 'backend': no backend {name!r} is installed "
+            f"(installed: {', '.join(installed) or 'none'})",
+            key="backend",
+        )
+        self.name = name
+        self.installed = installed
+
+
+class BackendLoadError(HarnessError):
+    """An installed backend cannot be used: its module fails to import, or what its entry
+    point names is not a backend class."""
+
+    def __init__(self, name: str, distribution: str | None, reason: str) -> None:
+        where = f" (package {distribution})" if distribution else ""
+        super().__init__(f"backend {name!r}{where} cannot be loaded: {reason}")
+        self.name = name
+        self.distribution = distribution
+        self.reason = reason
+
+
+class WorkerFailedError(HarnessError):
+    """A worker process died or raised; ``process_index`` says which."""
+
+    def __init__(self, message: str, *, process_index: int) -> None:
+        super().__init__(message)
+        self.process_index = process_index
+
+
+class RunFailedError(HarnessError):
+    """A run did not finish. ``staged`` says whether processes that finished left their raw
+    results in the staging of ``results_dir``, to be aggregated later."""
+
+    def __init__(self, reason: str, *, experiment_id: str, results_dir: Path, staged: bool) -> None:
+        kept = (
+            f"the processes that finished are staged in {results_dir / '.staging' / experiment_id}"
+            if staged
+            else "no process had finished, nothing was kept"
+        )
+        super().__init__(f"{reason}; {kept}")
+        self.reason = reason
+        self.experiment_id = experiment_id
+        self.results_dir = results_dir
+        self.staged = staged
+
+
+class RunInterruptedError(RunFailedError):
+    """The run was interrupted (Ctrl-C, SIGINT); what finished is staged as for a failure."""
+
+
+class StudyInterruptedError(HarnessError):
+    """A study was interrupted; its manifest says what completed and a resume runs the rest.
+
+    ``study_dir`` is the study directory to resume.
+    """
+
+    def __init__(self, message: str, *, study_dir: Path) -> None:
+        super().__init__(message)
+        self.study_dir = study_dir
+
+
+class StudyChangedError(UsageError):
+    """The study differs from the one its manifest records; resuming it anyway must be asked
+    for explicitly (``force=True``), which would ``force_does``.
+
+    ``original`` is set when the caller named a changed file while the study directory still
+    holds the original (resuming with that one is the other way on).
+    """
+
+    def __init__(
+        self, message: str, *, study_dir: Path, force_does: str, original: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.study_dir = study_dir
+        self.force_does = force_does
+        self.original = original
+
+
+class StudyDirectoryError(UsageError):
+    """The directory a new study should go into cannot be created (``directory``)."""
+
+    def __init__(self, message: str, *, directory: Path) -> None:
+        super().__init__(message)
+        self.directory = directory
+
+
+def exit_code_for(error: LlemError) -> int:
+    """The process exit code for ``error``: 2 for a mistake in what was asked (a bad config,
+    an unknown backend, an impossible request), 130 for an interruption, 1 for a failure.
+
+    Front ends may add their own mistakes to the 2s (an unknown experiment id, say); a
+    study's run processes exit with these codes.
+    """
+    if isinstance(error, ConfigError | UsageError):
+        return EXIT_USAGE
+    if isinstance(error, RunInterruptedError | StudyInterruptedError):
+        return EXIT_INTERRUPTED
+    return EXIT_FAILURE

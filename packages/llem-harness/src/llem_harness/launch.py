@@ -1,0 +1,261 @@
+"""Step 2 of a run: one process in this one, or N worker processes on this host.
+
+The workers are started by llem itself (``multiprocessing`` with the ``spawn`` method), not by
+a framework's launcher, so that any backend can run in several processes and the harness
+imports no framework. Each worker gets the environment ``torchrun`` would give it (``RANK``,
+``WORLD_SIZE``, ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``), so a
+backend whose engine needs collectives can initialise them (``torch.distributed`` with
+``init_method="env://"``); llem's own synchronisation is a CPU-side barrier that keeps no
+accelerator busy.
+
+The launching process watches the workers: their progress reaches the caller as one stream
+(:class:`~llem_harness.progress.MergedProgress`); the first worker that fails, or dies,
+stops the others, and its message (not a traceback) says why. Workers ignore Ctrl-C: the
+launching process receives it, stops them, and reports the run as interrupted. A worker whose
+launching process is gone (killed) stops itself.
+"""
+
+import logging
+import multiprocessing
+import os
+import queue
+import signal
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.context import SpawnProcess
+from pathlib import Path
+from typing import Any, Final
+
+from llem_harness.backends import create_backend
+from llem_harness.errors import WorkerFailedError
+from llem_harness.progress import MergedProgress, ProgressCallback, ProgressEvent, Stages
+from llem_harness.worker import measure_process
+from llem_schema import ExperimentConfig, InferenceBackend, LlemError, WorkerContext
+
+__all__ = ["run_workers"]
+
+logger = logging.getLogger(__name__)
+
+_POLL_S: Final = 0.05
+_STOP_GRACE_S: Final = 10.0
+_BARRIER_TIMEOUT_S: Final = 24 * 3600.0
+"""A barrier wait ends sooner: the launcher breaks it as soon as a worker fails."""
+
+
+def run_workers(
+    config: ExperimentConfig,
+    experiment_id: str,
+    results_dir: Path,
+    progress: ProgressCallback | None,
+    *,
+    backend: InferenceBackend | None = None,
+    verbose: bool = False,
+) -> None:
+    """Run every process of the experiment; each stages its own raw result.
+
+    One process runs here, with ``backend`` (or a new instance of the configured one); more
+    are started as workers, each creating its own backend from the registry.
+    """
+    if config.num_processes == 1:
+        measure_process(
+            config,
+            experiment_id,
+            backend=backend or create_backend(config.backend),
+            results_dir=results_dir,
+            context=WorkerContext(process_index=0, num_processes=1),
+            stages=Stages(progress),
+        )
+        return
+    _Workers(config, experiment_id, results_dir, progress, verbose).run()
+
+
+@dataclass(frozen=True)
+class _Message:
+    """What a worker tells the launcher: a progress event, or how it failed."""
+
+    process_index: int
+    event: ProgressEvent | None = None
+    failure: str | None = None
+
+
+class _Workers:
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        experiment_id: str,
+        results_dir: Path,
+        progress: ProgressCallback | None,
+        verbose: bool,
+    ) -> None:
+        self.config = config
+        self.count = config.num_processes
+        self.context = multiprocessing.get_context("spawn")
+        self.barrier = self.context.Barrier(self.count)
+        self.messages: Any = self.context.Queue()
+        self.merged = MergedProgress(progress or (lambda event: None), self.count)
+        self.failures: dict[int, str] = {}
+        port = _free_port()
+        self.processes: list[SpawnProcess] = [
+            self.context.Process(
+                target=_worker_main,
+                args=(
+                    config.model_dump_json(),
+                    experiment_id,
+                    str(results_dir),
+                    rank,
+                    self.count,
+                    port,
+                    verbose,
+                    self.barrier,
+                    self.messages,
+                ),
+                name=f"llem-worker-{rank}",
+                daemon=False,
+            )
+            for rank in range(self.count)
+        ]
+
+    def run(self) -> None:
+        try:
+            for process in self.processes:
+                process.start()
+            self._watch()
+        except BaseException:
+            self._stop()
+            raise
+        finally:
+            self._drain()
+            self.messages.close()
+
+    def _watch(self) -> None:
+        while True:
+            self._drain(timeout_s=_POLL_S)
+            codes = [process.exitcode for process in self.processes]
+            failed = [rank for rank, code in enumerate(codes) if code not in (None, 0)] or sorted(
+                self.failures
+            )
+            if failed:
+                self._drain()
+                rank = min(failed, key=lambda r: (r not in self.failures, r))
+                self._stop()
+                raise WorkerFailedError(self._describe(rank), process_index=rank)
+            if all(code == 0 for code in codes):
+                return
+
+    def _drain(self, timeout_s: float = 0.0) -> None:
+        """Pass on what the workers said (waiting up to ``timeout_s`` for the first)."""
+        block = timeout_s > 0
+        while True:
+            try:
+                message: _Message = self.messages.get(block, timeout_s if block else None)
+            except (queue.Empty, OSError, ValueError):
+                return
+            block = False
+            if message.failure is not None:
+                self.failures.setdefault(message.process_index, message.failure)
+            elif message.event is not None:
+                self.merged(message.process_index, message.event)
+
+    def _describe(self, rank: int) -> str:
+        if rank in self.failures:
+            return f"process {rank} failed: {self.failures[rank]}"
+        code = self.processes[rank].exitcode or 0
+        if code < 0:
+            try:
+                name = f" ({signal.Signals(-code).name})"
+            except ValueError:
+                name = ""
+            return f"process {rank} was killed by signal {-code}{name}"
+        return f"process {rank} exited with code {code}"
+
+    def _stop(self) -> None:
+        """Stop every worker still running: break the barrier, SIGTERM, then SIGKILL."""
+        self.barrier.abort()
+        alive = [p for p in self.processes if p.pid is not None and p.exitcode is None]
+        for process in alive:
+            process.terminate()
+        for process in alive:
+            process.join(_STOP_GRACE_S)
+            if process.exitcode is None:
+                process.kill()
+                process.join()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _worker_main(
+    config_json: str,
+    experiment_id: str,
+    results_dir: str,
+    rank: int,
+    count: int,
+    port: int,
+    verbose: bool,
+    barrier: Any,
+    messages: Any,
+) -> None:
+    """Entry point of each worker process (imported by name in the child)."""
+    from llem_harness.study.child import watch_parent
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the launching process handles Ctrl-C
+    watch_parent(os.getppid())
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(count),
+        LOCAL_RANK=str(rank),
+        LOCAL_WORLD_SIZE=str(count),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format=f"%(levelname)s [process {rank}] %(name)s: %(message)s",
+    )
+
+    def report(event: ProgressEvent) -> None:
+        messages.put(_Message(rank, event=event))
+
+    try:
+        config = ExperimentConfig.model_validate_json(config_json)
+        measure_process(
+            config,
+            experiment_id,
+            backend=create_backend(config.backend),
+            results_dir=Path(results_dir),
+            context=WorkerContext(
+                process_index=rank, num_processes=count, local_index=rank, local_count=count
+            ),
+            stages=Stages(report),
+            barrier=_barrier(barrier),
+        )
+    except threading.BrokenBarrierError:
+        raise SystemExit(3) from None  # another worker failed; the launcher reports it
+    except BaseException as exc:
+        logger.debug("worker %d failed", rank, exc_info=True)
+        messages.put(_Message(rank, failure=_one_line(exc)))
+        messages.close()
+        messages.join_thread()
+        raise SystemExit(1) from None
+    messages.close()
+    messages.join_thread()
+
+
+def _barrier(barrier: Any) -> Callable[[], None]:
+    def wait() -> None:
+        barrier.wait(_BARRIER_TIMEOUT_S)
+
+    return wait
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, LlemError):
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

@@ -1,0 +1,203 @@
+"""A whole measurement: config -> launch -> per-process measurement -> staging -> late
+aggregation -> saved result directory -> indexed in the store (steps 1 to 5 of a run).
+
+:func:`measure` is what ``llem run`` calls, and what a notebook calls::
+
+    import llem
+    result = llem.measure(llem.ExperimentConfig(n=20, max_new_tokens=32))
+"""
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from os import PathLike
+from pathlib import Path
+from typing import Literal
+
+from llem_energy import collect_environment
+from llem_harness.backends import SettingsModels, create_backend, settings_model_of
+from llem_harness.errors import (
+    RunFailedError,
+    RunInterruptedError,
+    UsageError,
+    WorkerFailedError,
+)
+from llem_harness.indexing import NotIndexed, StoreIndex
+from llem_harness.launch import run_workers
+from llem_harness.progress import ProgressCallback, Stages
+from llem_persistence import DEFAULT_STORE_FILE, StagingRepository, finalize_experiment
+from llem_schema import (
+    ExperimentConfig,
+    ExperimentResult,
+    InferenceBackend,
+    LlemError,
+    new_experiment_id,
+    resolve_backend_settings,
+    validate_experiment_id,
+)
+
+__all__ = ["Measurement", "measure", "resolve_config", "run_experiment"]
+
+logger = logging.getLogger(__name__)
+
+StoreChoice = str | PathLike[str] | Literal[False] | None
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """A saved measurement: the result, where it is, and what the store said."""
+
+    result: ExperimentResult
+    directory: Path
+    not_indexed: NotIndexed | None = None
+    """Why the result is not in the store, when indexing it failed (the run did not)."""
+
+
+def measure(
+    config: ExperimentConfig,
+    *,
+    backend: InferenceBackend | None = None,
+    progress: ProgressCallback | None = None,
+    store: StoreChoice = None,
+) -> ExperimentResult:
+    """Measure ``config`` and return its result, saved under ``config.output_dir``.
+
+    ``backend`` is an already-constructed backend object to measure with (registered
+    nowhere); by default the installed backend ``config.backend`` names is used. A config
+    that leaves ``backend`` unset takes the object's name. ``progress`` receives a
+    :class:`~llem_harness.ProgressEvent` for each step (``print`` will do). ``store`` is the
+    results store that indexes the run: None, the default ``<output_dir>/llem.db``; a path;
+    or False, no store.
+
+    The result is what ``ExperimentResult.from_json`` reads from its directory
+    (``result.process_results``, ``result.timeseries`` name what is there). A run that fails
+    raises :class:`~llem_harness.RunFailedError` (Ctrl-C: :class:`RunInterruptedError`) after
+    staging what finished.
+    """
+    return run_experiment(config, backend=backend, progress=progress, store=store).result
+
+
+def resolve_config(
+    config: ExperimentConfig, backend: InferenceBackend | None = None
+) -> ExperimentConfig:
+    """``config`` resolved against the installed backends (its backend's settings validated
+    and filled in), or against ``backend``, an object registered nowhere."""
+    if backend is None:
+        return resolve_backend_settings(config, SettingsModels())
+    if "backend" not in config.model_fields_set:
+        config = config.model_copy(update={"backend": backend.name})
+    if config.backend != backend.name:
+        raise UsageError(
+            f"the config selects backend {config.backend!r} but the backend object given is "
+            f"{backend.name!r}"
+        )
+    if config.num_processes != 1:
+        raise UsageError(
+            f"a backend object runs in this process only, but num_processes is "
+            f"{config.num_processes}: register its class under the entry-point group "
+            "llem.backends to run it in several processes"
+        )
+    try:
+        model = settings_model_of(backend)
+    except TypeError as exc:
+        raise UsageError(f"the backend object {backend.name!r} cannot be used: {exc}") from None
+    return resolve_backend_settings(config, SettingsModels({backend.name: model}))
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    *,
+    backend: InferenceBackend | None = None,
+    progress: ProgressCallback | None = None,
+    store: StoreChoice = None,
+    experiment_id: str | None = None,
+    study_id: str | None = None,
+    verbose: bool = False,
+) -> Measurement:
+    """:func:`measure`, telling also where the result went and whether it was indexed.
+
+    A study passes the ``experiment_id`` it chose (and wrote into its manifest before the run
+    started, so a resume recognises a result that was saved) and its ``study_id`` (registered
+    in the store), so the run is recorded as part of the study. ``verbose`` gives worker
+    processes debug logs.
+    """
+    config = resolve_config(config, backend)
+    stages = Stages(progress)
+    results_dir = Path(config.output_dir)
+    index = _store_index(store, results_dir)
+    started = datetime.now(UTC)
+    if experiment_id is None:
+        experiment_id = new_experiment_id(config.model, config.backend, started)
+    else:
+        validate_experiment_id(experiment_id)
+    prepared = backend or create_backend(config.backend)
+    prepared.prepare(config)
+    staging = StagingRepository(results_dir)
+    staging.begin(config, experiment_id, config.num_processes, environment=collect_environment())
+    index.mark_running(experiment_id, config, started, study_id=study_id)
+    stages.note(
+        f"experiment {experiment_id}: {config.n} prompts, {config.num_processes} process(es), "
+        f"backend {config.backend}"
+    )
+    # held until the result is saved: a recovery of staged runs leaves a live run alone
+    with staging.running(experiment_id):
+        try:
+            run_workers(
+                config,
+                experiment_id,
+                results_dir,
+                progress,
+                backend=prepared if config.num_processes == 1 else None,
+                verbose=verbose,
+            )
+        except KeyboardInterrupt:
+            index.mark_failed(experiment_id, "interrupted")
+            raise _failure(RunInterruptedError, "interrupted", staging, experiment_id) from None
+        except WorkerFailedError as exc:
+            index.mark_failed(experiment_id, str(exc))
+            raise _failure(RunFailedError, str(exc), staging, experiment_id) from None
+        except LlemError as exc:
+            index.mark_failed(experiment_id, str(exc))
+            _drop_if_empty(staging, experiment_id)
+            raise
+        except Exception as exc:
+            logger.debug("worker failure", exc_info=True)
+            message = f"process 0 failed: {type(exc).__name__}: {exc}".splitlines()[0]
+            index.mark_failed(experiment_id, message)
+            raise _failure(RunFailedError, message, staging, experiment_id) from exc
+        try:
+            directory = finalize_experiment(
+                staging, experiment_id, results_dir, require_complete=True
+            )
+        except BaseException as exc:
+            index.mark_failed(experiment_id, f"not saved: {str(exc) or type(exc).__name__}")
+            raise
+    not_indexed = index.ingest(directory)
+    if not_indexed is not None:
+        stages.note(f"warning: {not_indexed}")
+    return Measurement(ExperimentResult.from_json(directory), directory, not_indexed)
+
+
+def _store_index(store: StoreChoice, results_dir: Path) -> StoreIndex:
+    if store is False:
+        return StoreIndex(None)
+    return StoreIndex(Path(store) if store is not None else results_dir / DEFAULT_STORE_FILE)
+
+
+def _drop_if_empty(staging: StagingRepository, experiment_id: str) -> bool:
+    """Remove the staging of an experiment no process finished; True if something is kept."""
+    if staging.has_raw(experiment_id):
+        return True
+    staging.delete(experiment_id)
+    return False
+
+
+def _failure(
+    kind: type[RunFailedError], reason: str, staging: StagingRepository, experiment_id: str
+) -> RunFailedError:
+    return kind(
+        reason,
+        experiment_id=experiment_id,
+        results_dir=staging.root.parent,
+        staged=_drop_if_empty(staging, experiment_id),
+    )

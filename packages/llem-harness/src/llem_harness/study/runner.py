@@ -1,0 +1,334 @@
+"""The study's run loop: start each remaining run in its own child process, in run order, one
+at a time (or one per device with ``--parallel``), pause between runs, enforce the timeout,
+and record every status change in the manifest.
+
+Only this loop, in the main thread, touches the manifest: ``running`` (with ``started_at`` and
+the ``experiment_id`` chosen here, before the child starts) -> ``completed`` (``finished_at``,
+``result_path``) or ``failed`` (``error``). A failure or a timeout fails that run only; the
+study goes on.
+
+Ctrl-C (SIGINT) or SIGTERM does not stop the loop mid-step: the handler counts it, and the loop
+then forwards SIGINT to each running child's process group, waits up to ``grace_s`` (a second
+Ctrl-C kills at once), SIGKILLs what is left, and puts those runs back to ``pending`` with the
+error ``interrupted`` (a child that finished in time keeps its result).
+"""
+
+import os
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Final, Literal
+
+from llem_harness.indexing import StoreIndex
+from llem_harness.study.display import RunLabel, StudyDisplay
+from llem_harness.study.gaps import NeverSkip, SkipInput, gap_s
+from llem_harness.study.launcher import ChildProcess, Launcher, failure_reason, reported_result
+from llem_harness.study.layout import StudyLayout
+from llem_harness.study.results import find_result
+from llem_harness.study.spec import ChildSpec
+from llem_schema import StudyConfig, StudyManifest, StudyPlan, new_experiment_id
+
+__all__ = ["INTERRUPTED", "StudyRunner"]
+
+INTERRUPTED: Final = "interrupted"
+"""The error of a run put back to pending because the study was interrupted."""
+
+_STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+
+
+@dataclass
+class _Active:
+    run_index: int
+    experiment_id: str
+    label: RunLabel
+    child: ChildProcess
+    timed_out: bool = False
+
+
+@dataclass
+class _Slot:
+    """One device (or the one sequential lane): at most one run at a time."""
+
+    device: str | None
+    active: _Active | None = None
+    last_run: tuple[int, int] | None = None
+    """(point, cycle) of the slot's last run in this session."""
+    settle_until: float = 0.0
+
+
+@dataclass
+class StudyRunner:
+    """Runs the remaining entries of ``manifest`` (see the module docstring).
+
+    ``devices``: one lane per entry; ``(None,)`` runs one experiment at a time with the
+    inherited CUDA_VISIBLE_DEVICES, ``("0", "1")`` one per GPU, each pinned to it.
+    """
+
+    layout: StudyLayout
+    study: StudyConfig
+    plan: StudyPlan
+    manifest: StudyManifest
+    index: StoreIndex
+    display: StudyDisplay
+    launcher: Launcher = field(default_factory=Launcher)
+    skip: SkipInput = field(default_factory=NeverSkip)
+    devices: Sequence[str | None] = (None,)
+    verbose: bool = False
+    grace_s: float = 10.0
+    poll_s: float = 0.1
+    _interrupts: int = field(default=0, init=False)
+
+    @property
+    def interrupted(self) -> bool:
+        return self._interrupts > 0
+
+    def interrupt(self) -> None:
+        """What Ctrl-C does: stop after the running runs are wound down."""
+        self._interrupts += 1
+
+    def run(self) -> StudyManifest:
+        """Run every remaining entry; return the final manifest (status interrupted,
+        completed, or failed when no run completed)."""
+        queue = deque(entry.run_index for entry in self.manifest.remaining())
+        slots = [_Slot(device) for device in self.devices]
+        counts = self.manifest.counts()
+        self.display.begin(len(self.plan.runs), counts["completed"])
+        try:
+            with self._signals_counted():
+                self._loop(queue, slots)
+                if self.interrupted:
+                    self._wind_down(slots)
+        except BaseException:
+            for slot in slots:  # no child outlives a failing study process
+                if slot.active is not None:
+                    slot.active.child.kill()
+                    slot.active.child.close()
+            raise
+        finally:
+            self.display.end()
+        # stopped with runs still queued (failed ones being retried keep their old status
+        # until they start): the study is interrupted, whatever the entries say
+        status: Literal["interrupted", "completed", "failed"] = (
+            "interrupted" if self.interrupted and queue else self._final_status()
+        )
+        self._save(self.manifest.with_status(status))
+        return self.manifest
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def _loop(self, queue: deque[int], slots: list[_Slot]) -> None:
+        while (queue or any(slot.active for slot in slots)) and not self.interrupted:
+            now = time.monotonic()
+            for slot in slots:
+                if slot.active is not None:
+                    self._check(slot, queue, now)
+            settling = [s for s in slots if s.active is None and s.settle_until > now and queue]
+            if settling and self.skip.skippable and self.skip.pressed():
+                for slot in settling:
+                    slot.settle_until = now
+                settling = []
+            for slot in slots:
+                if queue and slot.active is None and slot.settle_until <= now:
+                    self._start(slot, queue.popleft())
+            remaining = max((s.settle_until - now for s in settling), default=None)
+            self.display.settling(remaining, skippable=self.skip.skippable)
+            time.sleep(self.poll_s)
+
+    def _check(self, slot: _Slot, queue: deque[int], now: float) -> None:
+        active = slot.active
+        assert active is not None
+        returncode = active.child.poll()
+        if returncode is None and active.child.elapsed_s() > self.study.timeout_s:
+            active.timed_out = True
+            returncode = active.child.kill()
+        if returncode is None:
+            return
+        self._conclude(slot, returncode)
+        if queue:
+            following = self.manifest.entry(queue[0])
+            assert following.cycle is not None
+            slot.settle_until = now + gap_s(
+                self.study, slot.last_run, (following.point_index, following.cycle)
+            )
+            if slot.settle_until > now:
+                self.skip.drain()  # an Enter typed during the run does not skip this gap
+
+    def _start(self, slot: _Slot, run_index: int) -> None:
+        entry = self.manifest.entry(run_index)
+        assert entry.cycle is not None
+        point = self.plan.point(entry.point_index)
+        started_at = datetime.now(UTC)
+        experiment_id = new_experiment_id(point.config.model, point.config.backend, started_at)
+        spec = ChildSpec(
+            config=point.config.model_copy(update={"output_dir": str(self.layout.root.absolute())}),
+            experiment_id=experiment_id,
+            study_id=self.manifest.study_id,
+            run_index=run_index,
+            store_path=None if self.index.path is None else str(self.index.path.absolute()),
+            parent_pid=os.getpid(),
+            device=slot.device,
+            verbose=self.verbose,
+        )
+        spec_file = self.layout.spec_file(run_index)
+        spec.save(spec_file)
+        self._save(
+            self.manifest.with_entry(
+                run_index,
+                status="running",
+                started_at=started_at,
+                finished_at=None,
+                error=None,
+                experiment_id=experiment_id,
+                result_path=None,
+            )
+        )
+        label = RunLabel(
+            run_index=run_index,
+            total=len(self.plan.runs),
+            point_index=entry.point_index,
+            overrides=entry.overrides,
+            cycle=entry.cycle,
+            device=slot.device,
+        )
+        pinned = "" if slot.device is None else f", CUDA_VISIBLE_DEVICES={slot.device}"
+        header = (
+            f"--- {started_at.isoformat(timespec='seconds')} run {run_index} of study "
+            f"{self.manifest.study_id}: experiment {experiment_id}{pinned} ---"
+        )
+        slot.last_run = (entry.point_index, entry.cycle)
+        self.display.started(label)
+        try:
+            child = self.launcher.start(
+                spec_file, self.layout.log_file(run_index), header=header, device=slot.device
+            )
+        except OSError as exc:
+            self._fail(label, experiment_id, f"cannot start its process: {exc}")
+            return
+        slot.active = _Active(run_index, experiment_id, label, child)
+
+    def _conclude(self, slot: _Slot, returncode: int) -> None:
+        """Record how the run in ``slot`` ended (its child has exited).
+
+        A saved result with the run's experiment id makes it completed, however the process
+        ended (a child interrupted or timed out after saving still measured the run).
+        """
+        active = slot.active
+        assert active is not None
+        slot.active = None
+        output = active.child.output()
+        active.child.close()
+        directory = find_result(self.layout, active.experiment_id, hint=reported_result(output))
+        if directory is not None:
+            self._complete(active, directory)
+            return
+        if returncode == 0:
+            reason = "its process ended without error but saved no result"
+        elif active.timed_out:
+            reason = f"timed out after {self.study.timeout_s:g} s"
+        elif self.interrupted:
+            self.index.mark_failed(active.experiment_id, INTERRUPTED)
+            self._save(
+                self.manifest.with_entry(
+                    active.run_index, status="pending", finished_at=None, error=INTERRUPTED
+                )
+            )
+            self.display.finished(active.label, INTERRUPTED, counted=False)
+            return
+        else:
+            reason = failure_reason(output, returncode)
+        self._fail(active.label, active.experiment_id, reason)
+
+    def _complete(self, active: _Active, directory: Path) -> None:
+        warning = self.index.ingest_into_study(
+            directory, active.experiment_id, self.manifest.study_id
+        )
+        if warning is not None:
+            self.display.note(f"warning: {warning}")
+        self._save(
+            self.manifest.with_entry(
+                active.run_index,
+                status="completed",
+                finished_at=datetime.now(UTC),
+                error=None,
+                result_path=self.layout.relative(directory),
+            )
+        )
+        self.display.finished(active.label, f"completed in {active.child.elapsed_s():.1f} s")
+
+    def _fail(self, label: RunLabel, experiment_id: str, reason: str) -> None:
+        self.index.mark_failed(experiment_id, reason)
+        self._save(
+            self.manifest.with_entry(
+                label.run_index, status="failed", finished_at=datetime.now(UTC), error=reason
+            )
+        )
+        log = self.layout.relative(self.layout.log_file(label.run_index))
+        self.display.finished(label, f"failed: {reason} (log: {log})")
+
+    # -- interruption ---------------------------------------------------------------------
+
+    def _wind_down(self, slots: list[_Slot]) -> None:
+        running = [slot for slot in slots if slot.active is not None]
+        if not running:
+            return
+        self.display.note(
+            f"interrupted: stopping {len(running)} running run(s) (up to {self.grace_s:g} s; "
+            "Ctrl-C again to kill now)"
+        )
+        for slot in running:
+            assert slot.active is not None
+            slot.active.child.signal_group(signal.SIGINT)
+        asked = self._interrupts
+        deadline = time.monotonic() + self.grace_s
+        while (
+            any(slot.active is not None and slot.active.child.poll() is None for slot in running)
+            and time.monotonic() < deadline
+            and self._interrupts == asked
+        ):
+            time.sleep(self.poll_s)
+        for slot in running:
+            assert slot.active is not None
+            returncode = slot.active.child.poll()
+            if returncode is None:
+                returncode = slot.active.child.kill()
+            self._conclude(slot, returncode)
+
+    @contextmanager
+    def _signals_counted(self) -> Iterator[None]:
+        """SIGINT and SIGTERM call :meth:`interrupt` while the loop runs (main thread only;
+        a signal ignored when the study started stays ignored)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum: int, frame: FrameType | None) -> None:
+            self.interrupt()
+
+        previous = {}
+        for signum in _STOP_SIGNALS:
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                previous[signum] = signal.signal(signum, handler)
+        try:
+            yield
+        finally:
+            for signum, old in previous.items():
+                signal.signal(signum, old)
+
+    # -- bookkeeping ----------------------------------------------------------------------
+
+    def _save(self, manifest: StudyManifest) -> None:
+        manifest.save(self.layout.root)
+        self.manifest = manifest
+
+    def _final_status(self) -> Literal["interrupted", "completed", "failed"]:
+        counts = self.manifest.counts()
+        if counts["pending"] or counts["running"]:
+            return "interrupted"
+        return "completed" if counts["completed"] or not counts["failed"] else "failed"

@@ -1,0 +1,303 @@
+"""A study from start to end: read and expand the study file, create (or reopen) the study
+directory, register it in the results store, run what remains, and write ``study.json``."""
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from os import PathLike
+from pathlib import Path
+from typing import Literal
+
+from llem_harness.backends import SettingsModels
+from llem_harness.config import read_config_file
+from llem_harness.errors import (
+    StudyChangedError,
+    StudyDirectoryError,
+    StudyInterruptedError,
+    UsageError,
+)
+from llem_harness.indexing import StoreIndex
+from llem_harness.study.devices import check_parallel_plan
+from llem_harness.study.display import PlainDisplay, StudyDisplay
+from llem_harness.study.gaps import EnterSkips, NeverSkip
+from llem_harness.study.launcher import Launcher
+from llem_harness.study.layout import StudyLayout, hold_study_lock, new_study_id
+from llem_harness.study.results import write_study_result
+from llem_harness.study.resume import carry_over, changed_file_error, file_sha256, settle_stale_runs
+from llem_harness.study.runner import StudyRunner
+from llem_persistence.store import DEFAULT_STORE_FILE
+from llem_schema import (
+    ConfigError,
+    StudyConfig,
+    StudyManifest,
+    StudyPlan,
+    StudyResult,
+    expand_study,
+    parse_study,
+)
+from llem_schema.io import atomic_write_bytes
+
+__all__ = [
+    "LoadedStudy",
+    "RunOptions",
+    "StudyOutcome",
+    "load_study",
+    "resume_study",
+    "run_study",
+    "start_study",
+    "study_from_config",
+]
+
+StoreChoice = Path | Literal[False] | None
+
+
+@dataclass(frozen=True)
+class LoadedStudy:
+    """A study, read, validated and expanded; ``data`` is what ``study.yaml`` keeps of it
+    (the file's bytes, or a study built in Python as JSON, which YAML reads too)."""
+
+    path: Path | None
+    data: bytes
+    sha256: str
+    study: StudyConfig
+    plan: StudyPlan
+
+
+def load_study(path: Path) -> LoadedStudy:
+    """Read ``path`` with the strict YAML reader (duplicate keys refused), validate and expand
+    it against the installed backends; every problem is a one-line :class:`ConfigError`
+    naming the file (exit 2)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such study file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the study file: {exc.strerror or exc}") from None
+    backends = SettingsModels()
+    study = parse_study(read_config_file(path), source=path, backends=backends)
+    try:
+        plan = expand_study(study, backends=backends)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}", key=exc.key) from None
+    return LoadedStudy(path=path, data=data, sha256=file_sha256(data), study=study, plan=plan)
+
+
+def study_from_config(study: StudyConfig) -> LoadedStudy:
+    """A study built in Python, validated and expanded as a file would be."""
+    data = (json.dumps(study.model_dump(mode="json"), indent=2) + "\n").encode("utf-8")
+    backends = SettingsModels()
+    checked = parse_study(study.model_dump(mode="json"), backends=backends)
+    plan = expand_study(checked, backends=backends)
+    return LoadedStudy(path=None, data=data, sha256=file_sha256(data), study=checked, plan=plan)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run: the results store (None: ``<output>/llem.db``; False: none), the devices,
+    and how to show progress (``display``: plain lines on stderr unless given)."""
+
+    store: StoreChoice = None
+    devices: Sequence[str | None] = (None,)
+    display: StudyDisplay | None = None
+    enter_skips: bool = False
+    verbose: bool = False
+    launcher: Launcher = field(default_factory=Launcher)
+    grace_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class StudyOutcome:
+    """Where the study is and how far it got."""
+
+    layout: StudyLayout
+    manifest: StudyManifest
+    result: StudyResult
+
+
+def start_study(loaded: LoadedStudy, output_dir: Path, options: RunOptions) -> StudyOutcome:
+    """Create ``<output_dir>/<study_id>/`` for ``loaded`` and run it."""
+    check_parallel_plan(loaded.plan, options.devices)
+    created = datetime.now(UTC)
+    layout = StudyLayout(output_dir / new_study_id(loaded.study.name, created))
+    try:
+        layout.root.mkdir(parents=True)
+    except OSError as exc:
+        raise StudyDirectoryError(
+            f"cannot create the study directory {layout.root} ({exc.strerror or exc})",
+            directory=layout.root,
+        ) from None
+    with hold_study_lock(layout):
+        atomic_write_bytes(layout.study_file, loaded.data)
+        manifest = StudyManifest.new(
+            loaded.plan,
+            study_id=layout.study_id,
+            study_name=loaded.study.name,
+            study_file_sha256=loaded.sha256,
+            created_at=created,
+        )
+        manifest.save(layout.root)
+        index = _index(options.store, output_dir / DEFAULT_STORE_FILE)
+        display = options.display or PlainDisplay()
+        return _run(layout, loaded, manifest, index, display, options)
+
+
+def resume_study(
+    study_dir: Path, study_file: Path | None, *, force: bool, options: RunOptions
+) -> StudyOutcome:
+    """Run what remains of the study in ``study_dir`` (see :mod:`llem_harness.study.resume`)."""
+    layout = StudyLayout(study_dir)
+    if not layout.manifest_file.is_file():
+        raise UsageError(f"{study_dir} is not a study directory (it has no manifest.json)")
+    with hold_study_lock(layout):
+        manifest = StudyManifest.load(layout.root)
+        source = study_file or layout.study_file
+        loaded = load_study(source)
+        check_parallel_plan(loaded.plan, options.devices)
+        changed = manifest.study_file_sha256 not in (None, loaded.sha256)
+        if changed and not force:
+            raise changed_file_error(
+                manifest, study_file=source, study_dir=study_dir, given=study_file is not None
+            )
+        if not changed and not force and not _same_plan(manifest, loaded.plan):
+            raise StudyChangedError(
+                f"study {manifest.study_id} expands differently with this version of llem "
+                f"(design {loaded.plan.design_hash}, manifest {manifest.design_hash})",
+                study_dir=study_dir,
+                force_does="re-plan it, keeping the completed runs that are still planned",
+            )
+        index = _index(options.store, _recorded_store(layout) or _default_store(layout))
+        display = options.display or PlainDisplay()
+        manifest, notes = settle_stale_runs(layout, manifest, index)
+        for note in notes:
+            display.note(note)
+        if changed or not _same_plan(manifest, loaded.plan):
+            manifest, kept, dropped = carry_over(
+                manifest,
+                loaded.plan,
+                study_name=loaded.study.name,
+                study_file_sha256=loaded.sha256,
+            )
+            atomic_write_bytes(layout.study_file, loaded.data)
+            display.note(
+                f"forced: re-planned study {manifest.study_id} from {source}: "
+                f"{kept} completed run(s) kept"
+                + (
+                    f"; {dropped} completed run(s) are no longer in the study (their results "
+                    f"stay in {layout.root})"
+                    if dropped
+                    else ""
+                )
+            )
+        manifest = manifest.with_status("running")
+        manifest.save(layout.root)
+        return _run(layout, loaded, manifest, index, display, options)
+
+
+def _run(
+    layout: StudyLayout,
+    loaded: LoadedStudy,
+    manifest: StudyManifest,
+    index: StoreIndex,
+    display: StudyDisplay,
+    options: RunOptions,
+) -> StudyOutcome:
+    warning = index.register_study(
+        manifest.study_id,
+        manifest.study_name,
+        design_hash=manifest.design_hash,
+        created=manifest.created_at,
+        study_dir=layout.root,
+    )
+    if warning is not None:
+        display.note(f"warning: {warning}")
+    remaining = len(manifest.remaining())
+    devices = [device for device in options.devices if device is not None]
+    display.note(
+        f"study {manifest.study_id}: {remaining} of {len(loaded.plan.runs)} run(s) to go"
+        + (f" on devices {', '.join(devices)}" if devices else "")
+        + f", into {layout.root}"
+    )
+    runner = StudyRunner(
+        layout=layout,
+        study=loaded.study,
+        plan=loaded.plan,
+        manifest=manifest,
+        index=index,
+        display=display,
+        launcher=options.launcher,
+        skip=EnterSkips() if options.enter_skips else NeverSkip(),
+        devices=options.devices,
+        verbose=options.verbose,
+        grace_s=options.grace_s,
+    )
+    manifest = runner.run()
+    result = write_study_result(layout, manifest, loaded.study)
+    return StudyOutcome(layout=layout, manifest=manifest, result=result)
+
+
+def run_study(
+    study: StudyConfig | str | PathLike[str],
+    *,
+    output_dir: str | PathLike[str] | None = None,
+    store: str | PathLike[str] | Literal[False] | None = None,
+    display: StudyDisplay | None = None,
+    devices: Sequence[str] | None = None,
+) -> StudyResult:
+    """Run every configuration of ``study`` (a study file, or a :class:`StudyConfig`), each
+    in its own process, and return its statistics (also saved as ``study.json``).
+
+    The study directory goes into ``output_dir`` (default: the study's ``output_dir``).
+    ``store``: None indexes every run in ``<output_dir>/llem.db``, a path in that store,
+    False in none. ``display`` receives the study's progress (plain lines on stderr by
+    default). ``devices`` runs one experiment per listed GPU at a time. An interrupted study
+    raises :class:`StudyInterruptedError` naming its directory, which a resume takes.
+    """
+    loaded = study_from_config(study) if isinstance(study, StudyConfig) else load_study(Path(study))
+    chosen: StoreChoice = store if store is None or store is False else Path(store)
+    options = RunOptions(
+        store=chosen, devices=tuple(devices) if devices else (None,), display=display
+    )
+    target = Path(output_dir) if output_dir is not None else Path(loaded.study.output_dir)
+    outcome = start_study(loaded, target, options)
+    if outcome.manifest.status == "interrupted":
+        counts = outcome.manifest.counts()
+        raise StudyInterruptedError(
+            f"study {outcome.manifest.study_id} interrupted: {counts['completed']} completed, "
+            f"{counts['failed']} failed, {counts['pending'] + counts['running']} not run",
+            study_dir=outcome.layout.root,
+        )
+    return outcome.result
+
+
+def _index(store: StoreChoice, default: Path) -> StoreIndex:
+    if store is False:
+        return StoreIndex(None)
+    return StoreIndex(store or default)
+
+
+def _same_plan(manifest: StudyManifest, plan: StudyPlan) -> bool:
+    if manifest.design_hash != plan.design_hash or len(manifest.entries) < len(plan.runs):
+        return False
+    return all(
+        manifest.entries[run.run_index].point_index == run.point_index
+        and manifest.entries[run.run_index].cycle == run.cycle
+        and manifest.entries[run.run_index].config_hash == plan.point(run.point_index).config_hash
+        for run in plan.runs
+    )
+
+
+def _recorded_store(layout: StudyLayout) -> Path | None:
+    """The store the study's runs were recorded in (from their specs), if any ran."""
+    for spec in sorted(layout.runs_dir.glob("run_*.json"), reverse=True):
+        try:
+            value = json.loads(spec.read_bytes()).get("store_path")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(value, str) and value:
+            return Path(value)
+    return None
+
+
+def _default_store(layout: StudyLayout) -> Path:
+    return layout.root.parent / DEFAULT_STORE_FILE

@@ -1,0 +1,274 @@
+"""``measure`` from Python: the whole path (resolve, launch, energy window, stage, aggregate,
+save, index) with backend objects handed in directly, with the installed PyTorch backend on
+the tiny model, and with NVML faked at its boundary where energy is the subject.
+
+The backend objects are the example plugin's ``EchoBackend`` (``examples/backend-plugin``),
+imported from its source tree: a third-party backend, registered nowhere here.
+"""
+
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llem_energy import nvml as nvml_module
+from llem_energy.testing import FakeGpu, FakeNvml
+from llem_harness import (
+    HarnessError,
+    ProgressEvent,
+    RunFailedError,
+    UsageError,
+    measure,
+    run_experiment,
+)
+from llem_harness.errors import exit_code_for
+from llem_persistence.store import ResultStore
+from llem_schema import (
+    ConfigError,
+    ExperimentConfig,
+    ExperimentResult,
+    ModelInfo,
+    Request,
+    RequestTiming,
+    WorkerContext,
+)
+
+EXAMPLE_PLUGIN = Path(__file__).resolve().parents[3] / "examples" / "backend-plugin" / "src"
+if str(EXAMPLE_PLUGIN) not in sys.path:
+    sys.path.insert(0, str(EXAMPLE_PLUGIN))
+
+from llem_echo import EchoBackend  # noqa: E402 - from the example's source tree, above
+
+
+def echo_config(tmp_path: Path, **settings: Any) -> ExperimentConfig:
+    data: dict[str, Any] = {
+        "backend": "echo",
+        "n": 6,
+        "max_new_tokens": 4,
+        "warmup": {"count": 1},
+        "energy": {"source": "none"},
+        "output_dir": str(tmp_path / "results"),
+        "echo": {"batch_size": 2, "token_delay_ms": 0.5},
+    }
+    return ExperimentConfig.model_validate(data | settings)
+
+
+def test_measure_returns_the_result_from_json_reads_and_indexes_it(tmp_path: Path) -> None:
+    events: list[ProgressEvent] = []
+    result = measure(echo_config(tmp_path), backend=EchoBackend(), progress=events.append)
+    (directory,) = [
+        p for p in (tmp_path / "results").iterdir() if p.is_dir() and not p.name.startswith(".")
+    ]
+    assert result == ExperimentResult.from_json(directory)
+    assert result.backend == "echo"
+    assert result.backend_version == "echo 0.1.0"
+    assert result.effective_config["echo"] == {"batch_size": 2, "token_delay_ms": 0.5}
+    (process,) = result.process_results
+    assert [r.request_index for r in process.requests] == list(range(6))
+    assert [r.batch_index for r in process.requests] == [0, 0, 1, 1, 2, 2]
+    assert process.model_info is not None
+    assert process.model_info.device == "cpu"
+    assert result.latency.ttft is not None
+    with ResultStore(tmp_path / "results" / "llem.db", create=False) as store:
+        assert store.get(result.experiment_id).status == "completed"
+    inference = [e for e in events if e.stage == "inference"]
+    assert [e.kind for e in inference] == ["start", *["advance"] * 6, "end"]
+    assert (inference[0].total, inference[-1].done) == (6, 6)
+    assert not (tmp_path / "results" / ".staging" / result.experiment_id).exists()
+
+
+def test_store_false_writes_no_store_and_a_path_chooses_one(tmp_path: Path) -> None:
+    measure(echo_config(tmp_path), backend=EchoBackend(), store=False)
+    assert not (tmp_path / "results" / "llem.db").exists()
+    elsewhere = tmp_path / "index" / "mine.db"
+    result = measure(echo_config(tmp_path), backend=EchoBackend(), store=elsewhere)
+    with ResultStore(elsewhere, create=False) as store:
+        assert store.get(result.experiment_id).result_path is not None
+    assert not (tmp_path / "results" / "llem.db").exists()
+
+
+def test_a_backend_object_takes_the_backend_of_a_config_that_leaves_it_unset(
+    tmp_path: Path,
+) -> None:
+    config = ExperimentConfig(n=2, max_new_tokens=2, output_dir=str(tmp_path))
+    assert config.backend == "pytorch"
+    result = measure(config, backend=EchoBackend(), store=False)
+    assert result.backend == "echo"
+    assert result.effective_config["echo"] == {"batch_size": 4, "token_delay_ms": 1.0}
+
+
+def test_a_backend_object_is_refused_where_it_cannot_be_used(tmp_path: Path) -> None:
+    with pytest.raises(UsageError) as caught:
+        measure(echo_config(tmp_path, backend="pytorch"), backend=EchoBackend())
+    assert str(caught.value) == (
+        "the config selects backend 'pytorch' but the backend object given is 'echo'"
+    )
+    with pytest.raises(UsageError) as caught:
+        measure(echo_config(tmp_path, num_processes=2), backend=EchoBackend())
+    assert str(caught.value) == (
+        "a backend object runs in this process only, but num_processes is 2: register its "
+        "class under the entry-point group llem.backends to run it in several processes"
+    )
+    assert exit_code_for(caught.value) == 2
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_misspelt_backend_setting_stops_the_run_before_it_starts(tmp_path: Path) -> None:
+    config = echo_config(tmp_path, echo={"batch_sise": 2})
+    with pytest.raises(ConfigError) as caught:
+        measure(config, backend=EchoBackend())
+    assert str(caught.value) == (
+        "unknown config key 'echo.batch_sise'; did you mean 'batch_size'? "
+        "(allowed under echo: batch_size, token_delay_ms)"
+    )
+    assert exit_code_for(caught.value) == 2
+    assert not (tmp_path / "results").exists()
+
+
+class FailingLoad(EchoBackend):
+    def load(self, config: ExperimentConfig, context: WorkerContext) -> ModelInfo:
+        raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB\nmore detail")
+
+
+def test_a_backend_that_raises_in_load_fails_the_run_and_keeps_nothing(tmp_path: Path) -> None:
+    with pytest.raises(RunFailedError) as caught:
+        measure(echo_config(tmp_path), backend=FailingLoad())
+    assert str(caught.value) == (
+        "process 0 failed: RuntimeError: CUDA out of memory. Tried to allocate 20.00 GiB; "
+        "no process had finished, nothing was kept"
+    )
+    assert not caught.value.staged
+    assert exit_code_for(caught.value) == 1
+    experiment_id = caught.value.experiment_id
+    assert not (tmp_path / "results" / ".staging" / experiment_id).exists()
+    with ResultStore(tmp_path / "results" / "llem.db", create=False) as store:
+        failed = store.get(experiment_id)
+    assert failed.status == "failed"
+    assert failed.error is not None
+    assert failed.error.startswith("process 0 failed: RuntimeError: CUDA out of memory")
+
+
+class TwiceTheFirst(EchoBackend):
+    def run(self, requests: Sequence[Request]) -> Iterator[RequestTiming]:
+        timings = list(super().run(requests))
+        yield from [timings[0], *timings]
+
+
+def test_a_backend_must_time_each_request_exactly_once(tmp_path: Path) -> None:
+    with pytest.raises(HarnessError) as caught:
+        measure(echo_config(tmp_path), backend=TwiceTheFirst())
+    assert str(caught.value) == (
+        "backend 'echo' returned timings for requests 0, 0, 1, 2, 3, 4, 5 but was given 0..5: "
+        "each request needs exactly one timing"
+    )
+
+
+class PlacedOn(EchoBackend):
+    """An echo backend that says it placed the model on the GPUs ``uuids``."""
+
+    def __init__(self, *uuids: str) -> None:
+        super().__init__()
+        self.uuids = list(uuids)
+
+    def load(self, config: ExperimentConfig, context: WorkerContext) -> ModelInfo:
+        super().load(config, context)
+        return ModelInfo(
+            model=config.model,
+            num_parameters=0,
+            dtype="none",
+            device="cuda:0",
+            device_indices=list(range(len(self.uuids))),
+            device_uuids=self.uuids,
+        )
+
+
+@pytest.fixture
+def two_gpus(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeNvml:
+    """NVML sees GPU-a as index 0 and GPU-b as index 1; the backends below use the CUDA
+    numbering of a process that sees only GPU-b (its cuda:0), as CUDA_VISIBLE_DEVICES=1
+    or the default FASTEST_FIRST order can make it."""
+    fake = FakeNvml([FakeGpu(uuid="GPU-a", power_w=300.0), FakeGpu(uuid="GPU-b", power_w=90.0)])
+    monkeypatch.setattr(nvml_module, "load_nvml", lambda: fake)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    return fake
+
+
+def metered(tmp_path: Path, backend: EchoBackend, **energy: Any) -> ExperimentResult:
+    config = echo_config(
+        tmp_path,
+        energy={"source": "nvml", "sample_rate_hz": 100} | energy,
+        baseline={"enabled": False},
+        echo={"batch_size": 2, "token_delay_ms": 20},
+    )
+    return measure(config, backend=backend, store=False)
+
+
+def test_a_process_is_metered_on_the_gpu_it_used_by_uuid(
+    two_gpus: FakeNvml, tmp_path: Path
+) -> None:
+    result = metered(tmp_path, PlacedOn("GPU-b"))
+    assert list(result.energy_per_device_j) == ["GPU-b"]
+    (process,) = result.process_results
+    assert [(d.uuid, d.index) for d in process.devices] == [("GPU-b", 1)]  # NVML's index
+    assert process.model_info is not None
+    assert process.model_info.device_indices == [0]  # the process's own CUDA numbering
+    energy_j = result.energy_per_device_j["GPU-b"]
+    assert 0.5 * 90.0 * result.duration_s < energy_j < 2 * 90.0 * result.duration_s  # not 300 W
+
+
+def test_a_process_whose_model_spans_two_gpus_is_metered_on_both(
+    two_gpus: FakeNvml, tmp_path: Path
+) -> None:
+    result = metered(tmp_path, PlacedOn("GPU-b", "GPU-a"))
+    assert sorted(result.energy_per_device_j) == ["GPU-a", "GPU-b"]
+    assert result.multi_gpu is not None
+    assert result.multi_gpu.num_gpus == 2
+
+
+def test_energy_devices_names_the_gpus_of_another_process(
+    two_gpus: FakeNvml, tmp_path: Path
+) -> None:
+    on_cpu = metered(tmp_path, EchoBackend(), devices=[0])  # a server's GPU, say
+    assert list(on_cpu.energy_per_device_j) == ["GPU-a"]
+    every = metered(tmp_path, EchoBackend(), devices="all")
+    assert sorted(every.energy_per_device_j) == ["GPU-a", "GPU-b"]
+
+
+def test_a_run_on_the_cpu_meters_no_gpu_of_its_host(two_gpus: FakeNvml, tmp_path: Path) -> None:
+    config = echo_config(tmp_path, energy={"source": "auto"}, baseline={"enabled": False})
+    result = measure(config, backend=EchoBackend(), store=False)
+    assert result.total_energy_j is None  # the host's GPUs are no part of it
+    (process,) = result.process_results
+    assert [d.kind for d in process.devices] == ["cpu"]
+
+
+def test_the_installed_pytorch_backend_measures_the_tiny_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLEM_CACHE_DIR", str(tmp_path / "cache"))
+    config = ExperimentConfig.model_validate(
+        {
+            "n": 3,
+            "max_new_tokens": 3,
+            "warmup": {"count": 1},
+            "energy": {"source": "none"},
+            "output_dir": str(tmp_path / "results"),
+            "pytorch": {"batch_size": 2},
+        }
+    )
+    measured = run_experiment(config)
+    assert measured.result == ExperimentResult.from_json(measured.directory)
+    assert measured.result.backend == "pytorch"
+    assert measured.result.effective_config["pytorch"] == {
+        "batch_size": 2,
+        "attn_implementation": None,
+        "torch_compile": False,
+    }
+    (process,) = measured.result.process_results
+    assert [r.batch_index for r in process.requests] == [0, 0, 1]
+    assert process.model_info is not None
+    assert process.model_info.revision == "llem-tiny-v1-seed0"
+    assert process.peak_memory_source == "rss"
+    assert measured.not_indexed is None
