@@ -123,7 +123,9 @@ def test_without_its_backend_llem_says_what_is_installed(venv: Path, tmp_path: P
     default = llem_in(venv, "run", "-n", "2", cwd=tmp_path)
     assert (default.returncode, default.stderr) == (
         2,
-        "error: config key 'backend': no backend 'pytorch' is installed (installed: echo)\n",
+        "error: config key 'backend': no backend 'pytorch' is installed (installed: echo); "
+        "install the package that provides it (the built-in one: pip install 'llem[pytorch]'); "
+        "`llem backends` lists them\n",
     )
     misspelt = llem_in(venv, "run", "--backend", "echo", "--set", "echo.batchsize=2", cwd=tmp_path)
     assert misspelt.returncode == 2
@@ -134,7 +136,7 @@ def test_without_its_backend_llem_says_what_is_installed(venv: Path, tmp_path: P
     assert not (tmp_path / "results").exists()
 
 
-def test_the_plugin_s_own_tests_pass_with_llem_schema() -> None:
+def test_the_plugin_s_own_tests_pass() -> None:
     completed = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(PLUGIN / "tests")],
         cwd=ROOT,

@@ -208,7 +208,7 @@ def test_a_killed_worker_leaves_the_staging_and_llem_aggregate_recovers_it(
     assert completed.returncode == 1
     error = completed.stderr.strip().splitlines()[-1]
     match = re.fullmatch(
-        r"error: process 1 was killed by signal 9 \(SIGKILL\); the processes that finished "
+        r"error: process 1 killed by signal 9 \(SIGKILL\); the processes that finished "
         r"are staged in (\S+)/\.staging/(\S+); recover them with `llem aggregate (\S+) "
         r"--output (\S+)`",
         error,
@@ -222,7 +222,7 @@ def test_a_killed_worker_leaves_the_staging_and_llem_aggregate_recovers_it(
     with ResultStore(results / "llem.db", create=False) as store:
         failed = store.get(experiment_id)
     assert failed.status == "failed"
-    assert failed.error == "process 1 was killed by signal 9 (SIGKILL)"
+    assert failed.error == "process 1 killed by signal 9 (SIGKILL)"
     assert failed.result_path is None
 
     recovered = llem("aggregate", experiment_id, "--output", str(results), env=llem_env)

@@ -169,7 +169,8 @@ def test_an_unknown_backend_is_one_line_listing_the_installed_ones_and_exit_2() 
     completed = llem("run", "--backend", "vllm", "--dry-run")
     assert completed.returncode == 2
     assert completed.stderr == (
-        f"error: config key 'backend': no backend 'vllm' is installed (installed: {installed})\n"
+        f"error: config key 'backend': no backend 'vllm' is installed (installed: {installed}); "
+        "install the package that provides it; `llem backends` lists them\n"
     )
     misspelt = llem("run", "--set", "pytorch.batch_sise=2", "--dry-run")
     assert misspelt.returncode == 2
@@ -191,3 +192,19 @@ def test_importing_llem_loads_no_command_line_and_no_framework() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )
     assert completed.stdout.strip() == "[]"
+
+
+def test_a_missing_backend_says_how_to_get_one() -> None:
+    from llem.errors import exit_code_for, message_for
+    from llem_schema import BackendNotFoundError
+
+    missing = BackendNotFoundError("pytorch", ["echo"])
+    assert message_for(missing) == (
+        "config key 'backend': no backend 'pytorch' is installed (installed: echo); install "
+        "the package that provides it (the built-in one: pip install 'llem[pytorch]'); "
+        "`llem backends` lists them"
+    )
+    assert exit_code_for(missing) == 2
+    assert message_for(BackendNotFoundError("vllm", [])).endswith(
+        "(installed: none); install the package that provides it; `llem backends` lists them"
+    )

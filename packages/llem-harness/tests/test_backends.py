@@ -114,6 +114,8 @@ def test_an_entry_point_that_names_no_backend_class_is_refused(site: Path) -> No
                     def warmup(self, requests): ...
                     def run(self, requests): ...
                     def synchronize(self): ...
+                    def peak_memory(self): ...
+                    def estimate_flops(self, requests): ...
                     def unload(self): ...
             """
         },
@@ -124,8 +126,8 @@ def test_an_entry_point_that_names_no_backend_class_is_refused(site: Path) -> No
         backend_class("half")
     assert str(caught.value) == (
         "backend 'half' (package llem-odd-backend) cannot be loaded: odd_backend:Half does not "
-        "implement the backend interface (missing: warmup, synchronize, unload, prepare, "
-        "count_tokens)"
+        "implement the backend interface (missing: prepare, count_tokens, warmup, synchronize, "
+        "peak_memory, estimate_flops, unload)"
     )
     with pytest.raises(BackendLoadError) as caught:
         SettingsModels()["bare"]

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from llem_energy import RaplReader, RaplUnavailableError
 from llem_energy import nvml as nvml_module
 from llem_energy.testing import FakeGpu, FakeNvml
 from llem_harness import (
@@ -115,6 +116,19 @@ def test_a_backend_object_is_refused_where_it_cannot_be_used(tmp_path: Path) -> 
     assert not (tmp_path / "results").exists()
 
 
+class Misnamed(EchoBackend):
+    @property
+    def name(self) -> str:
+        return "My Backend"
+
+
+def test_a_backend_object_with_a_name_no_config_can_hold_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        measure(ExperimentConfig(output_dir=str(tmp_path)), backend=Misnamed())
+    assert str(caught.value).startswith("config key 'backend': String should match pattern")
+    assert "\n" not in str(caught.value)
+
+
 def test_a_misspelt_backend_setting_stops_the_run_before_it_starts(tmp_path: Path) -> None:
     config = echo_config(tmp_path, echo={"batch_sise": 2})
     with pytest.raises(ConfigError) as caught:
@@ -157,12 +171,13 @@ class TwiceTheFirst(EchoBackend):
 
 
 def test_a_backend_must_time_each_request_exactly_once(tmp_path: Path) -> None:
-    with pytest.raises(HarnessError) as caught:
+    with pytest.raises(RunFailedError) as caught:
         measure(echo_config(tmp_path), backend=TwiceTheFirst())
-    assert str(caught.value) == (
-        "backend 'echo' returned timings for requests 0, 0, 1, 2, 3, 4, 5 but was given 0..5: "
-        "each request needs exactly one timing"
+    assert caught.value.reason == (
+        "process 0 failed: backend 'echo' returned timings for requests 0, 0, 1, 2, 3, 4, 5 but "
+        "was given 0..5: each request needs exactly one timing"
     )
+    assert isinstance(caught.value.__cause__, HarnessError)
 
 
 class PlacedOn(EchoBackend):
@@ -236,7 +251,14 @@ def test_energy_devices_names_the_gpus_of_another_process(
     assert sorted(every.energy_per_device_j) == ["GPU-a", "GPU-b"]
 
 
-def test_a_run_on_the_cpu_meters_no_gpu_of_its_host(two_gpus: FakeNvml, tmp_path: Path) -> None:
+def no_rapl(cls: type[RaplReader], root: Path) -> RaplReader:
+    raise RaplUnavailableError(f"no {root}: RAPL is not exposed here")
+
+
+def test_a_run_on_the_cpu_meters_no_gpu_of_its_host(
+    two_gpus: FakeNvml, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(RaplReader, "open", classmethod(no_rapl))  # this host: GPUs only
     config = echo_config(tmp_path, energy={"source": "auto"}, baseline={"enabled": False})
     result = measure(config, backend=EchoBackend(), store=False)
     assert result.total_energy_j is None  # the host's GPUs are no part of it
@@ -272,3 +294,6 @@ def test_the_installed_pytorch_backend_measures_the_tiny_model(
     assert process.model_info.revision == "llem-tiny-v1-seed0"
     assert process.peak_memory_source == "rss"
     assert measured.not_indexed is None
+    snapshot = measured.result.environment_snapshot
+    assert snapshot is not None
+    assert {"llem-harness", "llem-backend-pytorch", "torch"} <= set(snapshot.package_versions)

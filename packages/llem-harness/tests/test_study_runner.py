@@ -486,6 +486,16 @@ def test_parallel_refuses_points_that_cannot_run_side_by_side(bench: Bench) -> N
         "experiment at a time"
     )
     assert exit_code_for(caught.value) == EXIT_USAGE
+    bench.study_file.write_text(
+        STUDY.replace("base: {n: 4,", "base: {energy: {source: nvml, devices: all}, n: 4,")
+    )
+    with pytest.raises(UsageError) as caught:
+        bench.start(devices=("0", "1"))
+    assert str(caught.value) == (
+        "running experiments side by side, each would meter the GPUs the others use: point 0 "
+        "names energy.devices; leave it out (each run meters its own GPU) or run one experiment "
+        "at a time"
+    )
     assert not bench.output.exists()  # refused before any study directory was made
 
 

@@ -26,7 +26,7 @@ from llem_persistence.errors import (
     StoreLookupError,
     UnknownExperimentError,
 )
-from llem_schema import LlemError
+from llem_schema import BackendNotFoundError, LlemError
 
 if TYPE_CHECKING:
     from llem_harness.indexing import NotIndexed
@@ -54,6 +54,11 @@ def exit_code_for(error: LlemError) -> int:
 
 def advice(error: LlemError) -> str | None:
     """The ``llem`` command or flag that goes on from ``error``, where there is one."""
+    if isinstance(error, BackendNotFoundError):
+        built_in = (
+            " (the built-in one: pip install 'llem[pytorch]')" if error.name == "pytorch" else ""
+        )
+        return f"install the package that provides it{built_in}; `llem backends` lists them"
     if isinstance(error, RunFailedError) and error.staged:
         return (
             f"recover them with `llem aggregate {error.experiment_id} --output {error.results_dir}`"

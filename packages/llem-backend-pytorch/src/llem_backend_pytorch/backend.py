@@ -152,6 +152,7 @@ class PyTorchBackend:
         settings = config.backend_settings(PyTorchSettings)
         device = _device(torch, device_index)
         if device_index is not None:
+            torch.cuda.set_device(device)  # no stray context on cuda:0 in every process
             torch.cuda.reset_peak_memory_stats(device)
         source = resolve_model_source(
             config.model, cache_dir=self._cache_dir, tiny_seed=self._tiny_seed

@@ -34,6 +34,7 @@ DEFAULT_PACKAGES: Final[tuple[str, ...]] = (
     "llem-schema",
     "llem-energy",
     "llem-persistence",
+    "llem-harness",
     "llem-backend-pytorch",
     "torch",
     "transformers",
@@ -49,7 +50,7 @@ DEFAULT_PACKAGES: Final[tuple[str, ...]] = (
     "pydantic",
     "pyarrow",
 )
-"""Distributions whose versions change what llem measures."""
+"""Distributions whose versions change what llem measures (a run adds its backend's own)."""
 
 _CONTAINER_MARKERS: Final = ("docker", "kubepods", "containerd", "libpod", "lxc")
 

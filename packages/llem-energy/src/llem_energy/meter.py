@@ -2,7 +2,7 @@
 :meth:`EnergyWindow.stop`.
 
 >>> meter = EnergyMeter.create(config.energy, gpus=["GPU-5d6f...", "GPU-8a1c..."])
->>> baselines = meter.measure_baseline(config.baseline)   # optional, before the model loads
+>>> baselines = meter.measure_baseline(config.baseline)   # optional, the devices idle
 >>> window = meter.start()          # the harness synchronises the device right before
 >>> ...                             # inference
 >>> reading = window.stop()         # ... and right after, then stop()

@@ -20,8 +20,8 @@ from typing import Final
 
 from pydantic import BaseModel
 
-from llem_harness.errors import BackendLoadError, BackendNotFoundError
-from llem_schema import InferenceBackend
+from llem_harness.errors import BackendLoadError, describe_exception
+from llem_schema import BackendNotFoundError, InferenceBackend
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -36,6 +36,18 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP: Final = "llem.backends"
+_INTERFACE: Final = (
+    "prepare",
+    "load",
+    "count_tokens",
+    "warmup",
+    "run",
+    "synchronize",
+    "peak_memory",
+    "estimate_flops",
+    "unload",
+)
+"""The methods of :class:`~llem_schema.InferenceBackend` a backend class must have."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +91,9 @@ def create_backend(name: str) -> InferenceBackend:
     try:
         return cls()
     except Exception as exc:  # a third party's constructor: report, do not crash
-        raise BackendLoadError(name, installed_backends()[name].distribution, _reason(exc)) from exc
+        raise BackendLoadError(
+            name, installed_backends()[name].distribution, describe_exception(exc)
+        ) from exc
 
 
 def settings_model_of(backend: type[InferenceBackend] | InferenceBackend) -> type[BaseModel]:
@@ -148,16 +162,12 @@ def _load(name: str) -> type[InferenceBackend]:
         loaded = entry.load()
     except Exception as exc:  # ImportError, or whatever the module raises on import
         logger.debug("importing backend %s failed", name, exc_info=True)
-        raise BackendLoadError(name, info.distribution, _reason(exc)) from None
+        raise BackendLoadError(name, info.distribution, describe_exception(exc)) from None
     if not isinstance(loaded, type):
         raise BackendLoadError(
             name, info.distribution, f"{info.target} is not a class but {type(loaded).__name__}"
         )
-    missing = [
-        member
-        for member in ("load", "run", "warmup", "synchronize", "unload", "prepare", "count_tokens")
-        if not callable(getattr(loaded, member, None))
-    ]
+    missing = [member for member in _INTERFACE if not callable(getattr(loaded, member, None))]
     if missing:
         raise BackendLoadError(
             name,
@@ -181,8 +191,3 @@ def _info(entry: EntryPoint) -> BackendInfo:
         distribution=dist.name if dist is not None else None,
         version=dist.version if dist is not None else None,
     )
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

@@ -7,7 +7,7 @@ and a message that says what is wrong; a front end (the ``llem`` command) adds h
 from pathlib import Path
 from typing import Final
 
-from llem_schema import ConfigError, LlemError
+from llem_schema import BackendNotFoundError, ConfigError, LlemError
 
 __all__ = [
     "EXIT_FAILURE",
@@ -24,6 +24,7 @@ __all__ = [
     "StudyInterruptedError",
     "UsageError",
     "WorkerFailedError",
+    "describe_exception",
     "exit_code_for",
 ]
 
@@ -40,20 +41,6 @@ class HarnessError(LlemError):
 class UsageError(HarnessError):
     """Something asked of the harness that cannot be done as asked: a directory that is not a
     study, a study another process is running, devices that do not exist."""
-
-
-class BackendNotFoundError(ConfigError):
-    """No installed backend has the name a config or a caller gave (``installed`` lists the
-    ones that are)."""
-
-    def __init__(self, name: str, installed: list[str]) -> None:
-        super().__init__(
-            f"config key 'backend': no backend {name!r} is installed "
-            f"(installed: {', '.join(installed) or 'none'})",
-            key="backend",
-        )
-        self.name = name
-        self.installed = installed
 
 
 class BackendLoadError(HarnessError):
@@ -145,3 +132,12 @@ def exit_code_for(error: LlemError) -> int:
     if isinstance(error, RunInterruptedError | StudyInterruptedError):
         return EXIT_INTERRUPTED
     return EXIT_FAILURE
+
+
+def describe_exception(exc: BaseException) -> str:
+    """One line for ``exc``: an llem error's own message; anything else as ``Type: first
+    line of its message`` (or the type alone)."""
+    lines = str(exc).strip().splitlines()
+    if isinstance(exc, LlemError):
+        return lines[0] if lines else type(exc).__name__
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__

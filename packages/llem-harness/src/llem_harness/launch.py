@@ -29,10 +29,12 @@ from pathlib import Path
 from typing import Any, Final
 
 from llem_harness.backends import create_backend
-from llem_harness.errors import WorkerFailedError
+from llem_harness.errors import WorkerFailedError, describe_exception
+from llem_harness.logs import configure_process_logging
 from llem_harness.progress import MergedProgress, ProgressCallback, ProgressEvent, Stages
+from llem_harness.study.launcher import describe_exit
 from llem_harness.worker import measure_process
-from llem_schema import ExperimentConfig, InferenceBackend, LlemError, WorkerContext
+from llem_schema import ExperimentConfig, InferenceBackend, WorkerContext
 
 __all__ = ["run_workers"]
 
@@ -119,8 +121,14 @@ class _Workers:
 
     def run(self) -> None:
         try:
-            for process in self.processes:
-                process.start()
+            # Workers start with Ctrl-C ignored (a spawned interpreter keeps an ignored
+            # SIGINT), so one pressed while they import is the launching process's alone.
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                for process in self.processes:
+                    process.start()
+            finally:
+                signal.signal(signal.SIGINT, previous)
             self._watch()
         except BaseException:
             self._stop()
@@ -161,14 +169,7 @@ class _Workers:
     def _describe(self, rank: int) -> str:
         if rank in self.failures:
             return f"process {rank} failed: {self.failures[rank]}"
-        code = self.processes[rank].exitcode or 0
-        if code < 0:
-            try:
-                name = f" ({signal.Signals(-code).name})"
-            except ValueError:
-                name = ""
-            return f"process {rank} was killed by signal {-code}{name}"
-        return f"process {rank} exited with code {code}"
+        return f"process {rank} {describe_exit(self.processes[rank].exitcode or 0)}"
 
     def _stop(self) -> None:
         """Stop every worker still running: break the barrier, SIGTERM, then SIGKILL."""
@@ -205,6 +206,7 @@ def _worker_main(
     from llem_harness.study.child import watch_parent
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the launching process handles Ctrl-C
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     watch_parent(os.getppid())
     os.environ.update(
         RANK=str(rank),
@@ -214,10 +216,7 @@ def _worker_main(
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
     )
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format=f"%(levelname)s [process {rank}] %(name)s: %(message)s",
-    )
+    configure_process_logging(verbose=verbose, prefix=f"[process {rank}] ")
 
     def report(event: ProgressEvent) -> None:
         messages.put(_Message(rank, event=event))
@@ -239,7 +238,7 @@ def _worker_main(
         raise SystemExit(3) from None  # another worker failed; the launcher reports it
     except BaseException as exc:
         logger.debug("worker %d failed", rank, exc_info=True)
-        messages.put(_Message(rank, failure=_one_line(exc)))
+        messages.put(_Message(rank, failure=describe_exception(exc)))
         messages.close()
         messages.join_thread()
         raise SystemExit(1) from None
@@ -252,10 +251,3 @@ def _barrier(barrier: Any) -> Callable[[], None]:
         barrier.wait(_BARRIER_TIMEOUT_S)
 
     return wait
-
-
-def _one_line(exc: BaseException) -> str:
-    if isinstance(exc, LlemError):
-        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

@@ -8,30 +8,42 @@ aggregation -> saved result directory -> indexed in the store (steps 1 to 5 of a
 """
 
 import logging
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from os import PathLike
 from pathlib import Path
+from types import FrameType
 from typing import Literal
 
-from llem_energy import collect_environment
-from llem_harness.backends import SettingsModels, create_backend, settings_model_of
+from llem_energy import DEFAULT_PACKAGES, collect_environment
+from llem_harness.backends import (
+    SettingsModels,
+    create_backend,
+    installed_backends,
+    settings_model_of,
+)
 from llem_harness.errors import (
     RunFailedError,
     RunInterruptedError,
     UsageError,
     WorkerFailedError,
+    describe_exception,
 )
 from llem_harness.indexing import NotIndexed, StoreIndex
 from llem_harness.launch import run_workers
 from llem_harness.progress import ProgressCallback, Stages
 from llem_persistence import DEFAULT_STORE_FILE, StagingRepository, finalize_experiment
 from llem_schema import (
+    EnvironmentSnapshot,
     ExperimentConfig,
     ExperimentResult,
     InferenceBackend,
-    LlemError,
     new_experiment_id,
+    parse_config,
     resolve_backend_settings,
     validate_experiment_id,
 )
@@ -70,9 +82,12 @@ def measure(
     or False, no store.
 
     The result is what ``ExperimentResult.from_json`` reads from its directory
-    (``result.process_results``, ``result.timeseries`` name what is there). A run that fails
-    raises :class:`~llem_harness.RunFailedError` (Ctrl-C: :class:`RunInterruptedError`) after
-    staging what finished.
+    (``result.process_results``, ``result.timeseries`` name what is there). A config or a
+    backend that cannot run is refused before anything starts (a :class:`ConfigError`, say);
+    a run that fails once started raises :class:`~llem_harness.RunFailedError` (Ctrl-C or
+    SIGTERM: :class:`RunInterruptedError`) after staging what finished, its cause chained.
+    From a script, ``num_processes > 1`` needs the ``if __name__ == "__main__":`` guard of
+    every program that starts processes with ``multiprocessing``.
     """
     return run_experiment(config, backend=backend, progress=progress, store=store).result
 
@@ -85,7 +100,7 @@ def resolve_config(
     if backend is None:
         return resolve_backend_settings(config, SettingsModels())
     if "backend" not in config.model_fields_set:
-        config = config.model_copy(update={"backend": backend.name})
+        config = parse_config(config.model_dump() | {"backend": backend.name})
     if config.backend != backend.name:
         raise UsageError(
             f"the config selects backend {config.backend!r} but the backend object given is "
@@ -133,14 +148,16 @@ def run_experiment(
     prepared = backend or create_backend(config.backend)
     prepared.prepare(config)
     staging = StagingRepository(results_dir)
-    staging.begin(config, experiment_id, config.num_processes, environment=collect_environment())
+    staging.begin(
+        config, experiment_id, config.num_processes, environment=_environment(config.backend)
+    )
     index.mark_running(experiment_id, config, started, study_id=study_id)
     stages.note(
         f"experiment {experiment_id}: {config.n} prompts, {config.num_processes} process(es), "
         f"backend {config.backend}"
     )
     # held until the result is saved: a recovery of staged runs leaves a live run alone
-    with staging.running(experiment_id):
+    with staging.running(experiment_id), _terminate_as_interrupt():
         try:
             run_workers(
                 config,
@@ -153,18 +170,16 @@ def run_experiment(
         except KeyboardInterrupt:
             index.mark_failed(experiment_id, "interrupted")
             raise _failure(RunInterruptedError, "interrupted", staging, experiment_id) from None
-        except WorkerFailedError as exc:
-            index.mark_failed(experiment_id, str(exc))
-            raise _failure(RunFailedError, str(exc), staging, experiment_id) from None
-        except LlemError as exc:
-            index.mark_failed(experiment_id, str(exc))
-            _drop_if_empty(staging, experiment_id)
-            raise
         except Exception as exc:
-            logger.debug("worker failure", exc_info=True)
-            message = f"process 0 failed: {type(exc).__name__}: {exc}".splitlines()[0]
-            index.mark_failed(experiment_id, message)
-            raise _failure(RunFailedError, message, staging, experiment_id) from exc
+            logger.debug("the run failed", exc_info=True)
+            if isinstance(exc, WorkerFailedError):
+                reason = str(exc)
+            elif config.num_processes == 1:
+                reason = f"process 0 failed: {describe_exception(exc)}"
+            else:
+                reason = f"the launcher failed: {describe_exception(exc)}"
+            index.mark_failed(experiment_id, reason)
+            raise _failure(RunFailedError, reason, staging, experiment_id) from exc
         try:
             directory = finalize_experiment(
                 staging, experiment_id, results_dir, require_complete=True
@@ -176,6 +191,32 @@ def run_experiment(
     if not_indexed is not None:
         stages.note(f"warning: {not_indexed}")
     return Measurement(ExperimentResult.from_json(directory), directory, not_indexed)
+
+
+def _environment(backend: str) -> EnvironmentSnapshot:
+    """The machine, with the versions of llem's packages, the frameworks and the package
+    that provides ``backend``."""
+    info = installed_backends().get(backend)
+    extra = () if info is None or info.distribution is None else (info.distribution,)
+    return collect_environment(packages=tuple(dict.fromkeys((*DEFAULT_PACKAGES, *extra))))
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``kill``, a scheduler stopping the job) stops the run as Ctrl-C does: the
+    workers are stopped and the run is recorded as interrupted. Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _store_index(store: StoreChoice, results_dir: Path) -> StoreIndex:

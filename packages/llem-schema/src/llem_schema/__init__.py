@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         resolve_backend_settings,
     )
     from llem_schema.errors import (
+        BackendNotFoundError,
         ConfigError,
         InvalidExperimentIdError,
         LlemError,
@@ -87,6 +88,7 @@ __all__ = [
     "TIMESERIES_COLUMNS",
     "TIMESERIES_FILE",
     "AggregationMetadata",
+    "BackendNotFoundError",
     "BaselineConfig",
     "BaselineMeasurement",
     "ConfigError",
@@ -166,6 +168,7 @@ _EXPORTS: dict[str, str] = {
     "measurement_config_hash": "llem_schema.config",
     "parse_config": "llem_schema.config",
     "resolve_backend_settings": "llem_schema.config",
+    "BackendNotFoundError": "llem_schema.errors",
     "ConfigError": "llem_schema.errors",
     "InvalidExperimentIdError": "llem_schema.errors",
     "LlemError": "llem_schema.errors",

@@ -35,7 +35,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from llem_schema._base import FrozenModel
-from llem_schema.errors import ConfigError
+from llem_schema.errors import BackendNotFoundError, ConfigError
 
 __all__ = [
     "BACKEND_NAME_PATTERN",
@@ -458,15 +458,12 @@ def resolve_backend_settings(
 
     ``backends`` maps each installed backend's name to its settings model. A section that
     names no installed backend is an unknown key (a misspelt setting, most likely), and a
-    selected backend that is not installed is an error; both are :class:`ConfigError`.
+    selected backend that is not installed a :class:`BackendNotFoundError`; both are
+    :class:`ConfigError`.
     Resolving a resolved config changes nothing.
     """
     if config.backend not in backends:
-        raise ConfigError(
-            f"config key 'backend': no backend {config.backend!r} is installed "
-            f"(installed: {', '.join(sorted(backends)) or 'none'})",
-            key="backend",
-        )
+        raise BackendNotFoundError(config.backend, sorted(backends))
     for name in config.backend_sections:
         if name not in backends:
             raise ConfigError(

@@ -6,6 +6,7 @@ subclasses in its own ``errors.py``.
 """
 
 __all__ = [
+    "BackendNotFoundError",
     "ConfigError",
     "InvalidExperimentIdError",
     "LlemError",
@@ -29,6 +30,19 @@ class ConfigError(LlemError, ValueError):
     def __init__(self, message: str, *, key: str | None = None) -> None:
         super().__init__(message)
         self.key = key
+
+
+class BackendNotFoundError(ConfigError):
+    """A config selects a backend that is not installed; ``installed`` names those that are."""
+
+    def __init__(self, name: str, installed: list[str]) -> None:
+        super().__init__(
+            f"config key 'backend': no backend {name!r} is installed "
+            f"(installed: {', '.join(installed) or 'none'})",
+            key="backend",
+        )
+        self.name = name
+        self.installed = installed
 
 
 class ResultFormatError(LlemError):

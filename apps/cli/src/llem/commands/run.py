@@ -1,5 +1,6 @@
 """``llem run``: measure one experiment and save its result directory."""
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -80,16 +81,21 @@ def run(
         return
 
     from llem.render.format import console
-    from llem.render.progress import make_progress
+    from llem.render.progress import RichProgress, make_progress
     from llem.render.summary import summary
     from llem_harness import run_experiment
 
-    measured = run_experiment(
-        config,
-        progress=make_progress(),
-        store=resolve_db(db, Path(config.output_dir)),
-        verbose=verbose,
-    )
+    progress = make_progress()
+    try:
+        measured = run_experiment(
+            config,
+            progress=progress,
+            store=resolve_db(db, Path(config.output_dir)),
+            verbose=verbose or logging.getLogger("llem").isEnabledFor(logging.DEBUG),
+        )
+    finally:
+        if isinstance(progress, RichProgress):
+            progress.close()
     if export_csv:
         from llem_persistence import export_csv as write_csv
 

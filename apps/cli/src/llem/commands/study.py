@@ -83,7 +83,6 @@ def run(
     from llem.errors import UsageError
     from llem.render.format import console
     from llem.render.progress import make_study_display
-    from llem_harness.errors import StudyInterruptedError
     from llem_harness.study.session import RunOptions, load_study, resume_study, start_study
 
     if verbose:
@@ -122,14 +121,9 @@ def run(
     else:
         outcome = resume_study(resume, study_file, force=force, options=options)
 
+    outcome.raise_if_interrupted()
     manifest, layout = outcome.manifest, outcome.layout
     counts = manifest.counts()
-    if manifest.status == "interrupted":
-        raise StudyInterruptedError(
-            f"study {manifest.study_id} interrupted: {counts['completed']} completed, "
-            f"{counts['failed']} failed, {counts['pending'] + counts['running']} not run",
-            study_dir=layout.root,
-        )
     typer.echo(
         f"study {manifest.study_id}: {counts['completed']} completed, {counts['failed']} failed, "
         f"{counts['skipped']} skipped; see {layout.manifest_file}"

@@ -4,25 +4,32 @@ runs. Off a terminal the harness's plain lines serve (``PrintProgress``, ``Plain
 import sys
 from typing import TYPE_CHECKING
 
-from llem_harness.progress import PrintProgress, ProgressCallback, ProgressEvent
+from llem_harness.progress import PrintProgress, ProgressEvent
 from llem_harness.study.display import PlainDisplay, RunLabel, StudyDisplay
 from llem_harness.study.gaps import countdown_text
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.progress import Progress, TaskID
 
 __all__ = ["RichProgress", "RichStudyDisplay", "make_progress", "make_study_display"]
 
 
 class RichProgress:
-    """A progress callback drawing one Rich bar per stage, on stderr."""
+    """A progress callback drawing one Rich bar per stage, on stderr.
 
-    def __init__(self) -> None:
+    Events of a stage other than the current bar's (the late end of a stage the processes of
+    a run finished at different times) are let go. :meth:`close` stops the bar of a run that
+    ended without ending its stage.
+    """
+
+    def __init__(self, console: "Console | None" = None) -> None:
         from rich.console import Console
 
-        self._console = Console(stderr=True)
+        self._console = console or Console(stderr=True)
         self._progress: Progress | None = None
         self._task: TaskID | None = None
+        self._stage: str | None = None
 
     def __call__(self, event: ProgressEvent) -> None:
         from rich.progress import (
@@ -37,30 +44,35 @@ class RichProgress:
         if event.kind == "note":
             self._console.print(event.message, highlight=False)
         elif event.kind == "start":
-            self._close()
+            self.close()
             columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn()]
-            if event.total:
-                columns.append(MofNCompleteColumn())
+            columns += [MofNCompleteColumn()] if event.total else []
             columns.append(TimeElapsedColumn())
             self._progress = Progress(*columns, console=self._console, transient=False)
             self._progress.start()
             self._task = self._progress.add_task(event.stage, total=event.total)
-        elif self._progress is not None and self._task is not None:
+            self._stage = event.stage
+        elif self._progress is not None and self._task is not None and event.stage == self._stage:
             if event.kind == "advance":
                 self._progress.update(self._task, completed=event.done, total=event.total)
             else:
                 total = event.total or 1
                 self._progress.update(self._task, completed=event.done or total, total=total)
-                self._close()
+                self.close()
 
-    def _close(self) -> None:
+    @property
+    def stage(self) -> str | None:
+        """The stage whose bar is drawn now, if any."""
+        return self._stage
+
+    def close(self) -> None:
+        """Stop the current bar, if any (also after a failure: the terminal is left clean)."""
         if self._progress is not None:
             self._progress.stop()
-            self._progress = None
-            self._task = None
+        self._progress, self._task, self._stage = None, None, None
 
 
-def make_progress() -> ProgressCallback:
+def make_progress() -> RichProgress | PrintProgress:
     """Rich bars on an interactive terminal, plain lines otherwise."""
     return RichProgress() if sys.stderr.isatty() else PrintProgress()
 

@@ -82,11 +82,12 @@ def _run(spec_file: Path) -> int:
         return 2
     watch_parent(spec.parent_pid)
 
-    from llem_harness.errors import exit_code_for
+    from llem_harness.errors import describe_exception, exit_code_for
+    from llem_harness.logs import configure_process_logging
     from llem_harness.progress import PrintProgress
     from llem_harness.run import run_experiment
 
-    _configure_logging(verbose=spec.verbose)
+    configure_process_logging(verbose=spec.verbose)
     _say(
         f"run {spec.run_index} of study {spec.study_id}: experiment {spec.experiment_id}, "
         f"pid {os.getpid()}, CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')}"
@@ -105,21 +106,10 @@ def _run(spec_file: Path) -> int:
         return exit_code_for(error)
     except Exception as exc:
         traceback.print_exc(file=sys.stdout)
-        _say(f"error: {type(exc).__name__}: {exc}".splitlines()[0])
+        _say(f"error: {describe_exception(exc)}")
         return 1
     _say(f"result: {measured.directory}")
     return 0
-
-
-def _configure_logging(*, verbose: bool) -> None:
-    """Warnings (debug with ``verbose``) into the run's log, one line each."""
-    import logging
-
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-        force=True,
-    )
 
 
 if __name__ == "__main__":

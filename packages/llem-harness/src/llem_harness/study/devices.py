@@ -44,6 +44,12 @@ def check_parallel_plan(plan: StudyPlan, devices: Sequence[str | None]) -> None:
                 f"CPU (RAPL) energy: point {point.index} has energy.source "
                 f"{config.energy.source!r}; set energy.source to nvml (or none) in the study"
             )
+        if config.energy.devices is not None:
+            raise UsageError(
+                f"running experiments side by side, each would meter the GPUs the others use: "
+                f"point {point.index} names energy.devices; leave it out (each run meters its "
+                "own GPU) or run one experiment at a time"
+            )
         if config.num_processes > 1:
             raise UsageError(
                 f"a parallel study pins each run to one GPU: point {point.index} has "

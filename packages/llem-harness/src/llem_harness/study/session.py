@@ -114,6 +114,17 @@ class StudyOutcome:
     manifest: StudyManifest
     result: StudyResult
 
+    def raise_if_interrupted(self) -> None:
+        """A :class:`StudyInterruptedError` saying how far the study got, if it stopped early."""
+        if self.manifest.status != "interrupted":
+            return
+        counts = self.manifest.counts()
+        raise StudyInterruptedError(
+            f"study {self.manifest.study_id} interrupted: {counts['completed']} completed, "
+            f"{counts['failed']} failed, {counts['pending'] + counts['running']} not run",
+            study_dir=self.layout.root,
+        )
+
 
 def start_study(loaded: LoadedStudy, output_dir: Path, options: RunOptions) -> StudyOutcome:
     """Create ``<output_dir>/<study_id>/`` for ``loaded`` and run it."""
@@ -254,19 +265,15 @@ def run_study(
     raises :class:`StudyInterruptedError` naming its directory, which a resume takes.
     """
     loaded = study_from_config(study) if isinstance(study, StudyConfig) else load_study(Path(study))
+    if isinstance(devices, str) or len(set(devices or ())) != len(devices or ()):
+        raise UsageError(f"devices {devices!r}: give a list of distinct GPUs, such as ['0', '1']")
     chosen: StoreChoice = store if store is None or store is False else Path(store)
     options = RunOptions(
         store=chosen, devices=tuple(devices) if devices else (None,), display=display
     )
     target = Path(output_dir) if output_dir is not None else Path(loaded.study.output_dir)
     outcome = start_study(loaded, target, options)
-    if outcome.manifest.status == "interrupted":
-        counts = outcome.manifest.counts()
-        raise StudyInterruptedError(
-            f"study {outcome.manifest.study_id} interrupted: {counts['completed']} completed, "
-            f"{counts['failed']} failed, {counts['pending'] + counts['running']} not run",
-            study_dir=outcome.layout.root,
-        )
+    outcome.raise_if_interrupted()
     return outcome.result
 
 
