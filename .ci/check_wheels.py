@@ -19,6 +19,7 @@ EXPECTED = {
     "llem-energy",
     "llem-harness",
     "llem-backend-pytorch",
+    "llem-backend-openai",
 }
 
 # requirement -> the only distributions that may declare it
@@ -33,6 +34,7 @@ ONLY_IN = {
 NEVER_IN = {
     "pyarrow": {"llem-schema"},
     "llem-backend-pytorch": {"llem", "llem-harness", "llem-energy", "llem-persistence"},
+    "llem-backend-openai": {"llem", "llem-harness", "llem-energy", "llem-persistence"},
     "typer": {"llem-harness"},
     "rich": {"llem-harness"},
 }

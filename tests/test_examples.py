@@ -54,16 +54,28 @@ def _from_file(config: ExperimentConfig) -> bool:
     return config.prompts.source not in (BUILTIN_PROMPTS, SYNTHETIC_PROMPTS)
 
 
+def _serve(config: ExperimentConfig) -> bool:
+    openai = config.backend_section()
+    return (
+        config.backend == "openai"
+        and openai["server"] is not None
+        and config.load.rate_per_s == 8.0
+        and config.load.max_concurrency == 64
+        and config.slo is not None
+    )
+
+
 SHOWS: dict[str, Callable[[ExperimentConfig], bool]] = {
     "tiny-quickstart.yaml": _quickstart,
     "sampling-decoder.yaml": _sampling,
     "two-processes.yaml": _two_processes,
     "local-model-bf16.yaml": _local_bf16,
     "prompts-from-file.yaml": _from_file,
+    "serve.yaml": _serve,
 }
 
 
-STUDIES = ("study.yaml",)  # study files, not experiments: tests/test_study_end_to_end.py
+STUDIES = ("study.yaml", "serve-rates.yaml")  # study files: tests/test_study_end_to_end.py
 
 
 def test_every_example_is_listed_here() -> None:

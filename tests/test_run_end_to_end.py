@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -263,20 +262,12 @@ def test_aggregate_of_an_unknown_id_is_a_usage_error(
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT semantics are POSIX")
-def test_ctrl_c_exits_130_and_says_what_was_kept(tmp_path: Path, llem_env: dict[str, str]) -> None:
+def test_ctrl_c_saves_what_finished_marked_incomplete_and_exits_130(
+    tmp_path: Path, llem_env: dict[str, str]
+) -> None:
     with subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llem",
-            "run",
-            "-n",
-            "400",
-            "--max-new-tokens",
-            "64",
-            "-o",
-            str(tmp_path),
-        ],
+        [sys.executable, "-m", "llem", "run", "-n", "400", "--max-new-tokens", "64", "-o",
+         str(tmp_path)],
         stderr=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -284,22 +275,31 @@ def test_ctrl_c_exits_130_and_says_what_was_kept(tmp_path: Path, llem_env: dict[
         # A shell without job control starts background jobs with SIGINT ignored, and
         # children inherit that: give llem the default disposition a terminal would.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    ) as run:
+    ) as run:  # fmt: skip
         assert run.stderr is not None
+        inference = 0
         for line in run.stderr:
-            if line.startswith("inference"):
+            inference += line.startswith("inference")
+            if inference == 2:  # started, then a tenth of the requests done
                 break
         else:
-            pytest.fail("llem run ended before its inference started")
-        time.sleep(0.5)
+            pytest.fail("llem run ended before a tenth of its requests were done")
         run.send_signal(signal.SIGINT)
-        _, rest = run.communicate(timeout=60)
-    assert run.returncode == 130
-    assert rest.strip().splitlines()[-1] == (
-        "error: interrupted; no process had finished, nothing was kept"
+        stdout, rest = run.communicate(timeout=60)
+    assert run.returncode == 130, rest
+    last = rest.strip().splitlines()[-1]
+    match = re.fullmatch(
+        r"error: interrupted; what finished is saved, marked incomplete, in (.+)", last
     )
-    assert [p for p in tmp_path.iterdir() if p.is_dir()] in ([], [tmp_path / ".staging"])
+    assert match, last
+    result = ExperimentResult.from_json(match[1])
+    assert f"result: {match[1]}" in stdout  # the summary of what was saved
+    (process,) = result.process_results
+    assert process.interrupted
+    assert 40 <= len(process.requests) < 400
+    assert [r.request_index for r in process.requests] == list(range(len(process.requests)))
+    assert not result.aggregation.complete
     assert not any((tmp_path / ".staging").glob("*/process_*.json"))
     with ResultStore(tmp_path / "llem.db", create=False) as store:
         (interrupted,) = store.list_experiments(statuses=None)
-    assert (interrupted.status, interrupted.error) == ("failed", "interrupted")
+    assert (interrupted.experiment_id, interrupted.status) == (result.experiment_id, "incomplete")

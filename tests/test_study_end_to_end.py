@@ -438,3 +438,17 @@ def test_the_example_study_is_valid_and_says_how_to_run_it() -> None:
     text = example.read_text(encoding="utf-8")
     assert text.startswith("# ")
     assert "uv run llem study examples/study.yaml" in text
+
+
+def test_the_example_sweep_of_request_rates_is_valid_and_says_how_to_run_it() -> None:
+    from llem_harness.study.session import load_study
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "serve-rates.yaml"
+    loaded = load_study(example)
+    assert (len(loaded.plan.points), len(loaded.plan.runs), loaded.plan.skipped) == (3, 9, [])
+    rates = [p.config.load.rate_per_s for p in loaded.plan.points]
+    assert rates == [2.0, 8.0, 32.0]
+    assert {p.config.backend for p in loaded.plan.points} == {"openai"}
+    text = example.read_text(encoding="utf-8")
+    assert text.startswith("# ")
+    assert "uv run llem study examples/serve-rates.yaml" in text

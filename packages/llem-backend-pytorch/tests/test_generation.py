@@ -31,7 +31,7 @@ def test_load_reports_what_it_placed_where(
 ) -> None:
     info = backend.load_on(make_config(), None)
     assert info.model == "llem/tiny"
-    assert info.revision == "llem-tiny-v1-seed0"
+    assert info.revision == "llem-tiny-v2-seed0"
     assert info.dtype == "float32"
     assert info.device == "cpu"
     assert info.device_indices == []
@@ -267,6 +267,16 @@ def test_run_carries_request_indices_that_are_not_consecutive(
     timings = list(backend.run(requests))
     assert [timing.request_index for timing in timings] == indices
     assert [timing.batch_index for timing in timings] == [0, 0, 1, 1]
+
+
+def test_load_max_concurrency_bounds_the_batch(
+    backend: PyTorchBackend, make_config: ConfigFactory
+) -> None:
+    config = make_config(max_new_tokens=2, load={"max_concurrency": 2}, pytorch={"batch_size": 3})
+    backend.load_on(config, None)
+    timings = list(backend.run(_requests(_SEVEN_PROMPTS)))
+    assert [timing.batch_index for timing in timings] == [0, 0, 1, 1, 2, 2, 3]
+    assert [t.request_index for t in backend.warmup(_requests(_SEVEN_PROMPTS))] == [0, 1]
 
 
 def test_warmup_runs_only_the_first_batch(

@@ -16,7 +16,7 @@ from llem_backend_pytorch import (
     PyTorchBackend,
     ensure_tiny_model,
 )
-from llem_schema import ExperimentConfig, ModelInfo, WorkerContext
+from llem_schema import ConfigError, ExperimentConfig, ModelInfo, WorkerContext
 
 ConfigFactory = Callable[..., ExperimentConfig]
 
@@ -84,6 +84,19 @@ def test_prepare_resolves_the_tiny_model_with_the_backends_cache_without_loading
     assert calls == [(tiny_cache, 0)]
     with pytest.raises(BackendStateError, match="call load"):
         backend.model  # noqa: B018
+
+
+@pytest.mark.usefixtures("no_load")
+def test_prepare_refuses_an_arrival_rate_it_cannot_keep(
+    backend: PyTorchBackend, make_config: ConfigFactory
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        backend.prepare(make_config(load={"request_rate": 4}))
+    assert str(caught.value) == (
+        "the pytorch backend generates static batches and sends nothing on a schedule: leave "
+        "load.request_rate at inf, or measure a server under an arrival rate with backend openai"
+    )
+    assert caught.value.key == "load.request_rate"
 
 
 def _context(local_index: int) -> WorkerContext:

@@ -41,7 +41,7 @@ def test_same_seed_gives_the_same_model_and_tokenizer(tiny_dir: Path, tmp_path: 
 
 def test_another_seed_gives_other_weights(tiny_dir: Path, tmp_path: Path) -> None:
     other = ensure_tiny_model(tmp_path, seed=1)
-    assert other.name == "llem-tiny-v1-seed1"
+    assert other.name == "llem-tiny-v2-seed1"
     first, second = _weights(tiny_dir), _weights(other)
     assert not torch.equal(first["model.embed_tokens.weight"], second["model.embed_tokens.weight"])
 
@@ -80,7 +80,7 @@ def test_the_backend_resolves_the_reserved_name_to_that_directory(
     source = resolve_model_source(TINY_MODEL, cache_dir=tiny_cache)
     assert Path(source.location) == tiny_dir
     assert source.is_local_dir
-    assert source.revision == "llem-tiny-v1-seed0"
+    assert source.revision == "llem-tiny-v2-seed0"
 
 
 def test_cache_dir_comes_from_parameter_env_or_xdg(
@@ -91,7 +91,7 @@ def test_cache_dir_comes_from_parameter_env_or_xdg(
     assert resolve_cache_dir() == tmp_path / "xdg" / "llem"
     monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "env"))
     assert resolve_cache_dir() == tmp_path / "env"
-    assert tiny_model_dir() == tmp_path / "env" / "models" / "llem-tiny-v1-seed0"
+    assert tiny_model_dir() == tmp_path / "env" / "models" / "llem-tiny-v2-seed0"
     assert resolve_cache_dir(tmp_path / "given") == tmp_path / "given"
 
 
@@ -153,10 +153,10 @@ def test_two_processes_building_at_once_both_get_a_valid_model(tmp_path: Path) -
         assert builder.returncode == 0, stderr
         assert Path(stdout.strip()) == tiny_model_dir(cache)
     models = cache / "models"
-    assert [path.name for path in models.iterdir()] == ["llem-tiny-v1-seed0"]  # no leftovers
-    assert (models / "llem-tiny-v1-seed0" / TINY_MODEL_MARKER).is_file()
+    assert [path.name for path in models.iterdir()] == ["llem-tiny-v2-seed0"]  # no leftovers
+    assert (models / "llem-tiny-v2-seed0" / TINY_MODEL_MARKER).is_file()
     model = AutoModelForCausalLM.from_pretrained(
-        models / "llem-tiny-v1-seed0", local_files_only=True
+        models / "llem-tiny-v2-seed0", local_files_only=True
     )
     assert model.num_parameters() > 0
 

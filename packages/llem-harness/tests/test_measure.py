@@ -20,6 +20,7 @@ from llem_harness import (
     HarnessError,
     ProgressEvent,
     RunFailedError,
+    RunInterruptedError,
     UsageError,
     measure,
     run_experiment,
@@ -180,6 +181,82 @@ def test_a_backend_must_time_each_request_exactly_once(tmp_path: Path) -> None:
     assert isinstance(caught.value.__cause__, HarnessError)
 
 
+class InterruptedAfterThree(EchoBackend):
+    """Ctrl-C arrives while the backend waits, after three timings (a batch loop: it lets
+    the interruption go at once)."""
+
+    def run(self, requests: Sequence[Request]) -> Iterator[RequestTiming]:
+        for count, timing in enumerate(super().run(requests)):
+            if count == 3:
+                raise KeyboardInterrupt
+            yield timing
+
+
+class FinishesInFlight(EchoBackend):
+    """Ctrl-C lands in the harness while the backend is paused at a ``yield``; the backend
+    yields the two requests it has in flight, then lets the interruption go."""
+
+    def run(self, requests: Sequence[Request]) -> Iterator[RequestTiming]:
+        timings = list(super().run(requests))
+        try:
+            yield timings[0]
+            raise AssertionError("the harness goes on after Ctrl-C")  # pragma: no cover
+        except KeyboardInterrupt:
+            yield from timings[1:3]
+            raise
+
+
+def test_ctrl_c_saves_what_finished_marked_incomplete(tmp_path: Path) -> None:
+    with pytest.raises(RunInterruptedError) as caught:
+        measure(echo_config(tmp_path), backend=InterruptedAfterThree())
+    saved = caught.value.saved
+    assert saved is not None
+    assert (
+        str(caught.value) == f"interrupted; what finished is saved, marked incomplete, in {saved}"
+    )
+    assert exit_code_for(caught.value) == 130
+    result = ExperimentResult.from_json(saved)
+    assert [r.request_index for r in result.process_results[0].requests] == [0, 1, 2]
+    assert result.process_results[0].interrupted
+    assert (result.aggregation.complete, result.aggregation.interrupted_processes) == (False, [0])
+    assert (
+        "interrupted: 3 of 6 requests finished before the run was stopped; the others were not "
+        "sent or did not finish"
+    ) in result.measurement_warnings
+    assert not (tmp_path / "results" / ".staging" / caught.value.experiment_id).exists()
+    with ResultStore(tmp_path / "results" / "llem.db", create=False) as store:
+        assert store.get(caught.value.experiment_id).status == "incomplete"
+
+
+def test_ctrl_c_in_the_harness_lets_the_backend_finish_what_is_in_flight(
+    tmp_path: Path,
+) -> None:
+    def progress(event: ProgressEvent) -> None:
+        if (event.kind, event.stage) == ("advance", "inference"):
+            raise KeyboardInterrupt  # lands in the harness, between two timings
+
+    with pytest.raises(RunInterruptedError) as caught:
+        measure(echo_config(tmp_path), backend=FinishesInFlight(), progress=progress)
+    assert caught.value.saved is not None
+    result = ExperimentResult.from_json(caught.value.saved)
+    assert [r.request_index for r in result.process_results[0].requests] == [0, 1, 2]
+
+
+def test_ctrl_c_before_any_request_finished_keeps_nothing(tmp_path: Path) -> None:
+    class AtOnce(EchoBackend):
+        def run(self, requests: Sequence[Request]) -> Iterator[RequestTiming]:
+            for _ in requests:  # Ctrl-C as the first request is sent
+                raise KeyboardInterrupt
+            yield from ()
+
+    with pytest.raises(RunInterruptedError) as caught:
+        measure(echo_config(tmp_path), backend=AtOnce())
+    assert str(caught.value) == "interrupted; no process had finished, nothing was kept"
+    assert caught.value.saved is None
+    with ResultStore(tmp_path / "results" / "llem.db", create=False) as store:
+        assert store.get(caught.value.experiment_id).status == "failed"
+
+
 class PlacedOn(EchoBackend):
     """An echo backend that says it placed the model on the GPUs ``uuids``."""
 
@@ -291,7 +368,7 @@ def test_the_installed_pytorch_backend_measures_the_tiny_model(
     (process,) = measured.result.process_results
     assert [r.batch_index for r in process.requests] == [0, 0, 1]
     assert process.model_info is not None
-    assert process.model_info.revision == "llem-tiny-v1-seed0"
+    assert process.model_info.revision == "llem-tiny-v2-seed0"
     assert process.peak_memory_source == "rss"
     assert measured.not_indexed is None
     snapshot = measured.result.environment_snapshot

@@ -35,9 +35,13 @@ SEED: Final = 20261122
 
 # Imports llem once, then forks a writer per "start" and reaps it on "reap".
 HELPER: Final = r"""
-import json, os, sys
+import json, os, sys, tempfile
 from llem_schema import ExperimentResult
 from llem_persistence.exporters import export
+
+# Python settles its temporary directory on first use by writing and removing a probe file
+# there; settled before the fork, no kill can leave the probe behind in the scratch directory.
+tempfile.gettempdir()
 
 def load(path):
     with open(path, encoding="utf-8") as handle:

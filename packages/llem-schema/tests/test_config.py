@@ -241,8 +241,9 @@ def test_only_the_selected_backend_s_section_is_hashed() -> None:
         (
             {"warmpu": {"count": 3}},
             "unknown config key 'warmpu'; did you mean 'warmup'? (allowed: backend, baseline, "
-            "decoder, energy, max_input_tokens, max_new_tokens, model, n, name, num_processes, "
-            "output_dir, precision, prompts, seed, warmup; backend sections: pytorch)",
+            "decoder, energy, load, max_input_tokens, max_new_tokens, model, n, name, "
+            "num_processes, output_dir, precision, prompts, seed, slo, warmup; backend "
+            "sections: pytorch)",
         ),
         (
             {"pytorch": {"batch_sise": 2}},

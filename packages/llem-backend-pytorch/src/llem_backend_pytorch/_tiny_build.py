@@ -21,6 +21,12 @@ NUM_HEADS: Final = 4
 NUM_KV_HEADS: Final = 2
 MAX_POSITIONS: Final = 4096
 INIT_STD: Final = 0.02
+CHAT_TEMPLATE: Final = (
+    "{{ bos_token }}{% for message in messages %}{{ message['role'] }}: "
+    "{{ message['content'] }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}"
+)
+"""A plain role-prefixed chat format, so that chat APIs (an OpenAI-compatible server's
+``/v1/chat/completions``) can serve the tiny model too."""
 
 
 def build_tiny_model(directory: Path, *, seed: int, texts: Sequence[str]) -> dict[str, object]:
@@ -101,4 +107,5 @@ def _train_tokenizer(texts: Sequence[str]) -> PreTrainedTokenizerFast:
         pad_token=PAD,
         padding_side="left",
         model_max_length=MAX_POSITIONS,
+        chat_template=CHAT_TEMPLATE,
     )

@@ -4,8 +4,8 @@ torch and transformers are imported inside the methods that need them, so import
 module (and ``llem_backend_pytorch``) stays fast.
 
 It is a local batch loop: :meth:`PyTorchBackend.run` cuts the requests it is given into
-batches of ``pytorch.batch_size``, generates each as one left-padded batch, and yields the
-batch's timings. The model goes on ``cuda:<local index>`` of the process where torch sees a
+batches of ``pytorch.batch_size`` (at most ``load.max_concurrency``), generates each as one
+left-padded batch, and yields the batch's timings. The model goes on ``cuda:<local index>`` of the process where torch sees a
 GPU, else on the CPU; :class:`~llem_schema.ModelInfo` names the GPU by its NVML UUID.
 
 Timing: ``start_s`` of every request in a batch is taken when its batch starts, before
@@ -40,6 +40,7 @@ from llem_backend_pytorch.settings import PyTorchSettings
 from llem_backend_pytorch.timing import TokenTimer
 from llem_backend_pytorch.tiny import TINY_MODEL_SEED
 from llem_schema import (
+    ConfigError,
     ExperimentConfig,
     FlopsEstimate,
     ModelInfo,
@@ -132,6 +133,13 @@ class PyTorchBackend:
         """Check the settings and find the model before any worker starts; the built-in tiny
         model is built here, so workers find it ready instead of racing to build it."""
         config.backend_settings(PyTorchSettings)
+        if config.load.rate_per_s is not None:
+            raise ConfigError(
+                "the pytorch backend generates static batches and sends nothing on a "
+                "schedule: leave load.request_rate at inf, or measure a server under an "
+                "arrival rate with backend openai",
+                key="load.request_rate",
+            )
         resolve_model_source(config.model, cache_dir=self._cache_dir, tiny_seed=self._tiny_seed)
 
     def load(self, config: ExperimentConfig, context: WorkerContext) -> ModelInfo:
@@ -195,7 +203,7 @@ class PyTorchBackend:
         """Generate the first batch of ``requests`` as one unmeasured batch."""
         loaded = self._require()
         loaded.warmups += 1
-        batch = requests[: loaded.settings.batch_size]
+        batch = requests[: _batch_size(loaded)]
         seed = _seed(loaded.config.seed, f"warmup:{loaded.warmups}")
         return self._generate([r.prompt for r in batch], [r.index for r in batch], 0, seed)
 
@@ -207,7 +215,7 @@ class PyTorchBackend:
         batch gives the same tokens whatever ran before it.
         """
         loaded = self._require()
-        size = loaded.settings.batch_size
+        size = _batch_size(loaded)
         for batch_index, start in enumerate(range(0, len(requests), size)):
             batch = requests[start : start + size]
             seed = _seed(loaded.config.seed, f"batch:{batch[0].index}")
@@ -457,3 +465,10 @@ def _peak_rss_mb() -> float | None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # Linux reports KiB, macOS bytes.
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+def _batch_size(loaded: _Loaded) -> int:
+    """``pytorch.batch_size``, bounded by ``load.max_concurrency``: a batch is the requests
+    this backend has in flight at once."""
+    bound = loaded.config.load.max_concurrency
+    return min(loaded.settings.batch_size, bound) if bound else loaded.settings.batch_size

@@ -36,15 +36,16 @@ logger = logging.getLogger(__name__)
 
 TINY_MODEL_SEED: Final = 0
 """Default weight seed of the tiny model (independent of an experiment's sampling seed)."""
-TINY_MODEL_FORMAT: Final = 1
-"""Bumped whenever the tiny model's architecture, tokenizer or initialisation changes."""
+TINY_MODEL_FORMAT: Final = 2
+"""Bumped whenever the tiny model's architecture, tokenizer or initialisation changes (2: the
+tokenizer has a chat template; the weights are those of 1)."""
 _REQUIRED_FILES: Final = ("config.json", "model.safetensors", "tokenizer.json")
 TINY_MODEL_MARKER: Final = "llem-tiny.json"
 """Written last into a finished build; its presence means the directory is complete."""
 
 
 def tiny_model_revision(seed: int = TINY_MODEL_SEED) -> str:
-    """The tiny model's revision string, e.g. ``llem-tiny-v1-seed0``."""
+    """The tiny model's revision string, e.g. ``llem-tiny-v2-seed0``."""
     return f"llem-tiny-v{TINY_MODEL_FORMAT}-seed{seed}"
 
 

@@ -135,6 +135,12 @@ class EnergyWindow:
             self._rapl.start()
         self._sampler.start(self._origin_s)
 
+    @property
+    def origin_s(self) -> float:
+        """When the window opened, on the meter's clock (``time.perf_counter`` unless a test
+        gave another): timeseries timestamps and request start times count from it."""
+        return self._origin_s
+
     def _read_counter(self, gpu: NvmlDevice, when: str) -> int | None:
         try:
             return gpu.energy_mj()

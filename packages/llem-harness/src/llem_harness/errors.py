@@ -65,23 +65,43 @@ class WorkerFailedError(HarnessError):
 
 class RunFailedError(HarnessError):
     """A run did not finish. ``staged`` says whether processes that finished left their raw
-    results in the staging of ``results_dir``, to be aggregated later."""
+    results in the staging of ``results_dir``, to be aggregated later; ``saved``, where what
+    finished was saved instead, marked incomplete; ``files``, where the files a backend left
+    (a server's log) are kept when no process finished."""
 
-    def __init__(self, reason: str, *, experiment_id: str, results_dir: Path, staged: bool) -> None:
-        kept = (
-            f"the processes that finished are staged in {results_dir / '.staging' / experiment_id}"
-            if staged
-            else "no process had finished, nothing was kept"
-        )
+    def __init__(
+        self,
+        reason: str,
+        *,
+        experiment_id: str,
+        results_dir: Path,
+        staged: bool,
+        saved: Path | None = None,
+        files: Path | None = None,
+    ) -> None:
+        if saved is not None:
+            kept = f"what finished is saved, marked incomplete, in {saved}"
+        elif staged:
+            kept = (
+                "the processes that finished are staged in "
+                f"{results_dir / '.staging' / experiment_id}"
+            )
+        elif files is not None:
+            kept = f"no process had finished; the files its backend left are kept in {files}"
+        else:
+            kept = "no process had finished, nothing was kept"
         super().__init__(f"{reason}; {kept}")
         self.reason = reason
         self.experiment_id = experiment_id
         self.results_dir = results_dir
         self.staged = staged
+        self.saved = saved
+        self.files = files
 
 
 class RunInterruptedError(RunFailedError):
-    """The run was interrupted (Ctrl-C, SIGINT); what finished is staged as for a failure."""
+    """The run was interrupted (Ctrl-C, SIGINT, SIGTERM): what finished is saved marked
+    incomplete where it can be (``saved``), else staged as for a failure."""
 
 
 class StudyInterruptedError(HarnessError):

@@ -34,6 +34,7 @@ from llem_harness.logs import configure_process_logging
 from llem_harness.progress import MergedProgress, ProgressCallback, ProgressEvent, Stages
 from llem_harness.study.launcher import describe_exit
 from llem_harness.worker import measure_process
+from llem_persistence import StagingRepository
 from llem_schema import ExperimentConfig, InferenceBackend, WorkerContext
 
 __all__ = ["run_workers"]
@@ -66,7 +67,11 @@ def run_workers(
             experiment_id,
             backend=backend or create_backend(config.backend),
             results_dir=results_dir,
-            context=WorkerContext(process_index=0, num_processes=1),
+            context=WorkerContext(
+                process_index=0,
+                num_processes=1,
+                files_dir=str(StagingRepository(results_dir).files_dir(experiment_id, 0)),
+            ),
             stages=Stages(progress),
         )
         return
@@ -229,7 +234,11 @@ def _worker_main(
             backend=create_backend(config.backend),
             results_dir=Path(results_dir),
             context=WorkerContext(
-                process_index=rank, num_processes=count, local_index=rank, local_count=count
+                process_index=rank,
+                num_processes=count,
+                local_index=rank,
+                local_count=count,
+                files_dir=str(StagingRepository(Path(results_dir)).files_dir(experiment_id, rank)),
             ),
             stages=Stages(report),
             barrier=_barrier(barrier),

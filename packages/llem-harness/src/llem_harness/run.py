@@ -8,6 +8,7 @@ aggregation -> saved result directory -> indexed in the store (steps 1 to 5 of a
 """
 
 import logging
+import shutil
 import signal
 import threading
 from collections.abc import Iterator
@@ -128,13 +129,15 @@ def run_experiment(
     experiment_id: str | None = None,
     study_id: str | None = None,
     verbose: bool = False,
+    save_interrupted: bool = True,
 ) -> Measurement:
     """:func:`measure`, telling also where the result went and whether it was indexed.
 
     A study passes the ``experiment_id`` it chose (and wrote into its manifest before the run
     started, so a resume recognises a result that was saved) and its ``study_id`` (registered
     in the store), so the run is recorded as part of the study. ``verbose`` gives worker
-    processes debug logs.
+    processes debug logs. ``save_interrupted``: an interrupted run saves what finished,
+    marked incomplete (a study's runs leave it staged instead: the study runs them again).
     """
     config = resolve_config(config, backend)
     stages = Stages(progress)
@@ -168,8 +171,19 @@ def run_experiment(
                 verbose=verbose,
             )
         except KeyboardInterrupt:
-            index.mark_failed(experiment_id, "interrupted")
-            raise _failure(RunInterruptedError, "interrupted", staging, experiment_id) from None
+            saved = None
+            if save_interrupted and staging.has_raw(experiment_id):
+                saved = _save_interrupted(staging, experiment_id, results_dir, index)
+            if saved is None:
+                index.mark_failed(experiment_id, "interrupted")
+                raise _failure(RunInterruptedError, "interrupted", staging, experiment_id) from None
+            raise RunInterruptedError(
+                "interrupted",
+                experiment_id=experiment_id,
+                results_dir=results_dir,
+                staged=False,
+                saved=saved,
+            ) from None
         except Exception as exc:
             logger.debug("the run failed", exc_info=True)
             if isinstance(exc, WorkerFailedError):
@@ -225,20 +239,43 @@ def _store_index(store: StoreChoice, results_dir: Path) -> StoreIndex:
     return StoreIndex(Path(store) if store is not None else results_dir / DEFAULT_STORE_FILE)
 
 
-def _drop_if_empty(staging: StagingRepository, experiment_id: str) -> bool:
-    """Remove the staging of an experiment no process finished; True if something is kept."""
-    if staging.has_raw(experiment_id):
-        return True
-    staging.delete(experiment_id)
-    return False
+def _save_interrupted(
+    staging: StagingRepository, experiment_id: str, results_dir: Path, index: StoreIndex
+) -> Path | None:
+    """Save what an interrupted run finished, marked incomplete, and index it; None (and it
+    stays staged) when that fails too."""
+    try:
+        directory = finalize_experiment(staging, experiment_id, results_dir)
+    except Exception as exc:  # whatever went wrong, the interruption is what to report
+        logger.warning("cannot save what the interrupted run finished: %s", describe_exception(exc))
+        return None
+    not_indexed = index.ingest(directory)
+    if not_indexed is not None:
+        logger.warning("%s", not_indexed)
+    return directory
 
 
 def _failure(
     kind: type[RunFailedError], reason: str, staging: StagingRepository, experiment_id: str
 ) -> RunFailedError:
+    """The error of a run that failed: its staging kept where a process finished, removed
+    otherwise; files its backend left (a server's log that says why) are moved beside the
+    results first, into ``<experiment id>.failed``."""
+    staged = staging.has_raw(experiment_id)
+    files = None
+    if not staged:
+        processes = staging.load_manifest(experiment_id).expected_processes
+        kept = staging.kept_files(experiment_id, processes)
+        if kept:
+            files = staging.root.parent / f"{experiment_id}.failed"
+            files.mkdir(parents=True, exist_ok=True)
+            for name, path in kept.items():
+                shutil.move(path, files / name)
+        staging.delete(experiment_id)
     return kind(
         reason,
         experiment_id=experiment_id,
         results_dir=staging.root.parent,
-        staged=_drop_if_empty(staging, experiment_id),
+        staged=staged,
+        files=files,
     )

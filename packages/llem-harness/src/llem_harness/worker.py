@@ -2,12 +2,17 @@
 devices it was placed on, baseline, warmup, the energy window around inference, and the raw
 result staged atomically."""
 
+import contextlib
+import inspect
 import logging
 import socket
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Generator, Iterable, Sequence
 from pathlib import Path
+from typing import cast
 
 from llem_energy import EnergyMeter, cpu_model
+from llem_harness.arrivals import arrival_times, request_count, shard_indices
 from llem_harness.errors import HarnessError
 from llem_harness.progress import Stages
 from llem_harness.prompts import load_prompts
@@ -26,25 +31,44 @@ from llem_schema import (
     measurement_config_hash,
 )
 
-__all__ = ["measure_process", "metered_gpus", "shard"]
+__all__ = ["measure_process", "metered_gpus", "requests_of"]
 
 logger = logging.getLogger(__name__)
 
 Barrier = Callable[[], None]
 
 
-def shard(n: int, num_processes: int, process_index: int) -> range:
-    """The contiguous block of prompt indices process ``process_index`` runs."""
-    return range(process_index * n // num_processes, (process_index + 1) * n // num_processes)
+def requests_of(
+    config: ExperimentConfig, prompts: Sequence[str], context: WorkerContext
+) -> list[Request]:
+    """The requests process ``context`` sends: its share of the experiment's, each with its
+    prompt (repeated where the requests outnumber them) and, under a finite request rate, its
+    time in the arrival schedule."""
+    count = request_count(config)
+    rate = config.load.rate_per_s
+    times = arrival_times(config.load, count=count, seed=config.seed) if rate else None
+    mine = shard_indices(
+        count, context.num_processes, context.process_index, spread=times is not None
+    )
+    return [
+        Request(
+            index=i,
+            prompt=prompts[i % len(prompts)],
+            scheduled_s=None if times is None else times[i],
+        )
+        for i in mine
+    ]
 
 
 def metered_gpus(config: ExperimentConfig, info: ModelInfo) -> str | list[int | str]:
-    """The GPUs to meter: ``energy.devices`` where the config names them, else the GPUs the
-    backend placed the model on, by UUID (none for a model on the CPU)."""
-    devices = config.energy.devices
-    if devices is None:
-        return list(info.device_uuids)
-    return devices
+    """The GPUs to meter: ``energy.devices`` where the config names them; else the GPUs the
+    backend placed the model on, by UUID (none for a model on the CPU), or every GPU of the
+    host where the model runs in another process on GPUs the backend cannot name."""
+    if config.energy.devices is not None:
+        return config.energy.devices
+    if info.devices_unknown:
+        return "all"
+    return list(info.device_uuids)
 
 
 def measure_process(
@@ -77,8 +101,7 @@ def measure_process(
                     + (f", {baseline.power_w:.1f} W" if baseline.power_w is not None else "")
                 )
         prompts = load_prompts(config, count_tokens=backend.count_tokens)
-        mine = shard(len(prompts), context.num_processes, context.process_index)
-        requests = [Request(index=i, prompt=prompts[i]) for i in mine]
+        requests = requests_of(config, prompts, context)
         warm = config.warmup
         with stages.stage(
             "warmup", total=warm.max_count if warm.until_converged else warm.count
@@ -88,13 +111,29 @@ def measure_process(
         with stages.stage("inference", total=len(requests)) as advance:
             backend.synchronize()
             window = meter.start()
-            timings = []
-            for timing in backend.run(requests):
-                timings.append(timing)
-                advance(1)
-            backend.synchronize()
+            run_started_s = time.perf_counter()
+            timings, interrupted = _collect(backend.run(requests), advance)
+            if not interrupted:
+                backend.synchronize()
             reading = window.stop()
-        records = _records(requests, timings, backend.name)
+        if interrupted and not timings:
+            raise KeyboardInterrupt
+        records = _records(
+            requests,
+            timings,
+            backend.name,
+            origin_s=window.origin_s,
+            run_started_s=run_started_s,
+            partial=interrupted,
+        )
+        notes = (
+            [
+                f"interrupted: {len(records)} of {len(requests)} requests finished before the "
+                "run was stopped; the others were not sent or did not finish"
+            ]
+            if interrupted
+            else []
+        )
         timeseries = staging.timeseries_path(experiment_id, context.process_index)
         has_samples = write_timeseries(reading.samples, timeseries)
         memory = backend.peak_memory()
@@ -113,6 +152,7 @@ def measure_process(
             end_time=reading.end_time,
             duration_s=reading.duration_s,
             requests=records,
+            interrupted=interrupted,
             energy=reading.energy,
             sample_count=reading.sample_count,
             peak_memory_mb=None if memory is None else memory.mb,
@@ -120,10 +160,16 @@ def measure_process(
             flops=backend.estimate_flops(records),
             warmup=warmup,
             throttle=reading.throttle,
-            measurement_warnings=reading.warnings_with(prompt_count=config.n),
+            measurement_warnings=[
+                *info.warnings,
+                *reading.warnings_with(prompt_count=config.n),
+                *notes,
+            ],
             timeseries=timeseries.name if has_samples else None,
         )
         staging.save_raw(experiment_id, raw)
+        if interrupted:
+            raise KeyboardInterrupt  # what finished is staged; the run stops here
         return raw
     finally:
         backend.unload()
@@ -131,19 +177,70 @@ def measure_process(
             meter.close()
 
 
+def _collect(
+    run: Iterable[RequestTiming], advance: Callable[[int], None]
+) -> tuple[list[RequestTiming], bool]:
+    """Every timing ``run`` yields, and whether Ctrl-C (KeyboardInterrupt) stopped it first.
+
+    A backend sees the interruption where it is waiting (or has it thrown in at the ``yield``
+    where it is paused), so one that can finish what is in flight yields those timings before
+    it lets the interruption go; the timings collected by then are what finished.
+    """
+    timings: list[RequestTiming] = []
+    iterator = iter(run)
+    try:
+        for timing in iterator:
+            timings.append(timing)
+            advance(1)
+    except KeyboardInterrupt:
+        pass
+    else:
+        return timings, False
+    if inspect.isgenerator(iterator) and (
+        inspect.getgeneratorstate(iterator) == inspect.GEN_SUSPENDED
+    ):
+        paused = cast("Generator[RequestTiming]", iterator)
+        with contextlib.suppress(KeyboardInterrupt, StopIteration):
+            timings.append(paused.throw(KeyboardInterrupt()))
+            timings.extend(paused)
+    return timings, True
+
+
 def _records(
-    requests: Sequence[Request], timings: Sequence[RequestTiming], backend: str
+    requests: Sequence[Request],
+    timings: Sequence[RequestTiming],
+    backend: str,
+    *,
+    origin_s: float,
+    run_started_s: float,
+    partial: bool = False,
 ) -> list[RequestRecord]:
-    """The timings as records, in request order; every request exactly once."""
+    """The timings as records, in request order; every request exactly once (at most once
+    when the run was stopped early, ``partial``). Their times count from the window's start,
+    ``origin_s``; a request's schedule from when ``run`` was called, ``run_started_s`` (both
+    on ``time.perf_counter``'s clock)."""
     by_index = {timing.request_index: timing for timing in timings}
     expected = [request.index for request in requests]
-    if len(by_index) != len(timings) or sorted(by_index) != expected:
+    returned_ok = (
+        set(by_index) <= set(expected) if partial else sorted(by_index) == sorted(expected)
+    )
+    if len(by_index) != len(timings) or not returned_ok:
         returned = sorted(timing.request_index for timing in timings)
         raise HarnessError(
             f"backend {backend!r} returned timings for requests {_span(returned)} but was "
-            f"given {_span(expected)}: each request needs exactly one timing"
+            f"given {_span(sorted(expected))}: each request needs exactly one timing"
         )
-    return [RequestRecord.from_timing(by_index[index]) for index in expected]
+    return [
+        RequestRecord.from_timing(
+            by_index[request.index],
+            origin_s=origin_s,
+            scheduled_s=None
+            if request.scheduled_s is None
+            else run_started_s - origin_s + request.scheduled_s,
+        )
+        for request in requests
+        if request.index in by_index
+    ]
 
 
 def _span(indices: Sequence[int]) -> str:

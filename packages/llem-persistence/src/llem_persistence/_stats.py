@@ -58,6 +58,7 @@ def _array(values: Iterable[float], size: int) -> "pa.Array[pa.DoubleScalar]":
 
 def latency_metrics(requests: Sequence[RequestRecord]) -> LatencyMetrics:
     """:meth:`LatencyMetrics.from_requests` of ``requests`` (all processes concatenated)."""
+    requests = [r for r in requests if r.error is None]  # failed ones: not a latency
     ttft = [r.ttft_ms for r in requests if r.ttft_ms is not None]
     e2e = [r.e2e_ms for r in requests if r.e2e_ms is not None]
     tpot = [t for r in requests if (t := r.tpot_ms) is not None]

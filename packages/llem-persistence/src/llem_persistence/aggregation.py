@@ -15,10 +15,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Final
 
+import pyarrow as pa
 from pydantic import JsonValue, ValidationError
 
 from llem_persistence._stats import latency_metrics
 from llem_persistence.errors import AggregationError
+from llem_persistence.steady_state import steady_state
 from llem_schema import (
     AggregationMetadata,
     DeviceEnergy,
@@ -28,8 +30,11 @@ from llem_schema import (
     ExperimentConfig,
     ExperimentResult,
     FlopsEstimate,
+    LoadConfig,
     MultiGPUMetrics,
     RawProcessResult,
+    RequestMetrics,
+    SloConfig,
     ThermalThrottleInfo,
     measurement_config_hash,
 )
@@ -52,12 +57,14 @@ def aggregate_results(
     environment_snapshot: EnvironmentSnapshot | None = None,
     measurement_warnings: Sequence[str] = (),
     timeseries: str | None = None,
+    samples: pa.Table | None = None,
 ) -> ExperimentResult:
     """Combine the raw results of one experiment's processes into its result.
 
     ``expected_processes`` (default: the count the processes were launched with) decides
     completeness: a partial set aggregates with ``aggregation.complete = False`` and the
-    missing indices named. Results of different experiments, models or backends, or two
+    missing indices named. ``samples`` (the merged power timeseries, timestamps from the
+    earliest window's start) give the steady state its energy. Results of different experiments, models or backends, or two
     results for one process, are an :class:`AggregationError`.
     """
     raws = sorted(raw_results, key=lambda raw: raw.process_index)
@@ -95,6 +102,24 @@ def aggregate_results(
         notes.append(
             f"incomplete: processes {_indices(missing)} of {expected} have no result; the "
             "figures cover the processes that finished"
+        )
+    interrupted = [raw.process_index for raw in raws if raw.interrupted]
+    if interrupted:
+        notes.append(
+            f"incomplete: the run was stopped before every request of processes "
+            f"{_indices(interrupted)} finished; the figures cover the requests that did"
+        )
+    offsets = [(raw.start_time - start).total_seconds() for raw in raws]
+    load = LoadConfig.model_validate(effective_config.get("load") or {})
+    request_metrics = _request_metrics(raws, offsets, duration_s, efficiency_j, effective_config)
+    steady, steady_note = steady_state(raws, offsets, load, samples)
+    if steady_note is not None:
+        notes.append(steady_note)
+    if request_metrics.failed_requests:
+        first_error = next(r.error for raw in raws for r in raw.requests if r.error is not None)
+        notes.append(
+            f"{request_metrics.failed_requests} of {request_metrics.requests} requests failed "
+            f"(first: {first_error}); latency and energy per request cover the completed ones"
         )
     overlap_ok = _overlap_verified(raws)
     if not overlap_ok:
@@ -134,6 +159,8 @@ def aggregate_results(
         efficiency=EfficiencyMetrics.from_energy(
             output_tokens, efficiency_j, efficiency_adjusted_j
         ),
+        request_metrics=request_metrics,
+        steady_state=steady,
         multi_gpu=_multi_gpu(devices),
         environment_snapshot=environment_snapshot,
         thermal_throttle=_throttle([raw.throttle for raw in raws if raw.throttle is not None]),
@@ -147,10 +174,35 @@ def aggregate_results(
             expected_processes=max(expected, len(raws)),
             temporal_overlap_verified=overlap_ok,
             device_attribution_verified=attribution_ok,
-            complete=not missing,
+            complete=not missing and not interrupted,
             missing_processes=missing,
+            interrupted_processes=interrupted,
             warnings=notes,
         ),
+    )
+
+
+def _request_metrics(
+    raws: Sequence[RawProcessResult],
+    offsets_s: Sequence[float],
+    duration_s: float,
+    energy_j: float | None,
+    effective_config: Mapping[str, JsonValue],
+) -> RequestMetrics:
+    """The requests of every process, their starts on one clock (each process counts from
+    its own window's start, ``offsets_s`` after the experiment's)."""
+    starts: list[float] = []
+    for raw, offset_s in zip(raws, offsets_s, strict=True):
+        starts.extend(offset_s + r.start_s for r in raw.requests if r.start_s is not None)
+    load = LoadConfig.model_validate(effective_config.get("load") or {})
+    slo = effective_config.get("slo")
+    return RequestMetrics.from_requests(
+        [r for raw in raws for r in raw.requests],
+        duration_s=duration_s,
+        starts_s=starts,
+        energy_j=energy_j,
+        requested_rate_per_s=load.rate_per_s,
+        slo=None if slo is None else SloConfig.model_validate(slo),
     )
 
 

@@ -16,7 +16,7 @@ from typing import Final
 from llem_persistence.aggregation import aggregate_results
 from llem_persistence.errors import AggregationError, PersistenceError
 from llem_persistence.staging import StagingRepository
-from llem_persistence.timeseries import merge_timeseries
+from llem_persistence.timeseries import merge_timeseries, read_timeseries
 from llem_schema import (
     RESULT_FILE,
     TIMESERIES_FILE,
@@ -83,10 +83,15 @@ def finalize_experiment(
             expected_processes=manifest.expected_processes,
             environment_snapshot=environment_snapshot or manifest.environment,
             timeseries=TIMESERIES_FILE if has_timeseries else None,
+            samples=read_timeseries(merged) if has_timeseries else None,
         )
         saved = _already_saved(Path(output_dir), result)
         if saved is None:
-            saved = result.save(output_dir, timeseries_source=merged if has_timeseries else None)
+            saved = result.save(
+                output_dir,
+                timeseries_source=merged if has_timeseries else None,
+                file_sources=staging.kept_files(experiment_id, manifest.expected_processes),
+            )
             logger.info(
                 "saved %s (%d of %d processes)", saved, len(raws), manifest.expected_processes
             )

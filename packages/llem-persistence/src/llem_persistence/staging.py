@@ -122,6 +122,30 @@ class StagingRepository:
         directory = self.experiment_dir(experiment_id)
         return self._inside(directory / f"process_{process_index}.timeseries.parquet")
 
+    def files_dir(self, experiment_id: str, process_index: int) -> Path:
+        """Where process ``process_index``'s backend leaves files to keep beside the result
+        (created here); see :meth:`kept_files`."""
+        directory = self._inside(
+            self.experiment_dir(experiment_id) / f"process_{process_index}.files"
+        )
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory
+
+    def kept_files(self, experiment_id: str, num_processes: int) -> dict[str, Path]:
+        """The files the processes' backends left, by the name each gets beside the result:
+        its own, prefixed ``process_<i>.`` when the experiment had several processes."""
+        kept: dict[str, Path] = {}
+        experiment = self.experiment_dir(experiment_id)
+        for index in range(num_processes):
+            directory = experiment / f"process_{index}.files"
+            if not directory.is_dir():
+                continue
+            for path in sorted(directory.iterdir()):
+                if path.is_file() and not path.name.startswith("."):
+                    name = path.name if num_processes == 1 else f"process_{index}.{path.name}"
+                    kept[name] = path
+        return kept
+
     def staged_file(self, experiment_id: str, name: str) -> Path:
         """A file named by a staged document (a timeseries), checked to stay inside."""
         return self._inside(self.experiment_dir(experiment_id) / name)

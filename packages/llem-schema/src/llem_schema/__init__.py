@@ -21,7 +21,9 @@ if TYPE_CHECKING:
         DecoderConfig,
         EnergyConfig,
         ExperimentConfig,
+        LoadConfig,
         PromptsConfig,
+        SloConfig,
         WarmupConfig,
         measurement_config_hash,
         parse_config,
@@ -49,7 +51,13 @@ if TYPE_CHECKING:
         ThermalThrottleInfo,
         WarmupResult,
     )
-    from llem_schema.metrics import EfficiencyMetrics, LatencyMetrics, LatencyStats
+    from llem_schema.metrics import (
+        EfficiencyMetrics,
+        LatencyMetrics,
+        LatencyStats,
+        RequestMetrics,
+        SteadyStateMetrics,
+    )
     from llem_schema.prompts import builtin_prompts
     from llem_schema.raw import RawProcessResult
     from llem_schema.records import RequestRecord, RequestTiming
@@ -112,6 +120,7 @@ __all__ = [
     "LatencyStats",
     "LlemError",
     "LlemWarning",
+    "LoadConfig",
     "ManifestEntry",
     "MetricStatistics",
     "ModelInfo",
@@ -122,11 +131,14 @@ __all__ = [
     "PromptsConfig",
     "RawProcessResult",
     "Request",
+    "RequestMetrics",
     "RequestRecord",
     "RequestTiming",
     "ResultFormatError",
     "SchemaVersionError",
     "SkippedPoint",
+    "SloConfig",
+    "SteadyStateMetrics",
     "StudyConfig",
     "StudyManifest",
     "StudyPlan",
@@ -163,6 +175,8 @@ _EXPORTS: dict[str, str] = {
     "DecoderConfig": "llem_schema.config",
     "EnergyConfig": "llem_schema.config",
     "ExperimentConfig": "llem_schema.config",
+    "LoadConfig": "llem_schema.config",
+    "SloConfig": "llem_schema.config",
     "PromptsConfig": "llem_schema.config",
     "WarmupConfig": "llem_schema.config",
     "measurement_config_hash": "llem_schema.config",
@@ -191,6 +205,8 @@ _EXPORTS: dict[str, str] = {
     "EfficiencyMetrics": "llem_schema.metrics",
     "LatencyMetrics": "llem_schema.metrics",
     "LatencyStats": "llem_schema.metrics",
+    "RequestMetrics": "llem_schema.metrics",
+    "SteadyStateMetrics": "llem_schema.metrics",
     "builtin_prompts": "llem_schema.prompts",
     "RawProcessResult": "llem_schema.raw",
     "RequestRecord": "llem_schema.records",

@@ -29,6 +29,7 @@ from typing import Protocol, runtime_checkable
 from pydantic import (
     BaseModel,
     Field,
+    JsonValue,
     NonNegativeFloat,
     NonNegativeInt,
     PositiveInt,
@@ -68,6 +69,13 @@ class WorkerContext(FrozenModel):
         default=0, description="Rank of this process among those on its host."
     )
     local_count: PositiveInt = Field(default=1, description="Processes on this host.")
+    files_dir: str | None = Field(
+        default=None,
+        description=(
+            "A directory for files the backend wants kept beside the result (a server's log); "
+            "None: nowhere to keep any."
+        ),
+    )
 
     @model_validator(mode="after")
     def _inside(self) -> "WorkerContext":
@@ -98,6 +106,24 @@ class ModelInfo(FrozenModel):
             "harness meters exactly these. Empty when no local GPU holds the model."
         ),
     )
+    devices_unknown: bool = Field(
+        default=False,
+        description=(
+            "The model runs on this host's GPUs, in another process (a server), on GPUs the "
+            "backend cannot name: every GPU is metered unless energy.devices names them."
+        ),
+    )
+    details: dict[str, JsonValue] = Field(
+        default_factory=dict,
+        description="What else the backend tells of how it ran (a server's URL and version).",
+    )
+    warnings: list[str] = Field(
+        default_factory=list,
+        description=(
+            "What the backend noticed that a reader of the figures must know (a server on "
+            "another host, whose energy is not measured); kept as measurement warnings."
+        ),
+    )
 
     @model_validator(mode="after")
     def _uuids_name_gpus(self) -> "ModelInfo":
@@ -106,6 +132,8 @@ class ModelInfo(FrozenModel):
                 raise ValueError(f"device_uuids: {uuid!r} is not an NVML UUID ('GPU-...')")
         if len(set(self.device_uuids)) != len(self.device_uuids):
             raise ValueError("device_uuids names a GPU twice")
+        if self.devices_unknown and self.device_uuids:
+            raise ValueError("devices_unknown means no device_uuids can be given")
         return self
 
 

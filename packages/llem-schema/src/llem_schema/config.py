@@ -18,6 +18,7 @@ import difflib
 import hashlib
 import json
 import re
+import typing
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
@@ -28,6 +29,8 @@ from pydantic import (
     Field,
     JsonValue,
     NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
     ValidationError,
     field_validator,
     model_validator,
@@ -50,8 +53,10 @@ __all__ = [
     "EnergyConfig",
     "EnergySource",
     "ExperimentConfig",
+    "LoadConfig",
     "Precision",
     "PromptsConfig",
+    "SloConfig",
     "WarmupConfig",
     "config_error",
     "measurement_config_hash",
@@ -92,13 +97,19 @@ _SAMPLING_DEFAULTS: Final[Mapping[str, Any]] = {"temperature": 1.0, "top_p": 1.0
 _NOT_MEASURED: Final[Mapping[str, Any]] = {
     "name": True,
     "output_dir": True,
+    "slo": True,
     "decoder": {"preset"},
     "energy": {"mismatch_tolerance"},
     "baseline": {"cache_ttl_s"},
 }
 # Settings added after the first schema version whose default keeps the earlier behaviour:
-# hashed only when set, so a config that does not use them keeps the hash it always had.
-_HASHED_WHEN_SET: Final = (("energy", "devices"),)
+# hashed only when they differ from that default, so a config that does not use them keeps
+# the hash it always had. (Path in the dumped config, default as dumped.)
+_HASHED_WHEN_SET: Final[tuple[tuple[tuple[str, ...], JsonValue], ...]] = (
+    (("energy", "devices"), None),
+    (("load",), {"request_rate": "inf", "burstiness": 1.0, "max_concurrency": None,
+                 "duration_s": None, "seed": None}),
+)  # fmt: skip
 
 SettingsT = TypeVar("SettingsT", bound=BaseModel)
 
@@ -300,6 +311,93 @@ class EnergyConfig(FrozenModel):
         return value
 
 
+class LoadConfig(FrozenModel):
+    """How requests arrive, for every backend (``load:`` in a config).
+
+    Arrival times are drawn up front from the seed, so two runs send the same schedule: the
+    gaps between requests follow a gamma distribution of shape ``burstiness`` and mean
+    ``1 / request_rate`` (``burstiness`` 1 is a Poisson process; below 1 the arrivals come
+    in bursts, above 1 more evenly). A client of a server sends each request at its time;
+    an offline engine takes the requests as fast as it can.
+    """
+
+    request_rate: float | Literal["inf"] = Field(
+        default="inf",
+        description="Requests sent per second on average; 'inf' sends them all at once.",
+    )
+    burstiness: PositiveFloat = Field(
+        default=1.0,
+        le=1000.0,
+        description="Gamma shape of the gaps between arrivals: 1 Poisson, < 1 burstier.",
+    )
+    max_concurrency: PositiveInt | None = Field(
+        default=None,
+        description=(
+            "Requests in flight at most (a request due while the limit is reached waits); "
+            "None: no limit."
+        ),
+    )
+    duration_s: PositiveFloat | None = Field(
+        default=None,
+        description=(
+            "Send requests for this long, s: every arrival of the schedule before it, the "
+            "prompts repeated as needed (needs a finite request_rate); None: n requests."
+        ),
+    )
+    seed: NonNegativeInt | None = Field(
+        default=None, description="Seed of the arrival schedule; None: the experiment's seed."
+    )
+
+    @field_validator("request_rate", mode="before")
+    @classmethod
+    def _rate(cls, value: object) -> object:
+        # Checked here, whole, so that a bad rate is named as the key (not as one member of
+        # the union). JSON has no infinity, so an infinite rate is kept as 'inf'.
+        if isinstance(value, str) and value.strip().lower() in ("inf", "infinity"):
+            return "inf"
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError("must be a number of requests per second or 'inf'")
+        if value == float("inf"):
+            return "inf"
+        if not value > 0:
+            raise ValueError("must be above 0 requests per second")
+        return float(value)
+
+    @model_validator(mode="after")
+    def _duration_needs_a_rate(self) -> "LoadConfig":
+        if self.duration_s is not None and self.request_rate == "inf":
+            raise ValueError(
+                "load.duration_s needs a finite load.request_rate (with 'inf' every request is "
+                "sent at once)"
+            )
+        return self
+
+    @property
+    def rate_per_s(self) -> float | None:
+        """``request_rate`` as a number; None for 'inf'."""
+        return None if self.request_rate == "inf" else float(self.request_rate)
+
+
+class SloConfig(FrozenModel):
+    """Service-level objectives a request must meet to count toward goodput (``slo:``).
+
+    They judge a measurement and do not change it, so they are not in the config hash.
+    """
+
+    ttft_ms: PositiveFloat | None = Field(
+        default=None, description="Time to first token at most this, ms."
+    )
+    tpot_ms: PositiveFloat | None = Field(
+        default=None, description="Time per output token (after the first) at most this, ms."
+    )
+
+    @model_validator(mode="after")
+    def _one_at_least(self) -> "SloConfig":
+        if self.ttft_ms is None and self.tpot_ms is None:
+            raise ValueError("an SLO needs ttft_ms, tpot_ms or both")
+        return self
+
+
 class ExperimentConfig(FrozenModel):
     """One experiment: a model, a backend, prompts and how the measurement is taken.
 
@@ -356,6 +454,12 @@ class ExperimentConfig(FrozenModel):
         default="results", min_length=1, description="Directory result directories go into."
     )
     seed: int = Field(default=42, ge=0, description="Seed for prompt selection and sampling.")
+    load: LoadConfig = Field(
+        default_factory=LoadConfig, description="How requests arrive (rate, bursts, bound)."
+    )
+    slo: SloConfig | None = Field(
+        default=None, description="Objectives goodput counts against; None: no goodput."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> "ExperimentConfig":
@@ -419,9 +523,13 @@ def measurement_config_hash(config: ExperimentConfig) -> str:
         name: True for name in config.backend_sections if name != config.backend
     }
     canonical = config.model_dump(mode="json", exclude=exclude)
-    for section, key in _HASHED_WHEN_SET:
-        if canonical[section][key] is None:
-            del canonical[section][key]
+    for path, default in _HASHED_WHEN_SET:
+        *parents, key = path
+        node = canonical
+        for part in parents:
+            node = node[part]
+        if node[key] == default:
+            del node[key]
     source = config.prompts.source
     if source not in (BUILTIN_PROMPTS, SYNTHETIC_PROMPTS):
         # not readable here (validated elsewhere, say): the path stands for it
@@ -567,8 +675,20 @@ def _not_a_section(error: ErrorDetails, model: type[BaseModel], loc: list[str]) 
 def _allowed_keys(model: type[BaseModel], path: list[str]) -> list[str]:
     current: type[BaseModel] = model
     for part in path:
-        annotation = current.model_fields[part].annotation
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        field = current.model_fields.get(part)
+        nested = _model_of(field.annotation) if field is not None else None
+        if nested is None:
             return []
-        current = annotation
+        current = nested
     return sorted(current.model_fields)
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The model an annotation holds: the model itself, or the one of an optional
+    (``Settings | None``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    models = [
+        a for a in typing.get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)
+    ]
+    return models[0] if len(models) == 1 else None

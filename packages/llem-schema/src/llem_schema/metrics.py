@@ -8,6 +8,15 @@
   labelled separately.
 - Efficiency: output tokens per joule and joules per output token, from raw and from
   baseline-adjusted energy. Adjusted energy = max(0, raw - baseline power x duration).
+- Requests: request throughput = completed requests / window wall time; the achieved arrival
+  rate = (requests - 1) / (last start - first start); energy per request = energy /
+  completed requests; goodput = completed requests meeting every SLO / window wall time.
+  Failed requests count in none of the latency statistics.
+- Steady state (under a load with a rate or a concurrency bound): the window in which the
+  requests in flight stay at or above the target concurrency (``load.max_concurrency``, else
+  the median level while requests arrive), from the first time they reach it to the last time
+  they leave it: ramp-up and drain left out. Throughput and energy per token over that window
+  are reported beside the whole-run figures, labelled ``steady_state`` against ``total``.
 
 Statistics over many requests are computed once from all the raw values (across processes
 too): percentiles are never averaged.
@@ -16,17 +25,27 @@ too): percentiles are never averaged.
 import math
 from collections.abc import Iterable, Sequence
 from itertools import pairwise
-from typing import Self
+from typing import Literal, Self
 
-from pydantic import Field, NonNegativeFloat, model_validator
+from pydantic import (
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    model_validator,
+)
 
 from llem_schema._base import FrozenModel
+from llem_schema.config import SloConfig
 from llem_schema.records import RequestRecord
 
 __all__ = [
     "EfficiencyMetrics",
     "LatencyMetrics",
     "LatencyStats",
+    "RequestMetrics",
+    "SteadyStateMetrics",
     "adjusted_energy_j",
     "energy_per_token_j",
     "percentile",
@@ -108,12 +127,15 @@ class LatencyMetrics(FrozenModel):
 
     @classmethod
     def from_requests(cls, requests: Iterable[RequestRecord]) -> Self:
-        """Statistics over all ``requests`` at once (concatenate across processes first)."""
+        """Statistics over all completed ``requests`` at once (concatenate across processes
+        first); a failed request's partial latencies are left out."""
         ttft: list[float] = []
         itl: list[float] = []
         tpot: list[float] = []
         e2e: list[float] = []
         for request in requests:
+            if request.error is not None:
+                continue
             if request.ttft_ms is not None:
                 ttft.append(request.ttft_ms)
             if request.e2e_ms is not None:
@@ -179,3 +201,121 @@ class EfficiencyMetrics(FrozenModel):
             output_tokens_per_j_adjusted=tokens_per_j(output_tokens, adjusted_j),
             energy_per_output_token_adjusted_j=energy_per_token_j(adjusted_j, output_tokens),
         )
+
+
+class RequestMetrics(FrozenModel):
+    """The experiment's requests as a server's load: how many, how fast, how many failed."""
+
+    requests: int = Field(ge=0, description="Requests sent, all processes.")
+    failed_requests: int = Field(ge=0, description="Requests that ended in an error.")
+    request_throughput_per_s: NonNegativeFloat = Field(
+        description="Completed requests / measurement-window wall time, requests/s."
+    )
+    requested_rate_per_s: NonNegativeFloat | None = Field(
+        description="The load's request_rate, requests/s; None for 'inf' (all at once)."
+    )
+    achieved_rate_per_s: NonNegativeFloat | None = Field(
+        description=(
+            "(requests - 1) / (last start - first start), requests/s; None below two "
+            "requests, when they all started at once, or without start times (before 1.2)."
+        )
+    )
+    energy_per_request_j: NonNegativeFloat | None = Field(
+        default=None, description="Energy / completed requests, J; None without either."
+    )
+    slo: SloConfig | None = Field(default=None, description="The objectives goodput counts.")
+    goodput_per_s: NonNegativeFloat | None = Field(
+        default=None,
+        description="Completed requests meeting every SLO / window wall time, requests/s.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.failed_requests > self.requests:
+            raise ValueError("failed_requests cannot exceed requests")
+        if (self.slo is None) != (self.goodput_per_s is None):
+            raise ValueError("goodput_per_s is given exactly when an SLO is")
+        return self
+
+    @classmethod
+    def from_requests(
+        cls,
+        requests: Sequence[RequestRecord],
+        *,
+        duration_s: float,
+        starts_s: Sequence[float] | None = None,
+        energy_j: float | None = None,
+        requested_rate_per_s: float | None = None,
+        slo: SloConfig | None = None,
+    ) -> Self:
+        """The figures of ``requests`` (all processes) over a window of ``duration_s``.
+
+        ``starts_s`` are the requests' start times on one clock (processes' windows start
+        apart); by default each request's own ``start_s``.
+        """
+        completed = [r for r in requests if r.error is None]
+        if starts_s is None:
+            starts_s = [r.start_s for r in requests if r.start_s is not None]
+        starts = sorted(starts_s)
+        span = starts[-1] - starts[0] if len(starts) == len(requests) >= 2 else 0.0
+        goodput = None
+        if slo is not None:
+            meeting = sum(1 for r in completed if _meets(r, slo))
+            goodput = meeting / duration_s
+        return cls(
+            requests=len(requests),
+            failed_requests=len(requests) - len(completed),
+            request_throughput_per_s=len(completed) / duration_s,
+            requested_rate_per_s=requested_rate_per_s,
+            achieved_rate_per_s=(len(starts) - 1) / span if span > 0 else None,
+            energy_per_request_j=(
+                energy_j / len(completed) if energy_j is not None and completed else None
+            ),
+            slo=slo,
+            goodput_per_s=goodput,
+        )
+
+
+def _meets(request: RequestRecord, slo: SloConfig) -> bool:
+    """Whether a completed request meets every objective of ``slo`` (a request with one
+    output token has no TPOT, and so breaks no TPOT objective)."""
+    if slo.ttft_ms is not None and (request.ttft_ms is None or request.ttft_ms > slo.ttft_ms):
+        return False
+    tpot = request.tpot_ms
+    return slo.tpot_ms is None or tpot is None or tpot <= slo.tpot_ms
+
+
+class SteadyStateMetrics(FrozenModel):
+    """The run's figures over its steady-state window (see the module docstring)."""
+
+    measurement_methodology: Literal["steady_state"] = Field(
+        default="steady_state", description="These figures cover the steady-state window."
+    )
+    steady_state_window: tuple[NonNegativeFloat, NonNegativeFloat] = Field(
+        description="[start_s, end_s] of the window, s from the experiment's start."
+    )
+    target_concurrency: PositiveInt = Field(
+        description="Requests in flight at or above which the run is in steady state."
+    )
+    duration_s: PositiveFloat = Field(description="Length of the window, s.")
+    output_tokens: NonNegativeInt = Field(description="Output tokens that arrived within it.")
+    output_tokens_per_s: NonNegativeFloat = Field(
+        description="output_tokens / duration_s, tokens/s."
+    )
+    gpu_energy_j: NonNegativeFloat | None = Field(
+        default=None,
+        description=(
+            "GPU energy within the window, integrated from the sampled power of every metered "
+            "GPU, J; None without power samples."
+        ),
+    )
+    energy_per_output_token_j: NonNegativeFloat | None = Field(
+        default=None, description="gpu_energy_j / output_tokens, J; None without either."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        start, end = self.steady_state_window
+        if end <= start or not math.isclose(end - start, self.duration_s, rel_tol=1e-6):
+            raise ValueError("steady_state_window must span duration_s")
+        return self

@@ -55,6 +55,13 @@ class RawProcessResult(FrozenModel):
     end_time: AwareDatetime = Field(description="Measurement window end (wall clock).")
     duration_s: NonNegativeFloat = Field(description="Window length on the monotonic clock, s.")
     requests: list[RequestRecord] = Field(description="Every request measured, in order.")
+    interrupted: bool = Field(
+        default=False,
+        description=(
+            "The run was stopped (Ctrl-C, SIGTERM) before every request finished; requests "
+            "holds those that did."
+        ),
+    )
     energy: list[DeviceEnergy] = Field(
         default_factory=list,
         description="Energy per device over the window; empty without a source.",

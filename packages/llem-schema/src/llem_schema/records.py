@@ -29,6 +29,14 @@ class RequestTiming(FrozenModel):
     token_times_s: list[float] = Field(
         description="Monotonic time each output token became available, s, one per token."
     )
+    error: str | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "Why the request failed (an HTTP error, a timeout, a dropped connection), in a "
+            "short line; None when it completed. Tokens that arrived before are kept."
+        ),
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -61,6 +69,25 @@ class RequestRecord(FrozenModel):
     itl_ms: list[NonNegativeFloat] = Field(
         description="Gaps between successive output tokens, ms (output_tokens - 1 values)."
     )
+    start_s: float | None = Field(
+        default=None,
+        description=(
+            "When the request started, s from the start of its process's energy window (the "
+            "timeseries' clock); None in results before schema 1.2."
+        ),
+    )
+    scheduled_s: float | None = Field(
+        default=None,
+        description=(
+            "When the arrival schedule meant it to start, s from the window's start; equal to "
+            "start_s where requests are taken as fast as possible. None before schema 1.2."
+        ),
+    )
+    error: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Why the request failed, in a short line; None when it completed.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -85,10 +112,26 @@ class RequestRecord(FrozenModel):
             return None
         return max(0.0, self.e2e_ms - self.ttft_ms) / (self.output_tokens - 1)
 
+    @property
+    def completed(self) -> bool:
+        """Whether the request completed (no error)."""
+        return self.error is None
+
     @classmethod
-    def from_timing(cls, timing: RequestTiming) -> Self:
-        """Derive TTFT, E2E and the inter-token gaps from a backend's token timestamps."""
+    def from_timing(
+        cls,
+        timing: RequestTiming,
+        *,
+        origin_s: float | None = None,
+        scheduled_s: float | None = None,
+    ) -> Self:
+        """Derive TTFT, E2E and the inter-token gaps from a backend's token timestamps.
+
+        ``origin_s`` is the window's start on the timing's clock: ``start_s`` is counted from
+        it, and ``scheduled_s`` (already from the window's start) defaults to ``start_s``.
+        """
         times = timing.token_times_s
+        start_s = None if origin_s is None else timing.start_s - origin_s
         return cls(
             request_index=timing.request_index,
             batch_index=timing.batch_index,
@@ -97,4 +140,7 @@ class RequestRecord(FrozenModel):
             ttft_ms=(times[0] - timing.start_s) * 1000.0 if times else None,
             e2e_ms=(times[-1] - timing.start_s) * 1000.0 if times else None,
             itl_ms=[(b - a) * 1000.0 for a, b in pairwise(times)],
+            start_s=start_s,
+            scheduled_s=scheduled_s if scheduled_s is not None else start_s,
+            error=timing.error,
         )

@@ -3,10 +3,11 @@
 import math
 import shutil
 import warnings
+from collections.abc import Mapping
 from datetime import UTC
 from os import PathLike
 from pathlib import Path
-from typing import Any, Final, Self
+from typing import Any, Final, Literal, Self
 
 from pydantic import (
     AwareDatetime,
@@ -39,7 +40,12 @@ from llem_schema.measurement import (
     ThermalThrottleInfo,
     WarmupResult,
 )
-from llem_schema.metrics import EfficiencyMetrics, LatencyMetrics
+from llem_schema.metrics import (
+    EfficiencyMetrics,
+    LatencyMetrics,
+    RequestMetrics,
+    SteadyStateMetrics,
+)
 from llem_schema.raw import RawProcessResult
 from llem_schema.versions import RAW_MIGRATIONS, RESULT_MIGRATIONS, SCHEMA_VERSION, parse_version
 
@@ -63,6 +69,17 @@ def _close(a: float | None, b: float | None) -> bool:
     return math.isclose(a, b, rel_tol=_REL_TOL, abs_tol=1e-12)
 
 
+def _file_names(names: list[str]) -> list[str]:
+    """``names`` if each is a plain file name, none llem's own, none twice."""
+    for name in names:
+        validate_sidecar_name(name)
+        if name in (RESULT_FILE, TIMESERIES_FILE):
+            raise ValueError(f"files: {name!r} is llem's own file")
+    if len(set(names)) != len(names):
+        raise ValueError("files names a file twice")
+    return names
+
+
 class AggregationMetadata(FrozenModel):
     """How per-process results became one, and what was verified on the way."""
 
@@ -78,16 +95,24 @@ class AggregationMetadata(FrozenModel):
     device_attribution_verified: bool = Field(
         description="No physical device was measured by more than one process."
     )
-    complete: bool = Field(description="Every launched process contributed.")
+    complete: bool = Field(
+        description="Every launched process contributed, each with all of its requests."
+    )
     missing_processes: list[NonNegativeInt] = Field(
         default_factory=list, description="Indices of processes with no result."
+    )
+    interrupted_processes: list[NonNegativeInt] = Field(
+        default_factory=list,
+        description="Indices of processes stopped before all their requests finished.",
     )
     warnings: list[str] = Field(default_factory=list, description="What aggregation noticed.")
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        if self.complete != (not self.missing_processes):
-            raise ValueError("complete must be true exactly when no process is missing")
+        if self.complete != (not self.missing_processes and not self.interrupted_processes):
+            raise ValueError(
+                "complete must be true exactly when no process is missing or interrupted"
+            )
         if self.num_processes + len(self.missing_processes) != self.expected_processes:
             raise ValueError("num_processes + missing processes must equal expected_processes")
         return self
@@ -159,6 +184,24 @@ class ExperimentResult(FrozenModel):
     latency: LatencyMetrics = Field(description="TTFT, ITL, TPOT and E2E over all requests.")
     flops: FlopsEstimate | None = Field(default=None, description="FLOPs and how estimated.")
     efficiency: EfficiencyMetrics = Field(description="Tokens per joule and joules per token.")
+    measurement_methodology: Literal["total"] = Field(
+        default="total",
+        description="The figures above cover the whole measurement window (see steady_state).",
+    )
+    steady_state: SteadyStateMetrics | None = Field(
+        default=None,
+        description=(
+            "Throughput and energy over the steady-state window of a run under load; None "
+            "where the load defines none (requests taken at once) or it was never reached."
+        ),
+    )
+    request_metrics: RequestMetrics | None = Field(
+        default=None,
+        description=(
+            "Requests sent, failed, their throughput, arrival rate, energy each and goodput; "
+            "None in results before schema 1.2."
+        ),
+    )
     # context
     multi_gpu: MultiGPUMetrics | None = Field(
         default=None, description="Present when more than one GPU was measured."
@@ -177,6 +220,10 @@ class ExperimentResult(FrozenModel):
         default=None,
         description="File name of the power/temperature Parquet sidecar beside result.json.",
     )
+    files: list[str] = Field(
+        default_factory=list,
+        description="Other files kept beside result.json, by name (a managed server's log).",
+    )
     process_results: list[RawProcessResult] = Field(
         min_length=1, description="Every process's raw measurement."
     )
@@ -186,6 +233,11 @@ class ExperimentResult(FrozenModel):
     @classmethod
     def _plain_file_name(cls, value: str | None) -> str | None:
         return None if value is None else validate_sidecar_name(value)
+
+    @field_validator("files")
+    @classmethod
+    def _plain_file_names(cls, value: list[str]) -> list[str]:
+        return _file_names(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -245,15 +297,22 @@ class ExperimentResult(FrozenModel):
         output_dir: str | PathLike[str],
         *,
         timeseries_source: str | PathLike[str] | None = None,
+        file_sources: Mapping[str, str | PathLike[str]] | None = None,
     ) -> Path:
         """Write a new result directory under ``output_dir`` and return its path.
 
         The directory is :meth:`directory_name`, or that name with ``_1``, ``_2``, ... when
         taken: an existing result is never overwritten, also when many processes save the
         same name at once. ``timeseries_source`` (a Parquet file) is copied in beside
-        ``result.json`` and ``timeseries`` names it. ``result.json`` is written last and
-        atomically, so a directory with one is complete.
+        ``result.json`` and ``timeseries`` names it; each of ``file_sources`` (name -> path)
+        is copied in under its name and ``files`` lists them. ``result.json`` is written last
+        and atomically, so a directory with one is complete.
         """
+        extra = {name: Path(path) for name, path in (file_sources or {}).items()}
+        missing = [str(path) for path in extra.values() if not path.is_file()]
+        if missing:
+            raise LlemError(f"files to keep beside the result do not exist: {', '.join(missing)}")
+        _file_names(sorted(extra))
         source = None if timeseries_source is None else Path(timeseries_source)
         if self.timeseries is not None and source is None:
             raise LlemError(
@@ -269,6 +328,10 @@ class ExperimentResult(FrozenModel):
                 name = self.timeseries or TIMESERIES_FILE
                 atomic_copy(source, target / name)
                 result = self.model_copy(update={"timeseries": name})
+            for name, path in sorted(extra.items()):
+                atomic_copy(path, target / name)
+            if extra:
+                result = result.model_copy(update={"files": sorted({*result.files, *extra})})
             atomic_write_bytes(target / RESULT_FILE, result.model_dump_json(indent=2).encode())
         except BaseException:
             shutil.rmtree(target, ignore_errors=True)

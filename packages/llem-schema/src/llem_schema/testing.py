@@ -24,7 +24,7 @@ from llem_schema.measurement import (
     FlopsEstimate,
     WarmupResult,
 )
-from llem_schema.metrics import EfficiencyMetrics, LatencyMetrics
+from llem_schema.metrics import EfficiencyMetrics, LatencyMetrics, RequestMetrics
 from llem_schema.raw import RawProcessResult
 from llem_schema.records import RequestRecord, RequestTiming
 from llem_schema.result import AggregationMetadata, ExperimentResult, MultiGPUMetrics
@@ -90,7 +90,7 @@ def example_requests(
             start_s=start,
             token_times_s=times,
         )
-        records.append(RequestRecord.from_timing(timing))
+        records.append(RequestRecord.from_timing(timing, origin_s=0.0))
     return records
 
 
@@ -245,6 +245,13 @@ def example_result(
         if flops
         else None,
         efficiency=EfficiencyMetrics.from_energy(output_tokens, total_j, adjusted),
+        request_metrics=RequestMetrics.from_requests(
+            requests,
+            duration_s=duration_s,
+            energy_j=total_j,
+            requested_rate_per_s=config.load.rate_per_s,
+            slo=config.slo,
+        ),
         multi_gpu=MultiGPUMetrics(
             num_gpus=len(devices),
             gpu_uuids=sorted(devices),

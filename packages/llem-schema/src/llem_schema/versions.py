@@ -12,6 +12,13 @@ The versions:
   reads as before); ``energy.devices`` names the GPUs to meter; a process result records the
   backend's ``model_info`` and may name its own ``peak_memory_source``. Documents of 1.0
   read unchanged.
+- 1.2: load and serving. A config's ``load`` (arrival rate, burstiness, concurrency,
+  duration, seed) and ``slo``; per request ``start_s``, ``scheduled_s`` and ``error``; per
+  experiment ``request_metrics`` (request throughput, requested and achieved rate, failures,
+  energy per request, goodput), ``steady_state`` and ``measurement_methodology``, and
+  ``files`` kept beside the result (a managed server's log); a process stopped by Ctrl-C is
+  ``interrupted`` and its result incomplete (``aggregation.interrupted_processes``).
+  Documents of 1.1 read unchanged.
 """
 
 import re
@@ -32,7 +39,7 @@ __all__ = [
     "parse_version",
 ]
 
-SCHEMA_VERSION: Final = "1.1"
+SCHEMA_VERSION: Final = "1.2"
 """The version this package writes."""
 
 _VERSION_RE: Final = re.compile(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)")
@@ -120,6 +127,7 @@ def _unchanged(document: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
-# 1.1 only added optional fields: a 1.0 document is a valid 1.1 document.
+# 1.1 and 1.2 only added optional fields: a document of one is valid at the next.
 for _registry in (RESULT_MIGRATIONS, RAW_MIGRATIONS, STUDY_MIGRATIONS, MANIFEST_MIGRATIONS):
     _registry.register("1.0", "1.1")(_unchanged)
+    _registry.register("1.1", "1.2")(_unchanged)

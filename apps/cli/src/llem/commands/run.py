@@ -35,6 +35,11 @@ def run(
     precision: Annotated[Literal["fp32", "fp16", "bf16"] | None, typer.Option()] = None,
     max_new_tokens: Annotated[int | None, typer.Option(help="Output tokens per request.")] = None,
     num_processes: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+    request_rate: Annotated[
+        str | None,
+        typer.Option(help="Requests per second sent on the arrival schedule, or 'inf'."),
+    ] = None,
+    max_concurrency: Annotated[int | None, typer.Option(help="Requests in flight at most.")] = None,
     energy: Annotated[
         Literal["auto", "nvml", "rapl", "none"] | None, typer.Option(help="Energy source.")
     ] = None,
@@ -69,6 +74,8 @@ def run(
         "precision": precision,
         "max_new_tokens": max_new_tokens,
         "num_processes": num_processes,
+        "load.request_rate": _number_or_text(request_rate),
+        "load.max_concurrency": max_concurrency,
         "energy.source": energy,
         "baseline.enabled": False if no_baseline else None,
         "output_dir": str(output) if output is not None else None,
@@ -83,7 +90,7 @@ def run(
     from llem.render.format import console
     from llem.render.progress import RichProgress, make_progress
     from llem.render.summary import summary
-    from llem_harness import run_experiment
+    from llem_harness import RunInterruptedError, run_experiment
 
     progress = make_progress()
     try:
@@ -93,6 +100,15 @@ def run(
             store=resolve_db(db, Path(config.output_dir)),
             verbose=verbose or logging.getLogger("llem").isEnabledFor(logging.DEBUG),
         )
+    except RunInterruptedError as interrupted:
+        if isinstance(progress, RichProgress):
+            progress.close()
+        if interrupted.saved is not None:  # what finished, marked incomplete
+            from llem_schema import ExperimentResult
+
+            partial = ExperimentResult.from_json(interrupted.saved)
+            console().print(summary(partial, interrupted.saved))
+        raise
     finally:
         if isinstance(progress, RichProgress):
             progress.close()
@@ -105,6 +121,25 @@ def run(
         from llem.errors import reindex_advice
 
         typer.echo(f"not indexed: {reindex_advice(measured.not_indexed)}", err=True)
+    failed = measured.result.request_metrics
+    if failed is not None and failed.failed_requests:
+        typer.echo(
+            f"error: {failed.failed_requests} of {failed.requests} requests failed (the result "
+            "is saved; its warnings say why)",
+            err=True,
+        )
+        raise typer.Exit(1)
+
+
+def _number_or_text(value: str | None) -> float | str | None:
+    """``--request-rate 8`` as a number; ``inf`` and anything else left for the config's
+    own check to judge."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return value
 
 
 def _plan(config: "ExperimentConfig") -> None:
@@ -114,6 +149,12 @@ def _plan(config: "ExperimentConfig") -> None:
         f"{config.precision}, on {config.n} {config.prompts.source} prompts: "
         f"{config.num_processes} process(es), {config.max_new_tokens} new tokens per request"
     )
+    load = config.load
+    if load.rate_per_s is not None or load.max_concurrency is not None:
+        typer.echo(
+            f"load: {load.request_rate} requests/s, burstiness {load.burstiness:g}, "
+            f"at most {load.max_concurrency or 'unlimited'} in flight"
+        )
     typer.echo(
         f"energy: {config.energy.source} at {config.energy.sample_rate_hz:g} Hz; baseline: "
         + (f"{config.baseline.duration_s:g} s" if config.baseline.enabled else "off")

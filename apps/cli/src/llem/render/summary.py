@@ -43,6 +43,39 @@ def summary(result: ExperimentResult, directory: Path) -> RenderableType:
         ("  adjusted", _num(efficiency.output_tokens_per_j_adjusted, "tok/J", 3)),
         ("joules per output token", _num(efficiency.energy_per_output_token_j, "J/tok", 4)),
     ]
+    requests = result.request_metrics
+    if requests is not None:
+        failed = f", {requests.failed_requests:,} failed" if requests.failed_requests else ""
+        rate = (
+            f" (arrivals {_num(requests.achieved_rate_per_s, '/s')} of "
+            f"{_num(requests.requested_rate_per_s, '/s')} asked)"
+            if requests.requested_rate_per_s is not None
+            else ""
+        )
+        rows[2:2] = [
+            ("requests", f"{requests.requests:,}{failed}"),
+            ("request throughput", _num(requests.request_throughput_per_s, "requests/s") + rate),
+        ]
+        if requests.goodput_per_s is not None:
+            rows.insert(
+                4, ("goodput (meeting the SLOs)", _num(requests.goodput_per_s, "requests/s"))
+            )
+        if requests.energy_per_request_j is not None:
+            rows.append(("energy per request", _num(requests.energy_per_request_j, "J", 3)))
+    steady = result.steady_state
+    if steady is not None:
+        start, end = steady.steady_state_window
+        rows.append(
+            (
+                f"steady state ({start:.1f}-{end:.1f} s)",
+                _num(steady.output_tokens_per_s, "output tokens/s")
+                + (
+                    f", {steady.energy_per_output_token_j:.4f} J/tok"
+                    if steady.energy_per_output_token_j is not None
+                    else ""
+                ),
+            )
+        )
     for name, value in rows:
         table.add_row(name, value)
     parts: list[RenderableType] = [table]

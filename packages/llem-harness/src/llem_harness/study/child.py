@@ -100,6 +100,7 @@ def _run(spec_file: Path) -> int:
             experiment_id=spec.experiment_id,
             study_id=spec.study_id,
             verbose=spec.verbose,
+            save_interrupted=False,  # the study runs it again; a part is no result of it
         )
     except LlemError as error:
         _say(f"error: {error}")
