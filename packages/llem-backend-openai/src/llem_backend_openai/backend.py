@@ -12,6 +12,7 @@ of the host unless ``energy.devices`` names them. A server on another host is me
 without its energy, and the result says so.
 """
 
+import dataclasses
 import ipaddress
 import os
 import socket
@@ -94,11 +95,7 @@ class OpenAIBackend:
         self._settings = settings
         self._headers()  # a key variable that is not set
         with self._sync_client() as client:
-            answering = answers(client, "/models")()
-        if settings.server is None and not answering:
-            raise ServerError(_no_server(settings.base_url))
-        if settings.server is not None and answering:
-            raise ServerError(_taken(settings.base_url))
+            _check_answering(settings, answers(client, "/models")())
 
     def load(self, config: ExperimentConfig, context: WorkerContext) -> ModelInfo:
         """Start (or find) the server, wait until it answers, and learn its model name."""
@@ -108,12 +105,8 @@ class OpenAIBackend:
         self._tls = ssl.create_default_context()  # once: a client each run then starts at once
         with self._sync_client() as client:
             answering = answers(client, "/models")
-            if settings.server is None:
-                if not answering():
-                    raise ServerError(_no_server(settings.base_url))
-            else:
-                if answering():  # the one llem starts could not serve base_url
-                    raise ServerError(_taken(settings.base_url))
+            _check_answering(settings, answering())  # again: it may have changed since
+            if settings.server is not None:
                 log_dir = Path(context.files_dir or tempfile.mkdtemp(prefix="llem-openai-"))
                 self._server = ManagedServer(settings.server, log_dir / SERVER_LOG)
                 self._server.start()
@@ -167,10 +160,8 @@ class OpenAIBackend:
         """One request of a single token: whether the server takes the model and the API,
         and whether it gives token counts."""
         assert self._endpoint is not None
-        probe = Endpoint(
-            path=self._endpoint.path,
-            model=self._endpoint.model,
-            chat=self._endpoint.chat,
+        probe = dataclasses.replace(
+            self._endpoint,
             body={**self._endpoint.body, "max_tokens": 1},
             timeout_s=max(self._endpoint.timeout_s, _PROBE_TIMEOUT_S),
         )
@@ -275,19 +266,20 @@ def _share(bound: int | None, context: WorkerContext) -> int | None:
     return share + (context.process_index < rest)
 
 
-def _no_server(base_url: str) -> str:
-    return (
-        f"no OpenAI-compatible server answers at {base_url} (GET /models); start it, or let "
-        "llem start it with openai.server"
-    )
-
-
-def _taken(base_url: str) -> str:
-    return (
-        f"a server already answers at {base_url} (GET /models), so the one openai.server "
-        "starts could not serve it: stop that one, or give openai.server another port (and "
-        "base_url with it)"
-    )
+def _check_answering(settings: OpenAISettings, answering: bool) -> None:
+    """A server to measure must answer; where llem is to start one, none may answer yet
+    (the one it starts could not serve ``base_url``)."""
+    if settings.server is None and not answering:
+        raise ServerError(
+            f"no OpenAI-compatible server answers at {settings.base_url} (GET /models); "
+            "start it, or let llem start it with openai.server"
+        )
+    if settings.server is not None and answering:
+        raise ServerError(
+            f"a server already answers at {settings.base_url} (GET /models), so the one "
+            "openai.server starts could not serve it: stop that one, or give openai.server "
+            "another port (and base_url with it)"
+        )
 
 
 def _proxied(base_url: str) -> bool:

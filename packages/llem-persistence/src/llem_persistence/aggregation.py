@@ -111,7 +111,9 @@ def aggregate_results(
         )
     offsets = [(raw.start_time - start).total_seconds() for raw in raws]
     load = LoadConfig.model_validate(effective_config.get("load") or {})
-    request_metrics = _request_metrics(raws, offsets, duration_s, efficiency_j, effective_config)
+    request_metrics = _request_metrics(
+        raws, offsets, duration_s, efficiency_j, load, effective_config
+    )
     steady, steady_note = steady_state(raws, offsets, load, samples)
     if steady_note is not None:
         notes.append(steady_note)
@@ -187,6 +189,7 @@ def _request_metrics(
     offsets_s: Sequence[float],
     duration_s: float,
     energy_j: float | None,
+    load: LoadConfig,
     effective_config: Mapping[str, JsonValue],
 ) -> RequestMetrics:
     """The requests of every process, their starts on one clock (each process counts from
@@ -194,7 +197,6 @@ def _request_metrics(
     starts: list[float] = []
     for raw, offset_s in zip(raws, offsets_s, strict=True):
         starts.extend(offset_s + r.start_s for r in raw.requests if r.start_s is not None)
-    load = LoadConfig.model_validate(effective_config.get("load") or {})
     slo = effective_config.get("slo")
     return RequestMetrics.from_requests(
         [r for raw in raws for r in raw.requests],
