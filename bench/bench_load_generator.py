@@ -6,8 +6,10 @@ httpx2 loop, both against a local server that streams a fixed answer at once.
   clients' own costs are all that is measured.
 - Baseline: a bare loop written here: an httpx2.AsyncClient, a semaphore of CONCURRENCY,
   each request streamed and its lines read, REQUESTS requests as fast as they go.
-- A second bare loop does what a benchmark client must to time tokens, as vLLM's serving
-  benchmark does it: each event's JSON parsed (json.loads), a timestamp kept per token.
+- Two more bare loops for scale: one that only reads each answer's bytes (the least any
+  client can do; llem splits lines itself from these bytes), and one that does what a
+  benchmark client must to time tokens, as vLLM's serving benchmark does it: each event's
+  JSON parsed (json.loads), a timestamp kept per token.
 - llem: `llem.measure` with the `openai` backend (store off, energy off, warmup off) over the
   same requests: what a user runs, per-chunk timestamps, request records, aggregation and
   all; its figure is completed requests / the measurement window.
@@ -24,6 +26,7 @@ import asyncio
 import json
 import logging
 import multiprocessing
+import os
 import socket
 import statistics
 import tempfile
@@ -88,7 +91,16 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
         writer.close()
 
 
-def _serve(port: int) -> None:
+def _pin(cpus: set[int]) -> None:
+    """Keep this process on ``cpus`` where the platform can (Linux): the server and the
+    clients on cores of their own, so that the clients' costs are what is compared."""
+    if hasattr(os, "sched_setaffinity") and cpus:
+        os.sched_setaffinity(0, cpus)
+
+
+def _serve(port: int, cpus: set[int]) -> None:
+    _pin(cpus)
+
     async def main() -> None:
         server = await asyncio.start_server(_handle, "127.0.0.1", port, backlog=1024)
         async with server:
@@ -97,10 +109,10 @@ def _serve(port: int) -> None:
     asyncio.run(main())
 
 
-async def _bare_loop(base_url: str, *, parse: bool = False) -> float:
+async def _bare_loop(base_url: str, *, parse: bool = False, lines: bool = True) -> float:
     """The baseline: REQUESTS streamed requests, CONCURRENCY at a time; requests/s. With
     ``parse``, each event's JSON is parsed and a token's arrival kept, as a peer's client
-    does to time tokens."""
+    does to time tokens; without ``lines``, only the answer's bytes are read."""
     slots = asyncio.Semaphore(CONCURRENCY)
     limits = httpx2.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
     async with httpx2.AsyncClient(base_url=base_url, limits=limits) as client:
@@ -115,6 +127,10 @@ async def _bare_loop(base_url: str, *, parse: bool = False) -> float:
                 }
                 times = []
                 async with client.stream("POST", "/completions", json=body) as response:
+                    if not lines:
+                        async for _ in response.aiter_bytes():
+                            arrived_s = time.perf_counter()
+                        return
                     async for line in response.aiter_lines():
                         arrived_s = time.perf_counter()
                         if parse and line.startswith("data:") and line != "data: [DONE]":
@@ -168,8 +184,13 @@ def main(rounds: int) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = multiprocessing.get_context("spawn").Process(target=_serve, args=(port,), daemon=True)
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    server_cpus = set(cpus[len(cpus) // 2 :]) if len(cpus) >= 2 else set()
+    server = multiprocessing.get_context("spawn").Process(
+        target=_serve, args=(port, server_cpus), daemon=True
+    )
     server.start()
+    _pin(set(cpus) - server_cpus)
     base_url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 30
     while True:
@@ -182,6 +203,7 @@ def main(rounds: int) -> None:
             time.sleep(0.1)
     sides: dict[str, Callable[[], float]] = {
         "bare": lambda: asyncio.run(_bare_loop(base_url)),
+        "bytes": lambda: asyncio.run(_bare_loop(base_url, lines=False)),
         "parsing": lambda: asyncio.run(_bare_loop(base_url, parse=True)),
         "llem": lambda: _llem_round(base_url, output),
     }
@@ -206,6 +228,7 @@ def main(rounds: int) -> None:
     print(f"{'case':52} {'median':>16} {'spread':>14} {'ratio':>7} {'target':>8}")
     for side, case, target in (
         ("bare", "bare asyncio + httpx2 loop, lines read (baseline)", ""),
+        ("bytes", "bare loop, bytes read (no lines)", ""),
         ("parsing", "bare loop parsing events, as vLLM's benchmark", ""),
         ("llem", "llem measure, openai backend", f">= {TARGET_RATIO}"),
     ):
@@ -214,7 +237,10 @@ def main(rounds: int) -> None:
             f"{case:52} {median[side]:10.0f} req/s {spread:8.0f} req/s "
             f"{median[side] / median['bare']:7.3f} {target:>8}"
         )
-    print(f"llem / the parsing loop: {median['llem'] / median['parsing']:.3f}")
+    print(
+        f"llem / the parsing loop: {median['llem'] / median['parsing']:.3f}; "
+        f"llem / the bytes-reading loop: {median['llem'] / median['bytes']:.3f}"
+    )
     print(
         f"send-time error at {RATE:g} requests/s over {DURATION_S:g} s ({len(errors)} requests): "
         f"p50 {p50:.3f} ms, p99 {p99:.3f} ms, max {errors[-1]:.3f} ms (target p99 < "

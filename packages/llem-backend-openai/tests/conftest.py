@@ -39,6 +39,10 @@ behaviour name and up to two numbers:
     failure inside a stream (``transformers serve`` sends ``{"error": "..."}`` and stops).
 ``badusage``
     One text chunk, then a chunk whose ``usage`` is a number, not an object, and ``[DONE]``.
+``split N``
+    N text chunks and a usage with CRLF line ends, each event written in two pieces cut
+    mid-line (50 ms apart; a chunk's time is its second piece's), then ``data: [DONE]``
+    with no line end.
 
 The backend's probe (one request of one token that ``load`` sends, its prompt
 :data:`~llem_backend_openai.backend.PROBE_PROMPT`) gets ``probe_behaviour`` (``ok 1`` unless a
@@ -327,6 +331,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._event(text_chunk())
             self._event({"choices": [], "usage": 5})
             finish()
+        elif behaviour == "split":
+            for index in range(numbers[0] + 1):
+                event = text_chunk() if index < numbers[0] else usage(numbers[0])
+                line = f"data: {json.dumps(event)}\r\n\r\n".encode()
+                self._chunk(line[:9])  # cut inside the JSON
+                time.sleep(0.05)
+                self._chunk(line[9:])
+                if index < numbers[0]:  # a token's line is whole only now
+                    received.chunk_times_s[-1] = time.perf_counter()
+            leave()
+            self._chunk(b"data: [DONE]")
+            self._chunk(b"")
         else:
             raise AssertionError(f"the scripted server has no behaviour {behaviour!r}")
 

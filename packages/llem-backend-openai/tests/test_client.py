@@ -61,6 +61,18 @@ def test_each_chunk_is_timed_when_it_arrives_on_the_perf_counter_clock(
     assert timing.token_times_s[-1] <= after
 
 
+def test_events_cut_mid_line_with_crlf_ends_are_timed_when_their_line_is_whole(
+    server: ScriptedServer,
+) -> None:
+    timing, counted = _stream(server, "split 3")
+    assert timing.error is None
+    assert counted is True
+    assert timing.output_tokens == 3
+    sent = server.post_for("split 3").chunk_times_s
+    for sent_s, timed_s in zip(sent, timing.token_times_s, strict=True):
+        assert sent_s <= timed_s < sent_s + SLACK_S  # the second piece, not the first
+
+
 def test_output_and_input_tokens_come_from_usage_when_the_server_gives_it(
     server: ScriptedServer,
 ) -> None:
