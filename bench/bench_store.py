@@ -141,7 +141,13 @@ def build_template(index: int, requests: int) -> Template:
     doc: dict[str, Any] = result.model_dump(mode="json")
     if incomplete:
         doc["aggregation"] |= {"expected_processes": 2, "missing_processes": [1], "complete": False}
-        doc["measurement_warnings"] = ["process 1 did not finish: the result is incomplete"]
+        doc["measurement_warnings"] = [
+            {
+                "code": "incomplete",
+                "message": "incomplete: processes 1 of 2 have no result",
+                "figures": {"processes": "1"},
+            }
+        ]
     for part in (doc, *doc["process_results"]):
         part |= {
             "experiment_id": "@@ID@@",
@@ -405,8 +411,8 @@ def plain_rows(
         datetime.now(UTC).isoformat(),
     )
     warning_rows: list[tuple[object, ...]] = [
-        (experiment_id, position, source, message)
-        for position, (source, message) in enumerate(warnings)
+        (experiment_id, position, source, w["message"], w["code"])
+        for position, (source, w) in enumerate(warnings)
     ]
     return experiment, requests, warning_rows
 
@@ -419,7 +425,8 @@ def plain_ingest(root: Path, db: Path) -> None:
         connection.execute("PRAGMA synchronous = NORMAL")
         connection.execute("PRAGMA foreign_keys = ON")
         connection.execute("BEGIN")
-        connection.executescript(MIGRATIONS[-1].script)  # commits
+        for migration in MIGRATIONS:  # the schema as it stands; executescript commits
+            connection.executescript(migration.script)
         for directory in sorted(p for p in root.iterdir() if p.is_dir()):
             doc = json.loads((directory / "result.json").read_bytes())
             experiment, requests, warnings = plain_rows(doc, directory.name)
@@ -428,7 +435,7 @@ def plain_ingest(root: Path, db: Path) -> None:
             connection.executemany(
                 "INSERT INTO requests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", requests
             )
-            connection.executemany("INSERT INTO warnings VALUES (?, ?, ?, ?)", warnings)
+            connection.executemany("INSERT INTO warnings VALUES (?, ?, ?, ?, ?)", warnings)
             connection.execute("COMMIT")
     finally:
         connection.close()

@@ -75,7 +75,7 @@ def test_one_process_on_cpu_writes_a_complete_result(
     assert process.peak_memory_source == "rss"
     # this machine has no GPU and no RAPL: energy is None, and the result says why
     assert result.total_energy_j is None
-    assert any(w.startswith("no energy measured") for w in result.measurement_warnings)
+    assert "no_energy" in [w.code for w in result.measurement_warnings]
     assert not (results / ".staging" / result.experiment_id).exists()
     with (directory / "result.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -89,7 +89,12 @@ def test_every_energy_field_is_filled_when_a_gpu_is_measured(
     """The wiring of baseline, per-device energy, timeseries and throttling into the result
     (fields an earlier tool computed but never set), with NVML faked at its boundary. The
     model runs on the CPU, so the config names the GPUs to meter (as for a server)."""
-    fake = FakeNvml([FakeGpu(uuid="GPU-e2e-0"), FakeGpu(uuid="GPU-e2e-1", power_w=200.0)])
+    fake = FakeNvml(  # idle at baseline time (utilisation 0), so the figure is cached
+        [
+            FakeGpu(uuid="GPU-e2e-0", utilization_pct=0),
+            FakeGpu(uuid="GPU-e2e-1", power_w=200.0, utilization_pct=0),
+        ]
+    )
     monkeypatch.setattr(nvml_module, "load_nvml", lambda: fake)
     monkeypatch.setenv("LLEM_CACHE_DIR", str(llem_cache))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
@@ -158,6 +163,75 @@ def test_two_worker_processes(tmp_path: Path, llem_env: dict[str, str]) -> None:
     assert result.output_tokens == sum(
         r.output_tokens for p in result.process_results for r in p.requests
     )
+
+
+def test_simulated_gpus_run_the_whole_energy_path_and_say_so(
+    tmp_path: Path, llem_env: dict[str, str]
+) -> None:
+    """LLEM_SIMULATED_GPUS: every process of the run opens the simulated NVML and meters
+    one simulated GPU (the model is on the CPU), and the result can never pass for a
+    measurement. 7 prompts over 2 processes are 4 and 3: the second finishes first and
+    keeps metering until the first is done, so the windows close together."""
+    env = llem_env | {"LLEM_SIMULATED_GPUS": "2", "XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    completed = llem(
+        "run",
+        "-n",
+        "7",
+        "--max-new-tokens",
+        "8",
+        "--batch-size",
+        "1",
+        "--num-processes",
+        "2",
+        "--set",
+        "baseline.duration_s=0.5",
+        "--set",
+        "energy.sample_rate_hz=50",
+        "-o",
+        str(tmp_path / "results"),
+        env=env,
+    )
+    assert completed.returncode == 0, completed.stderr
+    result = ExperimentResult.from_json(saved_dir(completed.stdout))
+    assert result.simulated
+    assert all(p.simulated for p in result.process_results)
+    simulated = [w for w in result.measurement_warnings if w.code == "simulated_gpus"]
+    assert len(simulated) == 1  # raised by both processes, given once
+    assert "LLEM_SIMULATED_GPUS=2" in simulated[0].message
+    assert "[simulated_gpus]" in completed.stdout  # the summary shows it
+    # one simulated GPU per process, by local rank, each counted once
+    assert sorted(result.energy_per_device_j) == [
+        "GPU-51a7ed00-0000-4000-8000-000000000000",
+        "GPU-51a7ed00-0000-4000-8000-000000000001",
+    ]
+    assert result.energy_scope == "gpu"
+    assert result.gpu_energy_j is not None
+    assert result.gpu_energy_j > 0
+    assert result.efficiency.output_tokens_per_j is not None
+    assert result.energy_breakdown is not None
+    assert result.energy_breakdown.baseline_method == "fresh"
+    devices = [e for p in result.process_results for e in p.energy if e.domain == "gpu"]
+    assert {e.power_reading for e in devices} == {"instant"}
+    assert all(e.sample_rate_hz is not None and e.sample_rate_hz > 10 for e in devices)
+    # the windows open and close at common barriers
+    assert result.aggregation.temporal_overlap_verified
+    assert result.aggregation.end_skew_s is not None
+    assert result.aggregation.end_skew_s < 0.25
+    assert result.timeseries is not None
+
+
+def test_a_bad_simulated_gpus_value_is_one_line_and_exit_2(
+    tmp_path: Path, llem_env: dict[str, str]
+) -> None:
+    completed = llem(
+        "run", "-n", "2", "-o", str(tmp_path), env=llem_env | {"LLEM_SIMULATED_GPUS": "two"}
+    )
+    assert completed.returncode == 2
+    assert completed.stderr.strip().splitlines()[-1] == (
+        "error: LLEM_SIMULATED_GPUS must be a whole number from 1 to 16 (the GPUs to "
+        "simulate), got 'two'; unset it to use the real GPUs"
+    )
+    assert not list(tmp_path.glob("*/result.json"))
 
 
 # Loaded at interpreter start in every process that has it on PYTHONPATH. In worker 1 (the

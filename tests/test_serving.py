@@ -213,7 +213,9 @@ def test_timed_out_requests_are_recorded_and_the_run_saved_and_failed(
     result = saved(completed.stdout)
     errors = {r.error for r in result.process_results[0].requests}
     assert errors == {"timed out after 0.001 s"}
-    assert any(w.startswith("4 of 4 requests failed") for w in result.measurement_warnings)
+    (failed,) = [w for w in result.measurement_warnings if w.code == "failed_requests"]
+    assert failed.message.startswith("4 of 4 requests failed")
+    assert (failed.figures["failed"], failed.figures["requests"]) == (4, 4)
     with ResultStore(tmp_path / "llem.db", create=False) as store:
         assert store.get(result.experiment_id).status == "completed"  # measured: indexed
 

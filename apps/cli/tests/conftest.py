@@ -87,7 +87,14 @@ def results(tmp_path: Path) -> Path:
     root.mkdir()
     specs = [
         ("exp_0", "org/model-a", "fp32", 4, 100.0, ()),
-        ("exp_1", "org/model-b", "fp16", 5, 110.0, ("short window: under 60 s",)),
+        (
+            "exp_1",
+            "org/model-b",
+            "fp16",
+            5,
+            110.0,
+            ("measurement window was 10.0 s, shorter than 60 s",),
+        ),
         ("exp_2", "org/model-a", "fp16", 6, 80.0, ()),
         ("exp_3", "org/model-b", "fp32", 7, None, ("no energy measured",)),
     ]

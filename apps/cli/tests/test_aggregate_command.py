@@ -86,7 +86,9 @@ def save_indexed(results: Path) -> tuple[Path, ExperimentResult]:
     result = example_result(raws, config=config, timeseries="timeseries.parquet")
     directory = result.save(results, timeseries_source=sidecar)
     document = json.loads((directory / "result.json").read_text())
-    document["measurement_warnings"] = ["stale warning from an old aggregation"]
+    document["measurement_warnings"] = [
+        {"code": "unclassified", "message": "stale warning from an old aggregation"}
+    ]
     (directory / "result.json").write_text(json.dumps(document, indent=2))
     with ResultStore(results / "llem.db") as store:
         store.ingest(directory)
@@ -111,7 +113,7 @@ def test_force_aggregates_again_in_place_and_reindexes(llem: Llem, tmp_path: Pat
     directory, old = save_indexed(results)
     with ResultStore(results / "llem.db") as store:
         assert store.warnings(old.experiment_id) == [
-            ("measurement", "stale warning from an old aggregation")
+            ("measurement", "unclassified", "stale warning from an old aggregation")
         ]
 
     outcome = llem("aggregate", old.experiment_id, "--force", "--output", str(results))

@@ -18,7 +18,8 @@ def test_env_on_a_machine_without_gpus_says_no_energy_and_why(
     assert report["environment"]["gpus"] == []
     if not report["rapl_domains"]:  # this test machine may or may not expose RAPL
         assert report["energy_sources"] == []
-        assert report["warnings"][0].startswith("no energy measured: ")
+        assert report["warnings"][0]["code"] == "no_energy"
+        assert report["warnings"][0]["message"].startswith("no energy measured: ")
 
 
 def test_env_lists_gpus_the_source_auto_picks_and_what_would_be_warned(
@@ -32,7 +33,9 @@ def test_env_lists_gpus_the_source_auto_picks_and_what_would_be_warned(
     report = json.loads(result.output)
     assert [g["uuid"] for g in report["environment"]["gpus"]] == ["GPU-env-0", "GPU-env-1"]
     assert report["energy_sources"][0] == "nvml"
-    assert any(w.startswith("persistence mode is off on GPU GPU-env-1") for w in report["warnings"])
+    (off,) = [w for w in report["warnings"] if w["code"] == "persistence_off"]
+    assert off["message"].startswith("persistence mode is off on GPU GPU-env-1")
+    assert off["figures"] == {"device": "GPU-env-1"}
     table = CliRunner().invoke(app, ["env"], env={"COLUMNS": "200"})
     assert table.exit_code == 0
     assert "GPU-env-1" in table.output

@@ -107,6 +107,42 @@ def test_filters_by_model_backend_dates_and_efficiency(llem: Llem, results: Path
     )
 
 
+def test_filters_by_warning_code(llem: Llem, results: Path) -> None:
+    def selected(*args: str) -> list[object]:
+        return [row["experiment_id"] for row in listed(llem, results, *args)]
+
+    assert selected("--warning", "short_window") == ["exp_1"]
+    assert selected("--warning", "no_energy") == ["exp_3"]
+    assert selected("--warning", "throttled") == []
+    table = llem("results", "list", "--db", str(results / "llem.db"), "--warning", "no_energy")
+    assert table.exit_code == 0, table.stderr
+    assert "exp_3" in table.stdout
+    assert "exp_1" not in table.stdout
+
+
+def test_an_unknown_warning_code_is_a_usage_error_listing_the_codes(
+    llem: Llem, results: Path
+) -> None:
+    outcome = llem("results", "list", "--db", str(results / "llem.db"), "--warning", "hot")
+    assert outcome.exit_code == 2
+    assert outcome.stderr.startswith("error: unknown warning code 'hot': choose from ")
+    assert "short_window" in outcome.stderr
+    assert "\n" not in outcome.stderr.rstrip("\n")
+
+
+def test_schema_warnings_lists_every_code_with_its_meaning(llem: Llem) -> None:
+    from llem_schema import WARNING_CODES
+
+    listed_codes = llem("schema", "warnings", "--json")
+    assert listed_codes.exit_code == 0, listed_codes.stderr
+    assert json.loads(listed_codes.stdout) == dict(WARNING_CODES)
+    table = llem("schema", "warnings")
+    assert table.exit_code == 0
+    lines = table.stdout.splitlines()
+    assert len(lines) == len(WARNING_CODES)
+    assert lines[0].split()[0] == next(iter(WARNING_CODES))
+
+
 def test_since_takes_a_relative_age(llem: Llem, make_result: MakeResult, tmp_path: Path) -> None:
     db = tmp_path / "llem.db"
     now = datetime.now(UTC)

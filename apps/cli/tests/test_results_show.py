@@ -54,7 +54,7 @@ def test_show_prints_identity_config_metrics_statistics_and_warnings(
         "requests 5",
         f"energy J (raw) {summary.total_energy_j:,.2f}",
         f"output tokens/s {summary.output_tokens_per_s:,.2f}",
-        "measurement: short window: under 60 s",
+        "measurement (short_window): measurement window was 10.0 s, shorter than 60 s",
     ):
         assert expected in lines, expected
     ttft = stats["ttft_ms"]
@@ -94,7 +94,13 @@ def test_show_json_holds_summary_statistics_warnings_and_config(llem: Llem, resu
         assert shown["config"] == store.config("exp_1")
         stats = store.request_stats("exp_1")
     assert sorted(shown) == ["config", "request_stats", "summary", "warnings"]
-    assert shown["warnings"] == [{"source": "measurement", "message": "short window: under 60 s"}]
+    assert shown["warnings"] == [
+        {
+            "source": "measurement",
+            "code": "short_window",
+            "message": "measurement window was 10.0 s, shorter than 60 s",
+        }
+    ]
     ttft = stats["ttft_ms"]
     assert ttft is not None
     assert shown["request_stats"]["ttft_ms"] == ttft.model_dump(mode="json")

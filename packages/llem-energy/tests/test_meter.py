@@ -5,16 +5,17 @@ samples are exactly the ones taken at start and stop, so every figure is determi
 """
 
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pynvml
 import pytest
 
-from llem_energy import EnergyError, EnergyMeter, EnergySourceUnavailableError
+from llem_energy import EnergyError, EnergyMeter, EnergySourceUnavailableError, process_tree
 from llem_energy.testing import FakeGpu, FakeNvml, ManualClock, write_rapl_zone
-from llem_schema import BaselineConfig, EnergyConfig
+from llem_schema import BaselineConfig, BaselineMeasurement, EnergyConfig
 
 QUIET = EnergyConfig(sample_rate_hz=0.001)
 
@@ -71,7 +72,10 @@ def test_a_miscalibrated_counter_is_a_mismatch_warning(clock: ManualClock, no_ra
         window = meter.start()
         clock.sleep(90.0)
         reading = window.stop()
-    assert [w for w in reading.warnings if "differ by 23%, more than 10%" in w]
+    (mismatch,) = [w for w in reading.warnings if w.code == "counter_mismatch"]
+    assert "and the integral of instant power sampled at 0.0111 Hz" in mismatch.message
+    assert "differ by 23%, more than 10%" in mismatch.message
+    assert mismatch.figures["device"] == "GPU-a"
     assert reading.energy[0].energy_j == pytest.approx(1.3 * 300.0 * 90.0, rel=1e-4)
 
 
@@ -79,20 +83,31 @@ def test_window_warnings_and_the_prompt_count(
     fake_nvml: FakeNvml, clock: ManualClock, no_rapl: Path
 ) -> None:
     fake_nvml.gpus[1].persistence_mode = False
-    fake_nvml.gpus[0].clock_event_reasons = lambda t: int(pynvml.nvmlClocksEventReasonSwPowerCap)
+    fake_nvml.gpus[0].clock_event_reasons = lambda t: int(
+        pynvml.nvmlClocksEventReasonSwPowerCap | pynvml.nvmlClocksEventReasonSwThermalSlowdown
+    )
     fake_nvml.gpus[0].temperature_rise_c_per_s = 1.0
     with _meter(fake_nvml, clock, no_rapl) as meter:
         window = meter.start()
         clock.sleep(20.0)
         reading = window.stop()
-    text = "\n".join(reading.warnings)
+    text = "\n".join(w.message for w in reading.warnings)
+    assert [w.code for w in reading.warnings] == [
+        "short_window",
+        "no_baseline",
+        "no_baseline",  # one per GPU
+        "persistence_off",
+        "thermal_drift",
+        "throttled",
+    ]
     assert "window was 20.0 s, shorter than 60 s" in text
     assert f"persistence mode is off on GPU {fake_nvml.gpus[1].uuid}" in text
-    assert "throttled (power cap) for 20.0 s" in text
+    assert "slowed (software thermal) for 20.0 s of the 20.0 s window" in text
     assert "GPU 0 warmed by 20.0 °C" in text
-    assert "no idle baseline" in text
-    assert not any(w.startswith("only ") for w in reading.warnings)
-    assert any("only 8 prompts" in w for w in reading.warnings_with(prompt_count=8))
+    assert reading.throttle is not None
+    assert reading.throttle.power_cap_s == pytest.approx(20.0)
+    assert "few_prompts" not in [w.code for w in reading.warnings]
+    assert "few_prompts" in [w.code for w in reading.warnings_with(prompt_count=8)]
 
 
 def test_rapl_domains_join_the_gpus(
@@ -121,7 +136,8 @@ def test_auto_without_nvml_falls_back_to_rapl_with_a_warning(
     window = meter.start()
     clock.sleep(61.0)
     reading = window.stop()
-    assert reading.warnings[0].startswith(
+    assert reading.warnings[0].code == "cpu_energy_only"
+    assert reading.warnings[0].message.startswith(
         "no GPU energy, CPU energy (RAPL) only: NVML: NVML initialisation"
     )
     assert [e.domain for e in reading.energy] == ["cpu_package", "dram"]
@@ -140,9 +156,10 @@ def test_auto_with_nothing_measures_no_energy_and_says_why(
     assert reading.energy == []
     assert reading.total_energy_j is None
     assert reading.samples == []
-    (warning,) = [w for w in reading.warnings if w.startswith("no energy measured")]
+    (warning,) = [w.message for w in reading.warnings if w.code == "no_energy"]
     assert "NVML_ERROR_LIBRARY_NOT_FOUND" in warning
     assert "RAPL is not exposed here" in warning
+    assert "rapl_unreadable" not in [w.code for w in reading.warnings]  # absent, not denied
     assert reading.duration_s == 61.0
 
 
@@ -171,7 +188,7 @@ def test_source_none(clock: ManualClock) -> None:
     clock.sleep(1.0)
     reading = window.stop()
     assert reading.energy == []
-    assert any("energy.source is 'none'" in w for w in reading.warnings)
+    assert any("energy.source is 'none'" in w.message for w in reading.warnings)
 
 
 def test_by_default_the_gpus_cuda_visible_devices_leaves_visible(
@@ -245,7 +262,8 @@ def test_a_uuid_no_gpu_has_is_named(clock: ManualClock, no_rapl: Path) -> None:
 def test_baseline_fresh_then_cached_and_adjusted_energy(
     clock: ManualClock, no_rapl: Path, tmp_path: Path
 ) -> None:
-    fake = FakeNvml([FakeGpu(uuid="GPU-a", power_w=80.0, power_swing_w=0.0)], clock=clock)
+    idle = FakeGpu(uuid="GPU-a", power_w=80.0, power_swing_w=0.0, utilization_pct=0)
+    fake = FakeNvml([idle], clock=clock)
     config = BaselineConfig(duration_s=10.0, cache_ttl_s=3600.0)
     wall = [1_700_000_000.0]
     with _meter(fake, clock, no_rapl) as meter:
@@ -255,13 +273,16 @@ def test_baseline_fresh_then_cached_and_adjusted_energy(
         assert fresh["GPU-a"].method == "fresh"
         assert fresh["GPU-a"].power_w == pytest.approx(80.0, abs=1e-3)
         assert fresh["GPU-a"].duration_s == 10.0
+        assert fresh["GPU-a"].state == "device synchronised and idle"
+        assert fresh["GPU-a"].problems == []
+        assert fresh["GPU-a"].temperature_c is not None
         fake.gpus[0].power_w = 300.0
         window = meter.start()
         clock.sleep(100.0)
         reading = window.stop()
     assert reading.energy[0].baseline == fresh["GPU-a"]
     assert reading.adjusted_energy_j == pytest.approx(300.0 * 100 - 80.0 * 100, abs=0.2)
-    assert not any("no idle baseline" in w for w in reading.warnings)
+    assert "no_baseline" not in [w.code for w in reading.warnings]
 
     wall[0] += 600.0  # another process, ten minutes later, reuses the figure
     with _meter(fake, clock, no_rapl) as other:
@@ -306,7 +327,8 @@ def test_counter_failure_mid_window_falls_back_to_the_integral(
     reading = window.stop()
     assert reading.energy[0].method == "integrated"
     assert math.isclose(reading.energy[0].energy_j, 300.0 * 70.0, rel_tol=1e-4)
-    assert reading.warnings[0].startswith(
+    assert reading.warnings[0].code == "counter_unreadable"
+    assert reading.warnings[0].message.startswith(
         "GPU GPU-a: energy counter unreadable at window end (NVML energy counter"
     )
 
@@ -331,3 +353,198 @@ def test_environment_describes_the_measured_gpus(clock: ManualClock, no_rapl: Pa
     assert [g.index for g in snapshot.gpus] == [1]
     assert snapshot.driver_version == "550.54.15"
     assert EnergyMeter.create(EnergyConfig(source="none")).environment(packages=[]).gpus == []
+
+
+def test_each_gpus_energy_says_what_power_was_read_and_how_often(
+    clock: ManualClock, no_rapl: Path
+) -> None:
+    fake = FakeNvml(
+        [FakeGpu(uuid="GPU-a"), FakeGpu(uuid="GPU-b", instant_power=False)], clock=clock
+    )
+    with _meter(fake, clock, no_rapl) as meter:
+        window = meter.start()
+        clock.sleep(2.0)
+        reading = window.stop()
+    readings = {e.device_uuid: (e.power_reading, e.power_scope) for e in reading.energy}
+    assert readings == {"GPU-a": ("instant", "gpu"), "GPU-b": ("averaged", "gpu")}
+    # a manual clock: the sampler thread took none, start() and stop() one each
+    assert [e.sample_rate_hz for e in reading.energy] == [pytest.approx(0.5)] * 2
+    assert [e.sample_gaps for e in reading.energy] == [0, 0]  # the period is 1000 s here
+
+
+def test_rapl_denied_under_auto_is_a_warning_saying_how_to_grant_access(
+    fake_nvml: FakeNvml, clock: ManualClock, rapl_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As the kernel answers a user who is not root since Linux 5.10 (the tests may run as
+    # root, to whom a file mode denies nothing, so the denial is made at the read).
+    read_text = Path.read_text
+
+    def denied(path: Path, *args: Any, **kwargs: Any) -> str:
+        if path.name == "energy_uj":
+            raise PermissionError(13, "Permission denied", str(path))
+        return read_text(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", denied)
+    with EnergyMeter.create(
+        QUIET, nvml=fake_nvml, clock=clock, rapl_root=rapl_root, environ={}
+    ) as meter:
+        assert meter.sources == ("nvml",)
+        window = meter.start()
+        clock.sleep(61.0)
+        reading = window.stop()
+    (refused,) = [w for w in reading.warnings if w.code == "rapl_unreadable"]
+    assert "only root may read RAPL counters" in refused.message
+    assert "sudo chmod a+r" in refused.message
+
+
+def _idle_gpu(**kw: Any) -> FakeGpu:
+    settings: dict[str, Any] = {"uuid": "GPU-a", "power_w": 80.0, "utilization_pct": 0}
+    return FakeGpu(**(settings | kw))
+
+
+def _baseline(
+    fake: FakeNvml, clock: ManualClock, no_rapl: Path, cache: Path, **kw: Any
+) -> dict[str, BaselineMeasurement]:
+    with _meter(fake, clock, no_rapl) as meter:
+        return meter.measure_baseline(
+            BaselineConfig(duration_s=10.0, cache_ttl_s=3600.0),
+            cache_dir=cache,
+            sleep=clock.sleep,
+            **kw,
+        )
+
+
+def test_a_busy_gpu_at_baseline_is_measured_again_then_warned_and_not_cached(
+    clock: ManualClock, no_rapl: Path, tmp_path: Path
+) -> None:
+    busy = FakeGpu(uuid="GPU-a", power_w=300.0, utilization_pct=90)
+    fake = FakeNvml([busy], clock=clock)
+    with _meter(fake, clock, no_rapl) as meter:
+        before = fake.calls["nvmlDeviceGetTotalEnergyConsumption"]
+        found = meter.measure_baseline(
+            BaselineConfig(duration_s=10.0), cache_dir=tmp_path, sleep=clock.sleep
+        )
+        measured = fake.calls["nvmlDeviceGetTotalEnergyConsumption"] - before
+        window = meter.start()
+        clock.sleep(61.0)
+        reading = window.stop()
+    assert found["GPU-a"].problems == ["utilisation up to 90 %"]
+    assert found["GPU-a"].power_w == pytest.approx(300.0, rel=0.05)  # kept, with its problems
+    assert measured >= 4  # two windows, each reading the counter at start and end
+    (warned,) = [w for w in reading.warnings if w.code == "baseline_not_idle"]
+    assert "did not look idle while its baseline was measured, twice (utilisation up to 90 %)" in (
+        warned.message
+    )
+    assert list(tmp_path.glob("*.json")) == []  # never cached
+
+
+def test_a_foreign_process_or_a_cooling_gpu_is_not_idle(
+    clock: ManualClock, no_rapl: Path, tmp_path: Path
+) -> None:
+    foreign = FakeNvml([_idle_gpu(compute_pids=[os.getpid(), 999_999])], clock=clock)
+    (problem,) = _baseline(foreign, clock, no_rapl, tmp_path)["GPU-a"].problems
+    assert problem == "compute processes not of this run (PIDs 999999)"  # its own is not
+    cooling = FakeNvml([_idle_gpu(temperature_rise_c_per_s=-1.0)], clock=clock)
+    (problem,) = _baseline(cooling, clock, no_rapl, tmp_path / "c")["GPU-a"].problems
+    assert problem == "cooling by 10.0 °C"
+
+
+def test_a_cached_baseline_is_reused_only_under_the_same_state_limit_and_driver(
+    clock: ManualClock, no_rapl: Path, tmp_path: Path
+) -> None:
+    fake = FakeNvml([_idle_gpu()], clock=clock)
+    assert _baseline(fake, clock, no_rapl, tmp_path)["GPU-a"].method == "fresh"
+    assert _baseline(fake, clock, no_rapl, tmp_path)["GPU-a"].method == "cached"
+    other_state = _baseline(fake, clock, no_rapl, tmp_path, state="model unloaded")
+    assert other_state["GPU-a"].method == "fresh"
+    fake.gpus[0].power_limit_w = 500.0
+    assert _baseline(fake, clock, no_rapl, tmp_path)["GPU-a"].method == "fresh"
+    fake.driver_version = "560.28.03"
+    assert _baseline(fake, clock, no_rapl, tmp_path)["GPU-a"].method == "fresh"
+    assert _baseline(fake, clock, no_rapl, tmp_path)["GPU-a"].method == "cached"
+
+
+def test_window_start_and_end_states_name_foreign_processes(
+    clock: ManualClock, no_rapl: Path
+) -> None:
+    fake = FakeNvml([_idle_gpu(compute_pids=[os.getpid()])], clock=clock)
+    with _meter(fake, clock, no_rapl) as meter:
+        window = meter.start()
+        fake.gpus[0].compute_pids.append(4242)  # something else starts on the GPU
+        fake.gpus[0].sm_clock_mhz = 1755
+        clock.sleep(61.0)
+        reading = window.stop()
+    environment = reading.environment
+    assert environment is not None
+    assert environment.driver_version == "550.54.15"
+    (start,), (end,) = environment.at_start, environment.at_end
+    assert (start.foreign_pids, end.foreign_pids) == ([], [4242])
+    assert (start.sm_clock_mhz, end.sm_clock_mhz) == (1980.0, 1755.0)
+    assert (start.power_limit_w, start.default_power_limit_w, start.pstate) == (700.0, 700.0, 0)
+    (foreign,) = [w for w in reading.warnings if w.code == "foreign_process"]
+    assert "(PIDs 4242)" in foreign.message
+
+
+def test_the_process_tree_holds_this_process_and_its_children(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        tree = process_tree(os.getpid())
+        assert {os.getpid(), child.pid} <= tree
+        assert os.getppid() not in tree
+        assert process_tree(os.getpid(), proc=tmp_path / "no-proc") == {os.getpid()}
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_gpu_with_module_power_only_reads_it_and_says_so(
+    clock: ManualClock, no_rapl: Path
+) -> None:
+    fake = FakeNvml([_idle_gpu(module_power_only=True, power_swing_w=0.0)], clock=clock)
+    with _meter(fake, clock, no_rapl) as meter:
+        window = meter.start()
+        clock.sleep(61.0)
+        reading = window.stop()
+    (energy,) = reading.energy
+    assert (energy.power_reading, energy.power_scope) == ("instant", "module")
+    assert energy.integrated_energy_j == pytest.approx(80.0 * 61.0)
+    (module,) = [w for w in reading.warnings if w.code == "module_power"]
+    assert "GPU GPU-a's own power cannot be read, only its module's" in module.message
+
+
+def test_nvmls_clock_event_counters_give_the_throttle_times_where_the_driver_counts(
+    clock: ManualClock, no_rapl: Path
+) -> None:
+    """A thermal slowdown of 0.05 s falls between two 10 Hz samples; the counters see it."""
+    power_cap, hw_thermal = 74, 270  # the NVML field ids
+    gpu = _idle_gpu(event_counters=True, event_ns={power_cap: 10**12, hw_thermal: 5 * 10**9})
+    fake = FakeNvml([gpu], clock=clock)
+    with _meter(fake, clock, no_rapl) as meter:
+        window = meter.start()
+        clock.sleep(61.0)
+        gpu.event_ns = {power_cap: 10**12 + 30 * 10**9, hw_thermal: 5 * 10**9 + 50_000_000}
+        reading = window.stop()
+    throttle = reading.throttle
+    assert throttle is not None
+    assert throttle.source == "counters"
+    assert throttle.power_cap_s == pytest.approx(30.0)
+    assert throttle.slowdown_s == pytest.approx(0.05)
+    assert (throttle.power_cap, throttle.hw_thermal, throttle.sw_thermal) == (True, True, False)
+    (slowed,) = [w for w in reading.warnings if w.code == "throttled"]
+    assert "slowed (hardware thermal) for 0.1 s of the 61.0 s window" in slowed.message
+
+
+def test_without_counters_the_throttle_times_come_from_the_samples(
+    clock: ManualClock, no_rapl: Path
+) -> None:
+    fake = FakeNvml([_idle_gpu()], clock=clock)
+    with _meter(fake, clock, no_rapl) as meter:
+        window = meter.start()
+        clock.sleep(61.0)
+        reading = window.stop()
+    assert reading.throttle is not None
+    assert reading.throttle.source == "samples"
+    assert not reading.throttle.detected

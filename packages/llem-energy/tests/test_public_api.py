@@ -14,6 +14,7 @@ def test_public_api_is_what_init_exports() -> None:
         "nvml",
         "rapl",
         "sampler",
+        "simulated",
         "throttle",
     }
     assert sorted(llem_energy.__all__) == sorted(exported - modules)

@@ -44,6 +44,8 @@ def test_kinds_seconds_and_temperatures() -> None:
     assert not info.sw_thermal
     assert not info.hw_power_brake
     assert info.throttled_s == pytest.approx(2.0)  # [1, 3] union [1.5, 2.5]
+    assert info.power_cap_s == pytest.approx(2.0)  # GPU 0 [1, 3], GPU 1 [1.5, 2.5]
+    assert info.slowdown_s == pytest.approx(1.0)  # GPU 0 [2, 3]; GPU 1's last has no end
     assert info.temperature_start_c == 65.0
     assert info.temperature_peak_c == 83.0
 
@@ -54,4 +56,13 @@ def test_reason_bits_are_the_real_nvml_constants() -> None:
         "sw_thermal": 0x20,
         "power_cap": 0x4,
         "hw_power_brake": 0x80,
+        "hw_slowdown": 0x8,
     }
+
+
+def test_hardware_slowdown_0x8_is_a_slowdown() -> None:
+    info = summarise_throttle([_row(0.0, 0x8, 50.0), _row(0.5, 0, 50.0)])
+    assert info.detected
+    assert info.hw_slowdown
+    assert info.slowdown_s == pytest.approx(0.5)
+    assert info.power_cap_s == 0.0

@@ -222,7 +222,7 @@ def test_ctrl_c_saves_what_finished_marked_incomplete(tmp_path: Path) -> None:
     assert (
         "interrupted: 3 of 6 requests finished before the run was stopped; the others were not "
         "sent or did not finish"
-    ) in result.measurement_warnings
+    ) in [w.message for w in result.measurement_warnings]
     assert not (tmp_path / "results" / ".staging" / caught.value.experiment_id).exists()
     with ResultStore(tmp_path / "results" / "llem.db", create=False) as store:
         assert store.get(caught.value.experiment_id).status == "incomplete"

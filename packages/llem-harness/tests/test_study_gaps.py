@@ -153,3 +153,42 @@ def test_the_plain_display_writes_to_stderr_by_default(
     display.note("a note")
     captured = capsys.readouterr()
     assert (captured.out, captured.err) == ("", "a note\n")
+
+
+def test_the_nvml_thermometer_reads_the_hottest_gpu_a_lane_runs_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from llem_energy import nvml as nvml_module
+    from llem_energy.testing import FakeGpu, FakeNvml
+    from llem_harness.study.gaps import NvmlThermometer
+
+    gpus = [
+        FakeGpu(uuid="GPU-t0", temperature_c=50.0, temperature_rise_c_per_s=0.0),
+        FakeGpu(uuid="GPU-t1", temperature_c=62.0, temperature_rise_c_per_s=0.0),
+    ]
+    fake = FakeNvml(gpus)
+    monkeypatch.setattr(nvml_module, "load_nvml", lambda: fake)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.delenv("LLEM_SIMULATED_GPUS", raising=False)
+    thermometer = NvmlThermometer()
+    assert thermometer.hottest_c(None) == 62.0  # every GPU this process sees
+    assert thermometer.hottest_c("0") == 50.0  # a lane pinned to GPU 0
+    thermometer.close()
+    assert fake.init_count == 0
+
+
+def test_without_nvml_the_thermometer_reads_nothing_and_says_why_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from llem_energy import nvml as nvml_module
+    from llem_energy.testing import FakeNvml
+    from llem_harness.study.gaps import NvmlThermometer
+
+    monkeypatch.setattr(nvml_module, "load_nvml", lambda: FakeNvml(library_missing=True))
+    monkeypatch.delenv("LLEM_SIMULATED_GPUS", raising=False)
+    thermometer = NvmlThermometer()
+    assert thermometer.hottest_c(None) is None
+    assert thermometer.hottest_c(None) is None
+    said = [r.getMessage() for r in caplog.records if "cooldown" in r.getMessage()]
+    assert len(said) == 1
+    assert said[0].startswith("the cooldown cannot read GPU temperatures (NVML initialisation")

@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -581,3 +581,61 @@ def test_resuming_a_directory_that_is_not_a_study_is_refused(tmp_path: Path) -> 
         resume_study(tmp_path, None, force=False, options=RunOptions(store=False))
     assert str(caught.value) == f"{tmp_path} is not a study directory (it has no manifest.json)"
     assert exit_code_for(caught.value) == EXIT_USAGE
+
+
+class CoolingGpus:
+    """A thermometer whose GPUs cool by ``step_c`` every reading, from ``start_c``."""
+
+    def __init__(self, start_c: float, step_c: float) -> None:
+        self.next_c = start_c
+        self.step_c = step_c
+        self.readings: list[tuple[str | None, float]] = []
+
+    def hottest_c(self, device: str | None) -> float | None:
+        reading = self.next_c
+        self.readings.append((device, reading))
+        self.next_c -= self.step_c
+        return reading
+
+
+def test_the_cooldown_waits_for_the_gpus_to_cool_after_the_fixed_gap(
+    bench: Bench, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bench.study_file.write_text(
+        STUDY.replace("cycles: 2", "cycles: 1")
+        + "gap_between_experiments_s: 0.2\n"
+        + "gap: {until_temperature_c: 45, max_s: 30}\n"
+    )
+    loaded = bench.load()
+    thermometer = CoolingGpus(start_c=48.0, step_c=1.0)  # 48, 47, 46, 45: three seconds
+    options = replace(bench.options(loaded.plan), thermometer=thermometer)
+    outcome = start_study(loaded, bench.output, options)
+    entries = outcome.manifest.entries
+    assert [e.status for e in entries] == ["completed", "completed"]
+    assert entries[0].finished_at is not None
+    assert entries[1].started_at is not None
+    pause_s = (entries[1].started_at - entries[0].finished_at).total_seconds()
+    assert pause_s >= 3.0  # read once a second until 45 °C
+    assert [reading for _, reading in thermometer.readings] == [48.0, 47.0, 46.0, 45.0]
+    log = capsys.readouterr().err
+    assert "cooldown: GPUs at 48 °C, waiting for 45 °C (at most 30 s)" in log
+
+
+def test_the_cooldown_gives_up_after_max_s(
+    bench: Bench, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bench.study_file.write_text(
+        STUDY.replace("cycles: 2", "cycles: 1") + "gap: {until_temperature_c: 45, max_s: 1.5}\n"
+    )
+    loaded = bench.load()
+    never = CoolingGpus(start_c=90.0, step_c=0.0)  # never cools
+    outcome = start_study(
+        loaded, bench.output, replace(bench.options(loaded.plan), thermometer=never)
+    )
+    entries = outcome.manifest.entries
+    assert [e.status for e in entries] == ["completed", "completed"]
+    assert entries[0].finished_at is not None
+    assert entries[1].started_at is not None
+    pause_s = (entries[1].started_at - entries[0].finished_at).total_seconds()
+    assert 1.5 <= pause_s < 5.0
+    assert "cooldown: still 90 °C after 1.5 s; going on" in capsys.readouterr().err

@@ -26,10 +26,20 @@ from llem_persistence.exporters.xlsx import (
     HIGHER_IS_BETTER,
     LOWER_IS_BETTER,
 )
-from llem_schema import ExperimentResult
+from llem_schema import ExperimentResult, MeasurementWarning
 from llem_schema.testing import example_config, example_raw_result, example_result
 
-FORMULA_LIKE = '=HYPERLINK("http://example.com")'
+FORMULA_LIKE = '=HYPERLINK("http://example.com")'  # a string: code "unclassified"
+DRIFT = MeasurementWarning(
+    code="thermal_drift",
+    message="GPU 0 warmed by 12.0 °C during the window (more than 10 °C): warm up longer",
+    figures={"gpu_index": 0, "rise_c": 12.0, "limit_c": 10.0},
+)
+SKEW = MeasurementWarning(
+    code="window_skew",
+    message="the processes' windows started 1.000 s and ended 1.000 s apart",
+    figures={"start_skew_s": 1.0, "end_skew_s": 1.0, "limit_s": 0.25},
+)
 
 
 def _results() -> list[ExperimentResult]:
@@ -38,8 +48,9 @@ def _results() -> list[ExperimentResult]:
         example_raw_result(process_index=i, num_processes=2, n_requests=6, seed=i, config=config)
         for i in range(2)
     ]
-    first = example_result(
-        raws, config=config, measurement_warnings=["thermal drift 12 C: cool down", FORMULA_LIKE]
+    first = example_result(raws, config=config, measurement_warnings=[DRIFT, FORMULA_LIKE])
+    first = first.model_copy(
+        update={"aggregation": first.aggregation.model_copy(update={"warnings": [SKEW]})}
     )
     second = example_result([example_raw_result(energy_j=None, seed=9, n_requests=5)])
     return [first, second.model_copy(update={"experiment_id": "no_energy_run"})]
@@ -151,12 +162,14 @@ def test_warnings_sheet_lists_each_warning_as_text(
 ) -> None:
     results, target = exported
     header, *rows = _rows(openpyxl.load_workbook(target)["warnings"])
-    assert header == ("experiment_id", "source", "warning")
+    assert header == ("experiment_id", "source", "code", "warning")
+    experiment_id = results[0].experiment_id
     assert rows == [
-        (results[0].experiment_id, "measurement", "thermal drift 12 C: cool down"),
-        (results[0].experiment_id, "measurement", FORMULA_LIKE),
+        (experiment_id, "measurement", "thermal_drift", DRIFT.message),
+        (experiment_id, "measurement", "unclassified", FORMULA_LIKE),
+        (experiment_id, "aggregation", "window_skew", SKEW.message),
     ]
-    cell = openpyxl.load_workbook(target)["warnings"]["C3"]
+    cell = openpyxl.load_workbook(target)["warnings"]["D3"]
     assert cell.data_type in ("s", "inlineStr")  # text, never a formula
 
 
@@ -209,7 +222,7 @@ def test_no_results_writes_headers_only_and_no_chart(tmp_path: Path) -> None:
     workbook = openpyxl.load_workbook(target)
     assert workbook.sheetnames == ["summary", "per-request", "config", "warnings"]
     assert _rows(workbook["summary"]) == [SUMMARY_COLUMN_NAMES]
-    assert _rows(workbook["warnings"]) == [("experiment_id", "source", "warning")]
+    assert _rows(workbook["warnings"]) == [("experiment_id", "source", "code", "warning")]
     with zipfile.ZipFile(target) as archive:
         assert not [n for n in archive.namelist() if n.startswith("xl/charts/")]
 
@@ -234,7 +247,9 @@ def test_text_longer_than_an_excel_cell_is_cut_and_logged(
     long_warning = "x" * 40_000
     target = tmp_path / "long.xlsx"
     export_xlsx([example_result(measurement_warnings=[long_warning])], target)
-    cell = openpyxl.load_workbook(target)["warnings"]["C2"].value
+    sheet = openpyxl.load_workbook(target)["warnings"]
+    assert sheet["C2"].value == "unclassified"
+    cell = sheet["D2"].value
     assert isinstance(cell, str)
     assert len(cell) == EXCEL_MAX_STRING
     assert cell.endswith("\u2026")

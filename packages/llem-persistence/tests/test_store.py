@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from pydantic import JsonValue
 
 from llem_persistence import (
     DuplicateResultError,
@@ -16,10 +17,11 @@ from llem_persistence import (
     StoreLookupError,
 )
 from llem_persistence.errors import UnknownExperimentError
-from llem_schema import ExperimentResult, LatencyStats, ResultFormatError
+from llem_schema import ExperimentResult, LatencyStats, MeasurementWarning, ResultFormatError
 from llem_schema.testing import EXAMPLE_START, example_config
 
-MakeResult = Callable[..., Path]  # the conftest fixture: (experiment_id, *, model, hours, root)
+# the conftest fixture: (experiment_id, *, model, hours, root, warnings)
+MakeResult = Callable[..., Path]
 
 
 def rows(db: Path, sql: str) -> list[tuple[object, ...]]:
@@ -48,7 +50,9 @@ def test_an_ingested_result_is_listed_with_its_metrics_requests_and_warnings(
     assert result.latency.ttft is not None
     assert summary.ttft_median_ms == result.latency.ttft.median_ms
     assert summary.warning_count == len(warnings) == 1
-    assert warnings == [("measurement", "fewer than 30 prompts")]
+    (warning,) = result.measurement_warnings
+    assert warnings == [("measurement", "few_prompts", warning.message)]
+    assert warning.message.startswith("only 6 prompts were measured")
     assert config == result.effective_config
     db = tmp_path / "results" / "llem.db"
     # the path is kept relative to the store, so the whole tree can move
@@ -95,10 +99,22 @@ def test_a_rewritten_result_replaces_its_rows(tmp_path: Path, make_result: MakeR
     with ResultStore(db) as store:
         store.ingest(directory)
         result = ExperimentResult.from_json(directory)
-        rewritten = result.model_copy(update={"measurement_warnings": ["a", "b"]})
+        rewritten = result.model_copy(
+            update={
+                "measurement_warnings": [
+                    MeasurementWarning(code="short_window", message="a"),
+                    MeasurementWarning(code="ecc_off", message="b", figures={"device": "GPU-B"}),
+                ]
+            }
+        )
         (directory / "result.json").write_text(rewritten.model_dump_json())
         assert store.ingest(directory) is IngestOutcome.UPDATED
-        assert store.warnings("exp-a") == [("measurement", "a"), ("measurement", "b")]
+        assert store.warnings("exp-a") == [
+            ("measurement", "short_window", "a"),
+            ("measurement", "ecc_off", "b"),
+        ]
+        assert store.count_experiments(warning="few_prompts") == 0  # the old rows are gone
+        assert store.count_experiments(warning="ecc_off") == 1
     assert rows(db, "SELECT count(*) FROM requests") == [(12,)]
     assert rows(db, "SELECT count(*) FROM experiments") == [(1,)]
 
@@ -243,6 +259,60 @@ def test_list_refuses_an_unknown_sort_key_and_status(populated: ResultStore) -> 
     assert str(caught.value) == (
         "unknown status 'done': choose from running, completed, failed, incomplete"
     )
+
+
+def short_window(duration_s: float, *, process: int | None = None) -> MeasurementWarning:
+    """A short-window warning as a process raises it (named by aggregation when ``process``)."""
+    message = (
+        f"measurement window was {duration_s:.1f} s, shorter than 60 s: start/stop effects "
+        "weigh on the energy figures; measure more prompts or more tokens so the window "
+        "lasts at least a minute"
+    )
+    figures: dict[str, JsonValue] = {"duration_s": duration_s, "min_window_s": 60.0}
+    if process is not None:
+        message = f"process {process}: {message}"
+        figures["process"] = process
+    return MeasurementWarning(code="short_window", message=message, figures=figures)
+
+
+def test_list_and_count_filter_by_a_warning_code_not_by_its_text(
+    tmp_path: Path, make_result: MakeResult
+) -> None:
+    make_result("exp-short", warnings=[short_window(10.0)])
+    make_result(
+        "exp-short-twice",
+        hours=1,
+        model="org/big",
+        warnings=[short_window(10.0, process=0), short_window(10.3, process=1)],
+    )
+    # the wording of a short window, but not its code: the filter must not match it
+    worded = MeasurementWarning(code="unclassified", message="measurement window was short")
+    make_result("exp-worded", hours=2, warnings=[worded])
+    make_result("exp-few", hours=3)  # the template's few_prompts warning
+    make_result("exp-none", hours=4, warnings=[])
+    results = tmp_path / "results"
+    with ResultStore(results / "llem.db") as store:
+        store.import_tree(results)
+
+        def ids(**filters: object) -> list[str]:
+            return [s.experiment_id for s in store.list_experiments(**filters)]  # type: ignore[arg-type]
+
+        assert ids(warning="short_window") == ["exp-short-twice", "exp-short"]  # once each
+        assert store.count_experiments(warning="short_window") == 2
+        assert ids(warning="few_prompts") == ["exp-few"]
+        assert store.count_experiments(warning="few_prompts") == 1
+        assert ids(warning="unclassified") == ["exp-worded"]
+        # with the other filters, every one applies
+        assert ids(warning="short_window", model="org/big") == ["exp-short-twice"]
+        assert store.count_experiments(warning="short_window", model="org/big") == 1
+        assert ids(warning="short_window", limit=1, offset=1) == ["exp-short"]
+        assert ids(warning="thermal_drift") == []
+        assert store.count_experiments(warning="thermal_drift") == 0
+        assert len(ids()) == store.count_experiments() == 5
+        assert [code for _, code, _ in store.warnings("exp-short-twice")] == [
+            "short_window",
+            "short_window",
+        ]
 
 
 def test_get_accepts_a_unique_prefix_and_says_what_is_wrong_otherwise(

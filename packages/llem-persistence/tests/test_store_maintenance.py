@@ -1,8 +1,10 @@
 """The store's file: versions and migrations, foreign and corrupt files, integrity checks,
 backup and restore, vacuum. Every error is checked by the message a user sees."""
 
+import contextlib
 import sqlite3
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,9 @@ from llem_persistence import (
 )
 from llem_persistence.errors import CorruptStoreError, NoStoreError
 from llem_persistence.store import STORE_SCHEMA_VERSION
-from llem_persistence.store._schema import APPLICATION_ID, MIGRATIONS, Migration
+from llem_persistence.store._rows import experiment_row
+from llem_persistence.store._schema import APPLICATION_ID, MIGRATIONS, Migration, migrate
+from llem_schema import ExperimentResult, MeasurementWarning
 
 MakeResult = Callable[..., Path]  # the conftest fixture: (experiment_id, *, model, hours, root)
 
@@ -38,7 +42,11 @@ def test_a_new_store_is_marked_as_llem_s_and_versioned(tmp_path: Path) -> None:
         assert connection.execute("PRAGMA application_id").fetchone() == (APPLICATION_ID,)
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         versions = connection.execute("SELECT version, description FROM store_schema").fetchall()
-    assert versions == [(1, "experiments, requests, warnings, studies")]
+    assert versions == [
+        (1, "experiments, requests, warnings, studies"),
+        (2, "a code per warning"),
+    ]
+    assert STORE_SCHEMA_VERSION == 2
 
 
 def test_opening_without_create_needs_an_existing_store(tmp_path: Path) -> None:
@@ -114,39 +122,160 @@ def test_a_store_with_a_damaged_header_says_how_to_recover(store_with_two: Path)
 
 def test_migrations_apply_in_order_and_keep_a_copy_of_the_old_store(tmp_path: Path) -> None:
     db = tmp_path / "llem.db"
+    now = STORE_SCHEMA_VERSION  # a new store is at llem's own latest version
     later = (
         *MIGRATIONS,
-        Migration(2, "energy per request", "ALTER TABLE requests ADD COLUMN energy_j REAL;"),
-        Migration(3, "an index", "CREATE INDEX requests_by_tokens ON requests (output_tokens);"),
+        Migration(now + 1, "energy per request", "ALTER TABLE requests ADD COLUMN energy_j REAL;"),
+        Migration(
+            now + 2, "an index", "CREATE INDEX requests_by_tokens ON requests (output_tokens);"
+        ),
     )
     with ResultStore(db) as store:
         applied = store.migrate(later)
-        assert [m.version for m in applied] == [2, 3]
-        assert store.schema_version == 3
+        assert [m.version for m in applied] == [now + 1, now + 2]
+        assert store.schema_version == now + 2
         assert store.migrate(later) == []
     with sqlite3.connect(db) as connection:
-        assert [v for (v,) in connection.execute("SELECT version FROM store_schema")] == [1, 2, 3]
+        versions = [v for (v,) in connection.execute("SELECT version FROM store_schema")]
+        assert versions == list(range(1, now + 3))
         columns = [row[1] for row in connection.execute("PRAGMA table_info(requests)")]
         assert "energy_j" in columns
-    with sqlite3.connect(tmp_path / "llem.db.v1.bak") as connection:
-        assert connection.execute("PRAGMA user_version").fetchone() == (1,)
+    with sqlite3.connect(tmp_path / f"llem.db.v{now}.bak") as connection:
+        assert connection.execute("PRAGMA user_version").fetchone() == (now,)
 
 
 def test_a_failing_migration_leaves_the_store_at_its_version(tmp_path: Path) -> None:
     db = tmp_path / "llem.db"
+    now = STORE_SCHEMA_VERSION
     broken = (
         *MIGRATIONS,
-        Migration(2, "adds a column", "ALTER TABLE requests ADD COLUMN energy_j REAL;"),
-        Migration(3, "broken", "ALTER TABLE no_such_table ADD COLUMN x;"),
+        Migration(now + 1, "adds a column", "ALTER TABLE requests ADD COLUMN energy_j REAL;"),
+        Migration(now + 2, "broken", "ALTER TABLE no_such_table ADD COLUMN x;"),
     )
     with ResultStore(db) as store:
         with pytest.raises(StoreError) as caught:
             store.migrate(broken)
         assert str(caught.value) == f"{db}: no such table: no_such_table"
-        assert store.schema_version == 1
+        assert store.schema_version == now
     with sqlite3.connect(db) as connection:
         columns = [row[1] for row in connection.execute("PRAGMA table_info(requests)")]
-    assert "energy_j" not in columns  # migration 2 rolled back with 3
+    assert "energy_j" not in columns  # the first new migration rolled back with the second
+
+
+# Warnings as llem wrote them before codes existed (store schema 1, result schema 1.2).
+LEGACY_WARNINGS = [
+    (
+        "measurement",
+        "measurement window was 12.0 s, shorter than 60 s: start/stop effects weigh on the "
+        "energy figures; measure more prompts or more tokens so the window lasts at least a "
+        "minute",
+        "short_window",
+    ),
+    (
+        "measurement",
+        "process 1: ECC is off on GPU GPU-B: memory power and bandwidth differ from ECC-on "
+        "GPUs, so compare only with ECC-off runs, or enable it (`sudo nvidia-smi -e 1`, then "
+        "reboot)",
+        "ecc_off",
+    ),
+    (
+        "aggregation",
+        "processes did not run together for at least half of the shortest one: the window "
+        "and throughput span idle gaps; check for stragglers or a slow launch",
+        "window_overlap",
+    ),
+    ("measurement", "a note of the backend's that no wording names", "unclassified"),
+]
+
+
+def _version_1_store(
+    db: Path, template: ExperimentResult, warnings: dict[str, list[tuple[str, str]]]
+) -> None:
+    """A store at schema 1 (llem's first migration only) holding one experiment per key of
+    ``warnings``, a copy of ``template`` with those (source, message) warnings, as the llem
+    of that schema indexed it."""
+    with contextlib.closing(sqlite3.connect(db, isolation_level=None)) as connection:
+        connection.execute("BEGIN")
+        assert [m.version for m in migrate(connection, 0, MIGRATIONS[:1])] == [1]
+        for hours, (experiment_id, rows) in enumerate(warnings.items()):
+            result = template.model_copy(
+                update={
+                    "experiment_id": experiment_id,
+                    "start_time": template.start_time + timedelta(hours=hours),
+                }
+            )
+            row = experiment_row(result) | {
+                "warning_count": len(rows),
+                "indexed_at": "2026-11-22T15:00:00+00:00",
+            }
+            columns, marks = ", ".join(row), ", ".join("?" * len(row))
+            connection.execute(
+                f"INSERT INTO experiments ({columns}) VALUES ({marks})", list(row.values())
+            )
+            connection.executemany(
+                "INSERT INTO warnings VALUES (?, ?, ?, ?)",
+                [(experiment_id, i, source, text) for i, (source, text) in enumerate(rows)],
+            )
+        connection.execute("COMMIT")
+
+
+def test_a_version_1_store_gets_warning_codes_from_the_wording(
+    tmp_path: Path, template_result: ExperimentResult
+) -> None:
+    db = tmp_path / "llem.db"
+    _version_1_store(
+        db,
+        template_result,
+        {
+            "exp-legacy": [(source, message) for source, message, _ in LEGACY_WARNINGS],
+            "exp-quiet": [],
+            "exp-unknown": [("measurement", "something only a person could read")],
+        },
+    )
+    with sqlite3.connect(db) as connection:
+        columns = [row[1] for row in connection.execute("PRAGMA table_info(warnings)")]
+    assert "code" not in columns  # truly the old schema
+    with ResultStore(db) as store:  # opening migrates it
+        assert store.schema_version == STORE_SCHEMA_VERSION
+        assert store.warnings("exp-legacy") == [
+            (source, code, message) for source, message, code in LEGACY_WARNINGS
+        ]
+        assert store.warnings("exp-unknown") == [
+            ("measurement", "unclassified", "something only a person could read")
+        ]
+        short = [s.experiment_id for s in store.list_experiments(warning="short_window")]
+        overlap = store.count_experiments(warning="window_overlap")
+        unclassified = [s.experiment_id for s in store.list_experiments(warning="unclassified")]
+        assert store.count_experiments() == 3
+    assert short == ["exp-legacy"]
+    assert overlap == 1
+    assert unclassified == ["exp-unknown", "exp-legacy"]  # newest first
+    with sqlite3.connect(db) as connection:
+        assert connection.execute(
+            "SELECT version, description FROM store_schema ORDER BY version"
+        ).fetchall()[-1] == (2, "a code per warning")
+    # the copy kept before migrating is the old store, untouched
+    with sqlite3.connect(tmp_path / "llem.db.v1.bak") as connection:
+        assert connection.execute("PRAGMA user_version").fetchone() == (1,)
+        columns = [row[1] for row in connection.execute("PRAGMA table_info(warnings)")]
+        assert connection.execute("SELECT count(*) FROM warnings").fetchone() == (5,)
+    assert "code" not in columns
+
+
+def test_a_result_indexed_after_the_migration_keeps_its_own_codes(
+    tmp_path: Path, template_result: ExperimentResult, make_result: MakeResult
+) -> None:
+    db = tmp_path / "results" / "llem.db"
+    db.parent.mkdir()
+    _version_1_store(db, template_result, {"exp-legacy": [("measurement", "fewer prompts")]})
+    # worded like a short window, coded otherwise: the code it carries is the one indexed
+    odd = MeasurementWarning(code="backend", message="measurement window was 3 s per batch")
+    directory = make_result("exp-new", hours=1, warnings=[odd])
+    with ResultStore(db) as store:
+        store.ingest(directory)
+        assert store.warnings("exp-new") == [("measurement", "backend", odd.message)]
+        assert store.count_experiments(warning="short_window") == 0
+        assert store.count_experiments(warning="backend") == 1
 
 
 def test_check_finds_missing_and_changed_results_and_lost_rows(

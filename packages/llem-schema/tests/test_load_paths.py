@@ -95,14 +95,15 @@ def test_an_older_document_that_validates_as_current_is_still_migrated(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def relabel(doc: dict[str, Any]) -> dict[str, Any]:
-        doc["measurement_warnings"] = [*doc["measurement_warnings"], "migrated from 0.9"]
+        migrated = {"code": "unclassified", "message": "migrated from 0.9"}
+        doc["measurement_warnings"] = [*doc["measurement_warnings"], migrated]
         return doc
 
     monkeypatch.setitem(RESULT_MIGRATIONS._steps, "0.9", _Step(SCHEMA_VERSION, relabel))
     (tmp_path / "result.json").write_text(json.dumps(document() | {"schema_version": "0.9"}))
     loaded = ExperimentResult.from_json(tmp_path)
     assert loaded.schema_version == SCHEMA_VERSION
-    assert loaded.measurement_warnings == ["migrated from 0.9"]
+    assert [w.message for w in loaded.measurement_warnings] == ["migrated from 0.9"]
 
 
 def test_an_older_embedded_raw_that_validates_as_current_is_still_migrated(

@@ -27,7 +27,7 @@ from llem_schema.versions import (
 )
 
 FIXTURES = Path(__file__).parent / "fixtures"
-SHIPPED_VERSIONS = ["1.0", "1.1", "1.2"]
+SHIPPED_VERSIONS = ["1.0", "1.1", "1.2", "1.3"]
 TINY_RUN = FIXTURES / "v1.0" / "tiny-run"
 """A real `llem run -n 4 --max-new-tokens 4 --batch-size 2` of the tiny model by llem 0.1.0
 (schema 1.0, CPU, no energy source), kept as it was written."""
@@ -53,7 +53,12 @@ def test_shipped_fixture_loads_with_the_current_reader(version: str) -> None:
     assert result.total_energy_j == stored["total_energy_j"] == 250.0
     assert result.output_tokens == stored["output_tokens"]
     assert len(result.process_results) == 2
-    assert result.measurement_warnings == stored["measurement_warnings"]
+    assert [w.message for w in result.measurement_warnings] == [
+        w if isinstance(w, str) else w["message"] for w in stored["measurement_warnings"]
+    ]
+    assert result.energy_scope == "gpu"  # the fixtures meter GPUs only
+    assert result.gpu_energy_j == 250.0
+    assert result.cpu_energy_j is None
 
 
 def test_the_current_version_needs_no_migration() -> None:
@@ -181,3 +186,74 @@ def test_the_current_fixture_records_where_the_model_was_placed() -> None:
     result = ExperimentResult.from_json(FIXTURES / f"v{SCHEMA_VERSION}")
     infos = [raw.model_info for raw in result.process_results]
     assert all(info is not None and info.device_uuids for info in infos)
+
+
+def _v1_2_with_rapl() -> dict[str, Any]:
+    """The 1.2 fixture as a run that also read host RAPL (package + DRAM) would have been
+    written then: every figure of the total, GPU and CPU energy added."""
+    document = json.loads((FIXTURES / "v1.2" / "result.json").read_text())
+    rapl = {"rapl:example-host:package-0": 40.0, "rapl:example-host:dram-0": 10.0}
+    process = document["process_results"][0]
+    for uuid, joules in rapl.items():
+        domain = "cpu_package" if "package" in uuid else "dram"
+        process["energy"].append(
+            {
+                "device_uuid": uuid,
+                "domain": domain,
+                "energy_j": joules,
+                "method": "counter",
+                "counter_energy_j": joules,
+            }
+        )
+    document["energy_per_device_j"] |= rapl
+    total = document["total_energy_j"] = 300.0
+    tokens = document["output_tokens"]
+    document["energy_breakdown"] |= {
+        "raw_j": total,
+        "baseline_energy_j": None,
+        "adjusted_j": None,
+        "baseline_power_w": None,
+        "baseline_method": "unavailable",
+        "baseline_age_s": None,
+    }
+    document["baseline_power_w"] = document["energy_adjusted_j"] = None
+    document["efficiency"] = {
+        "output_tokens_per_j": tokens / total,
+        "energy_per_output_token_j": total / tokens,
+        "output_tokens_per_j_adjusted": None,
+        "energy_per_output_token_adjusted_j": None,
+    }
+    return document
+
+
+def test_a_1_2_result_with_gpu_and_cpu_energy_keeps_its_figures_labelled_total(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "result.json").write_text(json.dumps(_v1_2_with_rapl()))
+    result = ExperimentResult.from_json(tmp_path)
+    assert result.energy_scope == "total"
+    assert (result.gpu_energy_j, result.cpu_energy_j, result.total_energy_j) == (250.0, 50.0, 300.0)
+    assert result.energy_domains == ["gpu", "cpu_package", "dram"]
+    assert result.efficiency.output_tokens_per_j == result.output_tokens / 300.0
+
+
+def test_warnings_of_1_2_get_the_code_their_wording_names() -> None:
+    from llem_schema.versions import _result_1_3
+
+    document = json.loads((FIXTURES / "v1.2" / "result.json").read_text())
+    document["measurement_warnings"] = [
+        "persistence mode is off on GPU GPU-0: the driver may unload between runs",
+        "GPU clocks were throttled (hardware thermal) for 3.0 s of the window: ...",
+        "incomplete: the run was stopped before every request of processes 1 finished",
+        "something no llem ever said",
+    ]
+    document["aggregation"]["warnings"] = ["processes did not run together for at least half"]
+    migrated = _result_1_3(document)
+    assert [w["code"] for w in migrated["measurement_warnings"]] == [
+        "persistence_off",
+        "throttled",
+        "interrupted",
+        "unclassified",
+    ]
+    assert migrated["measurement_warnings"][3]["message"] == "something no llem ever said"
+    assert migrated["aggregation"]["warnings"][0]["code"] == "window_overlap"

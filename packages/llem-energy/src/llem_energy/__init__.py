@@ -21,6 +21,7 @@ from llem_energy.checks import (
     machine_warnings,
     measurement_warnings,
     thermal_drift_c,
+    warning,
 )
 from llem_energy.environment import (
     DEFAULT_PACKAGES,
@@ -37,9 +38,10 @@ from llem_energy.errors import (
     NvmlNotSupportedError,
     NvmlPermissionError,
     NvmlUnavailableError,
+    RaplPermissionError,
     RaplUnavailableError,
 )
-from llem_energy.meter import EnergyMeter, EnergyReading, EnergyWindow
+from llem_energy.meter import EnergyMeter, EnergyReading, EnergyWindow, process_tree
 from llem_energy.nvml import NvmlDevice, NvmlSession, resolve_gpu_indices
 from llem_energy.rapl import DEFAULT_POWERCAP_ROOT, RaplCounter, RaplReader, RaplZone, rapl_delta_uj
 from llem_energy.sampler import (
@@ -50,6 +52,7 @@ from llem_energy.sampler import (
     integrate_power_j,
     sample_gaps,
 )
+from llem_energy.simulated import SIMULATED_GPUS_ENV, simulated_gpu_count
 from llem_energy.throttle import THROTTLE_REASONS, summarise_throttle
 
 __all__ = [
@@ -57,6 +60,7 @@ __all__ = [
     "DEFAULT_POWERCAP_ROOT",
     "MIN_PROMPTS",
     "MIN_WINDOW_S",
+    "SIMULATED_GPUS_ENV",
     "THERMAL_DRIFT_C",
     "THROTTLE_REASONS",
     "BaselineCache",
@@ -75,6 +79,7 @@ __all__ = [
     "NvmlUnavailableError",
     "PowerSampler",
     "RaplCounter",
+    "RaplPermissionError",
     "RaplReader",
     "RaplUnavailableError",
     "RaplZone",
@@ -89,9 +94,12 @@ __all__ = [
     "machine_warnings",
     "measurement_warnings",
     "package_versions",
+    "process_tree",
     "rapl_delta_uj",
     "resolve_gpu_indices",
     "sample_gaps",
+    "simulated_gpu_count",
     "summarise_throttle",
     "thermal_drift_c",
+    "warning",
 ]

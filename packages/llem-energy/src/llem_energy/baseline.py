@@ -1,6 +1,8 @@
 """Idle baseline power, cached on disk per device so processes and experiments reuse it.
 
-One small JSON file per device (GPU UUID or RAPL domain id) in a cache directory, written
+A figure is cached under its device (GPU UUID or RAPL domain id) and its conditions: the
+state it was measured in, the power limit and the driver, so a figure of one state is
+never used for another. One small JSON file per device and conditions, written
 atomically (``llem_schema.io.atomic_write_bytes``): concurrent readers see the old figure or
 the new one, never half of one. A file that is unreadable, corrupt, for another device,
 stale or from the future is ignored (and will be re-measured), never a crash.
@@ -24,7 +26,7 @@ __all__ = ["CLOCK_SKEW_S", "BaselineCache", "default_cache_dir"]
 
 logger = logging.getLogger(__name__)
 
-_FORMAT: Final = 1
+_FORMAT: Final = 2
 CLOCK_SKEW_S: Final = 60.0
 """A cached figure stamped further than this in the future is distrusted."""
 
@@ -50,26 +52,34 @@ class BaselineCache:
         self.ttl_s = ttl_s
         self._now = now
 
-    def path_for(self, device_id: str) -> Path:
-        """The cache file of ``device_id`` (readable name plus a hash, so ids never collide)."""
+    def path_for(self, device_id: str, conditions: str = "") -> Path:
+        """The cache file of ``device_id`` under ``conditions`` (a readable name plus a hash
+        of both, so neither ids nor conditions collide)."""
         readable = re.sub(r"[^A-Za-z0-9._-]", "_", device_id)[:80]
-        digest = hashlib.sha256(device_id.encode()).hexdigest()[:12]
+        digest = hashlib.sha256(f"{device_id}\0{conditions}".encode()).hexdigest()[:12]
         return self.directory / f"{readable}-{digest}.json"
 
-    def load(self, device_id: str) -> BaselineMeasurement | None:
-        """The cached figure of ``device_id`` with its age, or None (missing, stale, unusable)."""
+    def load(self, device_id: str, conditions: str = "") -> BaselineMeasurement | None:
+        """The figure cached for ``device_id`` under ``conditions`` (the state, power limit
+        and driver it was measured with), with its age; None if missing, stale or unusable."""
         if self.ttl_s <= 0.0:
             return None
-        path = self.path_for(device_id)
+        path = self.path_for(device_id, conditions)
         try:
             document = json.loads(path.read_bytes())
-            if document.get("format") != _FORMAT or document.get("device_id") != device_id:
-                raise ValueError("written for another device or format")
+            if (
+                document.get("format") != _FORMAT
+                or document.get("device_id") != device_id
+                or document.get("conditions") != conditions
+            ):
+                raise ValueError("written for another device, conditions or format")
             power_w = float(document["power_w"])
             duration_s = float(document["duration_s"])
             measured_at = float(document["measured_at"])
             if not all(math.isfinite(v) and v >= 0.0 for v in (power_w, duration_s, measured_at)):
                 raise ValueError("a value is negative or not finite")
+            temperature = document.get("temperature_c")
+            temperature_c = None if temperature is None else float(temperature)
         except FileNotFoundError:
             return None
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
@@ -83,19 +93,36 @@ class BaselineCache:
         if age_s > self.ttl_s:
             return None
         return BaselineMeasurement(
-            method="cached", power_w=power_w, age_s=age_s, duration_s=duration_s
+            method="cached",
+            power_w=power_w,
+            age_s=age_s,
+            duration_s=duration_s,
+            state=document.get("state") if isinstance(document.get("state"), str) else None,
+            temperature_c=temperature_c,
         )
 
-    def store(self, device_id: str, power_w: float, duration_s: float) -> bool:
+    def store(
+        self,
+        device_id: str,
+        power_w: float,
+        duration_s: float,
+        *,
+        conditions: str = "",
+        state: str | None = None,
+        temperature_c: float | None = None,
+    ) -> bool:
         """Save a fresh figure atomically; False (and a log line) if the cache is not writable."""
         document = {
             "format": _FORMAT,
             "device_id": device_id,
+            "conditions": conditions,
+            "state": state,
             "power_w": power_w,
             "duration_s": duration_s,
+            "temperature_c": temperature_c,
             "measured_at": self._now(),
         }
-        path = self.path_for(device_id)
+        path = self.path_for(device_id, conditions)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(path, json.dumps(document, sort_keys=True).encode())

@@ -15,6 +15,7 @@ __all__ = [
     "NvmlNotSupportedError",
     "NvmlPermissionError",
     "NvmlUnavailableError",
+    "RaplPermissionError",
     "RaplUnavailableError",
 ]
 
@@ -53,3 +54,7 @@ class GpuLostError(NvmlError):
 
 class RaplUnavailableError(EnergyError):
     """RAPL energy counters cannot be read: absent (a VM, a non-Intel/AMD CPU) or not permitted."""
+
+
+class RaplPermissionError(RaplUnavailableError):
+    """RAPL counters are there but this user may not read them (root only since Linux 5.10)."""

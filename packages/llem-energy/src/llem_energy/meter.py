@@ -14,13 +14,14 @@ import dataclasses
 import logging
 import math
 import os
+import statistics
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Final, Literal, Self
 
 from llem_energy.baseline import BaselineCache
 from llem_energy.checks import (
@@ -28,9 +29,15 @@ from llem_energy.checks import (
     MeasurementFacts,
     measurement_warnings,
     thermal_drift_c,
+    warning,
 )
-from llem_energy.environment import DEFAULT_PACKAGES, collect_environment
-from llem_energy.errors import EnergyError, EnergySourceUnavailableError, RaplUnavailableError
+from llem_energy.environment import DEFAULT_PACKAGES, collect_environment, in_container
+from llem_energy.errors import (
+    EnergyError,
+    EnergySourceUnavailableError,
+    RaplPermissionError,
+    RaplUnavailableError,
+)
 from llem_energy.nvml import NvmlDevice, NvmlSession, resolve_gpu_indices
 from llem_energy.rapl import DEFAULT_POWERCAP_ROOT, RaplCounter, RaplReader
 from llem_energy.sampler import PowerSampler, integrate_power_j, sample_gaps
@@ -42,13 +49,22 @@ from llem_schema import (
     DeviceInfo,
     EnergyConfig,
     EnvironmentSnapshot,
+    MeasurementWarning,
     PowerSample,
+    ProcessEnvironment,
     ThermalThrottleInfo,
 )
-from llem_schema.measurement import EnergyMethod
+from llem_schema.measurement import DeviceState, EnergyMethod
 from llem_schema.metrics import adjusted_energy_j
 
-__all__ = ["EnergyMeter", "EnergyReading", "EnergyWindow"]
+__all__ = [
+    "IDLE_STATE",
+    "EnergyMeter",
+    "EnergyReading",
+    "EnergyWindow",
+    "idle_problems",
+    "process_tree",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -72,10 +88,12 @@ class EnergyReading:
     """Window start, wall clock (UTC)."""
     end_time: datetime
     """Window end, wall clock (UTC)."""
-    warnings: list[str]
+    warnings: list[MeasurementWarning]
     """Measurement warnings judged from the window alone (see :meth:`warnings_with`)."""
     facts: MeasurementFacts
     """What the warnings were judged from."""
+    environment: ProcessEnvironment | None = None
+    """The metered GPUs at window start and end, and the driver; None without NVML."""
 
     @property
     def sample_count(self) -> int:
@@ -103,7 +121,7 @@ class EnergyReading:
             return None
         return adjusted_energy_j(total, baseline, self.duration_s)
 
-    def warnings_with(self, *, prompt_count: int | None) -> list[str]:
+    def warnings_with(self, *, prompt_count: int | None) -> list[MeasurementWarning]:
         """The warnings again, judging also what only the harness knows."""
         return measurement_warnings(dataclasses.replace(self.facts, prompt_count=prompt_count))
 
@@ -121,9 +139,11 @@ class EnergyWindow:
             clock=self._clock,
             on_tick=[self._rapl.poll] if self._rapl is not None else [],
         )
-        self._extra: list[str] = list(meter.setup_warnings)
+        self._extra: list[MeasurementWarning] = list(meter.setup_warnings)
         self._start_mj: dict[str, int] = {}
         self._stopped = False
+        self._at_start = meter.device_states()
+        self._events_start = meter.clock_events()
         self.start_time = datetime.now(UTC)
         self._origin_s = self._clock()
         for gpu in meter.gpus:
@@ -146,8 +166,12 @@ class EnergyWindow:
             return gpu.energy_mj()
         except EnergyError as exc:
             self._extra.append(
-                f"GPU {gpu.uuid}: energy counter unreadable at window {when} ({exc}); "
-                "integrated power is used instead"
+                warning(
+                    "counter_unreadable",
+                    f"GPU {gpu.uuid}: energy counter unreadable at window {when} ({exc}); "
+                    "integrated power is used instead",
+                    device=gpu.uuid,
+                )
             )
             return None
 
@@ -169,8 +193,12 @@ class EnergyWindow:
         finally:
             result = self._sampler.stop()
             meter.window_closed()
+        at_end = meter.device_states()
+        events_end = meter.clock_events()
         duration_s = max(0.0, end_s - self._origin_s)
         integrated = integrate_power_j(result.samples)
+        gaps = sample_gaps(result.samples, self._sampler.period_s, factor=GAP_FACTOR)
+        rates = _rates_hz(result.samples, duration_s)
         energy: list[DeviceEnergy] = []
         for gpu in meter.gpus:
             counter_j = None
@@ -180,8 +208,13 @@ class EnergyWindow:
                     counter_j = delta_mj / 1000.0
                 else:
                     self._extra.append(
-                        f"GPU {gpu.uuid}: energy counter went backwards ({delta_mj} mJ; a driver "
-                        "reload or GPU reset?): integrated power is used instead"
+                        warning(
+                            "counter_backwards",
+                            f"GPU {gpu.uuid}: energy counter went backwards ({delta_mj} mJ; a "
+                            "driver reload or GPU reset?): integrated power is used instead",
+                            device=gpu.uuid,
+                            delta_mj=delta_mj,
+                        )
                     )
             integrated_j = integrated.get(gpu.index)
             has_power = sum(
@@ -191,8 +224,12 @@ class EnergyWindow:
                 integrated_j = None
             if counter_j is None and integrated_j is None:
                 self._extra.append(
-                    f"GPU {gpu.uuid}: no energy figure (no counter and fewer than two power "
-                    "readings); it is left out of the totals"
+                    warning(
+                        "device_unmeasured",
+                        f"GPU {gpu.uuid}: no energy figure (no counter and fewer than two "
+                        "power readings); it is left out of the totals",
+                        device=gpu.uuid,
+                    )
                 )
                 continue
             method: EnergyMethod = "counter" if counter_j is not None else "integrated"
@@ -205,6 +242,10 @@ class EnergyWindow:
                     counter_energy_j=counter_j,
                     integrated_energy_j=integrated_j,
                     baseline=meter.baselines.get(gpu.uuid),
+                    power_reading=gpu.power_reading,
+                    power_scope=gpu.power_scope,
+                    sample_rate_hz=rates.get(gpu.index),
+                    sample_gaps=sum(1 for g in gaps if g.gpu_index == gpu.index),
                 )
             )
         if self._rapl is not None:
@@ -221,20 +262,35 @@ class EnergyWindow:
                     )
                 )
         throttle = summarise_throttle(result.samples) if result.samples else None
+        if meter.gpus and len(self._events_start) == len(events_end) == len(meter.gpus):
+            throttle = _counted(throttle, self._events_start, events_end)
         ticks = {
             gpu.uuid: sum(1 for x in result.samples if x.gpu_index == gpu.index)
             for gpu in meter.gpus
         }
+        foreign = _foreign(self._at_start, at_end)
         facts = MeasurementFacts(
             duration_s=duration_s,
             energy=energy,
             energy_unavailable_reason=meter.unavailable_reason,
             sample_period_s=self._sampler.period_s,
-            gaps=sample_gaps(result.samples, self._sampler.period_s, factor=GAP_FACTOR),
+            gaps=gaps,
             throttle=throttle,
             thermal_drift_c=thermal_drift_c(result.samples),
             persistence_mode={gpu.uuid: meter.persistence[gpu.uuid] for gpu in meter.gpus},
             ecc_enabled={gpu.uuid: meter.ecc[gpu.uuid] for gpu in meter.gpus},
+            mig_enabled={gpu.uuid: meter.mig[gpu.uuid] for gpu in meter.gpus},
+            power_reading={gpu.uuid: gpu.power_reading for gpu in meter.gpus if gpu.power_reading},
+            module_power=[gpu.uuid for gpu in meter.gpus if gpu.power_scope == "module"],
+            foreign_pids=foreign,
+            in_container=bool(foreign) and in_container(),
+            power_limit_w={
+                state.uuid: state.power_limit_w
+                for state in self._at_start
+                if state.power_limit_w is not None
+            },
+            peak_power_w=_peaks_w(result.samples, {gpu.index: gpu.uuid for gpu in meter.gpus}),
+            simulated=meter.simulated,
             mismatch_tolerance=meter.config.mismatch_tolerance,
             counter_update_period_s=result.counter_update_period_s,
             counter_changes={
@@ -254,7 +310,146 @@ class EnergyWindow:
             end_time=end_time,
             warnings=measurement_warnings(facts),
             facts=facts,
+            environment=meter.process_environment(self._at_start, at_end),
         )
+
+
+IDLE_STATE: Final = "device synchronised and idle"
+"""The state :meth:`EnergyMeter.measure_baseline` assumes unless told another."""
+IDLE_MAX_UTILIZATION_PCT: Final = 5.0
+"""A device busier than this at any sample is not idle."""
+IDLE_MAX_POWER_CV: Final = 0.15
+"""Power varying more than this (standard deviation over mean) is not steady."""
+IDLE_MAX_COOLING_C: Final = 3.0
+"""A device cooling by more than this while measured was still warm from earlier work."""
+
+
+def idle_problems(reading: "EnergyReading", gpus: Sequence[NvmlDevice]) -> dict[str, list[str]]:
+    """Per GPU UUID: why ``reading`` does not look like an idle device, empty when it does:
+    utilisation above IDLE_MAX_UTILIZATION_PCT, compute processes not of this run, power
+    varying more than IDLE_MAX_POWER_CV, or cooling by more than IDLE_MAX_COOLING_C."""
+    by_index: dict[int, list[PowerSample]] = {}
+    for sample in reading.samples:
+        by_index.setdefault(sample.gpu_index, []).append(sample)
+    foreign = reading.facts.foreign_pids
+    problems: dict[str, list[str]] = {}
+    for gpu in gpus:
+        found: list[str] = []
+        series = by_index.get(gpu.index, [])
+        busy = [s.gpu_utilization_pct for s in series if s.gpu_utilization_pct is not None]
+        if busy and max(busy) > IDLE_MAX_UTILIZATION_PCT:
+            found.append(f"utilisation up to {max(busy):.0f} %")
+        if foreign.get(gpu.uuid):
+            pids = ", ".join(map(str, foreign[gpu.uuid]))
+            found.append(f"compute processes not of this run (PIDs {pids})")
+        powers = [s.gpu_power_w for s in series if s.gpu_power_w is not None]
+        if len(powers) >= 3 and statistics.fmean(powers) > 0:
+            cv = statistics.pstdev(powers) / statistics.fmean(powers)
+            if cv > IDLE_MAX_POWER_CV:
+                found.append(f"power unsteady (CV {cv:.2f})")
+        temperatures = [s.gpu_temperature_c for s in series if s.gpu_temperature_c is not None]
+        if len(temperatures) >= 2 and temperatures[0] - temperatures[-1] > IDLE_MAX_COOLING_C:
+            found.append(f"cooling by {temperatures[0] - temperatures[-1]:.1f} °C")
+        problems[gpu.uuid] = found
+    return problems
+
+
+def _mean_temperatures(
+    samples: Sequence[PowerSample], gpus: Sequence[NvmlDevice]
+) -> dict[str, float]:
+    uuids = {gpu.index: gpu.uuid for gpu in gpus}
+    readings: dict[str, list[float]] = {}
+    for sample in samples:
+        if sample.gpu_temperature_c is not None and sample.gpu_index in uuids:
+            readings.setdefault(uuids[sample.gpu_index], []).append(sample.gpu_temperature_c)
+    return {uuid: statistics.fmean(values) for uuid, values in readings.items()}
+
+
+def process_tree(root_pid: int, proc: Path = Path("/proc")) -> set[int]:
+    """``root_pid`` and every process descended from it (a managed server, a run's
+    workers), read from ``/proc``; just ``root_pid`` where there is no ``/proc``."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = [entry for entry in proc.iterdir() if entry.name.isdigit()]
+    except OSError:
+        return {root_pid}
+    for entry in entries:
+        try:
+            stat = (entry / "stat").read_text(encoding="ascii", errors="replace")
+            parent = int(stat.rsplit(")", 1)[1].split()[1])  # after "pid (comm) state"
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile, or not a process
+        children.setdefault(parent, []).append(int(entry.name))
+    found, pending = {root_pid}, [root_pid]
+    while pending:
+        for child in children.get(pending.pop(), []):
+            if child not in found:
+                found.add(child)
+                pending.append(child)
+    return found
+
+
+def _foreign(
+    at_start: Sequence[DeviceState], at_end: Sequence[DeviceState]
+) -> dict[str, list[int]]:
+    """Per GPU UUID: the foreign compute processes seen at window start or end."""
+    foreign: dict[str, set[int]] = {}
+    for state in (*at_start, *at_end):
+        if state.foreign_pids:
+            foreign.setdefault(state.uuid, set()).update(state.foreign_pids)
+    return {uuid: sorted(pids) for uuid, pids in foreign.items()}
+
+
+def _counted(
+    sampled: ThermalThrottleInfo | None,
+    start: Mapping[str, Mapping[str, int]],
+    end: Mapping[str, Mapping[str, int]],
+) -> ThermalThrottleInfo:
+    """The throttling of the window from NVML's cumulative clock-event durations: each
+    kind's time is the longest any GPU spent in it, exact where 10 Hz samples miss short
+    events. Hardware slowdown (0x8), which NVML does not count, stays as sampled."""
+    seconds = {
+        kind: max(max(0, end[uuid][kind] - start[uuid][kind]) for uuid in start) / 1e9
+        for kind in ("power_cap", "sw_thermal", "hw_thermal", "hw_power_brake")
+    }
+    hw_slowdown = sampled.hw_slowdown if sampled is not None else False
+    sampled_slowdown_s = (sampled.slowdown_s or 0.0) if hw_slowdown and sampled else 0.0
+    slowdown_s = max(
+        seconds["sw_thermal"], seconds["hw_thermal"], seconds["hw_power_brake"], sampled_slowdown_s
+    )
+    kinds = {kind: value > 0.0 for kind, value in seconds.items()}
+    return ThermalThrottleInfo(
+        detected=any(kinds.values()) or hw_slowdown,
+        hw_slowdown=hw_slowdown,
+        throttled_s=max(slowdown_s, seconds["power_cap"]),
+        slowdown_s=slowdown_s,
+        power_cap_s=seconds["power_cap"],
+        source="counters",
+        temperature_start_c=sampled.temperature_start_c if sampled else None,
+        temperature_peak_c=sampled.temperature_peak_c if sampled else None,
+        **kinds,
+    )
+
+
+def _peaks_w(samples: Sequence[PowerSample], uuids: Mapping[int, str]) -> dict[str, float]:
+    """Per GPU UUID: the highest power read in the window, W."""
+    peaks: dict[str, float] = {}
+    for sample in samples:
+        if sample.gpu_power_w is not None and sample.gpu_index in uuids:
+            uuid = uuids[sample.gpu_index]
+            peaks[uuid] = max(peaks.get(uuid, 0.0), sample.gpu_power_w)
+    return peaks
+
+
+def _rates_hz(samples: Sequence[PowerSample], duration_s: float) -> dict[int, float]:
+    """Per GPU index: samples taken per second of the window (the first at its start and
+    the last at its end, so n samples span n - 1 periods)."""
+    counts: dict[int, int] = {}
+    for sample in samples:
+        counts[sample.gpu_index] = counts.get(sample.gpu_index, 0) + 1
+    if duration_s <= 0.0:
+        return {}
+    return {index: (count - 1) / duration_s for index, count in counts.items() if count > 1}
 
 
 def _open_gpus(
@@ -289,8 +484,9 @@ class EnergyMeter:
         gpus: Sequence[NvmlDevice],
         rapl: RaplReader | None,
         unavailable_reason: str | None = None,
-        setup_warnings: Sequence[str] = (),
+        setup_warnings: Sequence[MeasurementWarning] = (),
         clock: Callable[[], float] = time.perf_counter,
+        own_pids: Callable[[], Collection[int]] | None = None,
     ) -> None:
         self.config = config
         self.session = session
@@ -302,6 +498,9 @@ class EnergyMeter:
         self.baselines: dict[str, BaselineMeasurement] = {}
         self.persistence = {gpu.uuid: gpu.persistence_mode() for gpu in self.gpus}
         self.ecc = {gpu.uuid: gpu.ecc_enabled() for gpu in self.gpus}
+        self.mig = {gpu.uuid: gpu.mig_enabled() for gpu in self.gpus}
+        self.own_pids = own_pids or (lambda: process_tree(os.getpid()))
+        """This run's processes, whose compute contexts on a metered GPU are not foreign."""
         self._window_open = False
 
     @classmethod
@@ -314,6 +513,7 @@ class EnergyMeter:
         nvml: Any = None,
         clock: Callable[[], float] = time.perf_counter,
         environ: Mapping[str, str] | None = None,
+        own_pids: Callable[[], Collection[int]] | None = None,
     ) -> "EnergyMeter":
         """Open the sources ``config.source`` names.
 
@@ -327,6 +527,9 @@ class EnergyMeter:
         ``auto`` uses NVML when it finds GPUs and RAPL when readable, and without either
         measures no energy, with a warning saying why. Naming ``nvml`` or ``rapl`` when it is
         not there raises :class:`EnergySourceUnavailableError` with a hint.
+
+        ``own_pids`` gives this run's processes, whose compute contexts
+        on a metered GPU are not foreign (default: this process and its descendants).
         """
         config = config or EnergyConfig()
         env = os.environ if environ is None else environ
@@ -344,6 +547,7 @@ class EnergyMeter:
         devices: list[NvmlDevice] = []
         rapl: RaplReader | None = None
         reasons: list[str] = []
+        setup: list[MeasurementWarning] = []
         on_no_gpu = gpus is not None and not gpus
         if source in ("auto", "nvml") and on_no_gpu:
             # nothing of this run is on a GPU: NVML is not even opened
@@ -383,15 +587,24 @@ class EnergyMeter:
                     ) from None
                 reasons.append(f"RAPL: {exc}")
                 logger.info("no RAPL energy: %s", exc)
+                if isinstance(exc, RaplPermissionError):  # there, but not for this user
+                    setup.append(
+                        warning(
+                            "rapl_unreadable",
+                            f"host CPU energy is not measured: {exc}",
+                        )
+                    )
         unavailable = None
         if not devices and rapl is None:
             unavailable = "no energy source could be opened (" + "; ".join(reasons) + ")"
             logger.info("energy will not be measured: %s", unavailable)
-        setup: list[str] = []
         if source == "auto" and not devices and rapl is not None and not on_no_gpu:
             setup.append(
-                f"no GPU energy, CPU energy (RAPL) only: {'; '.join(reasons)}; GPU work, if "
-                "any, is not in the energy figures"
+                warning(
+                    "cpu_energy_only",
+                    f"no GPU energy, CPU energy (RAPL) only: {'; '.join(reasons)}; GPU work, "
+                    "if any, is not in the energy figures",
+                )
             )
         return cls(
             config,
@@ -401,7 +614,13 @@ class EnergyMeter:
             unavailable_reason=unavailable,
             setup_warnings=setup,
             clock=clock,
+            own_pids=own_pids,
         )
+
+    @property
+    def simulated(self) -> int | None:
+        """How many GPUs are simulated (``LLEM_SIMULATED_GPUS``); None for real ones."""
+        return self.session.simulated if self.session is not None and self.gpus else None
 
     @property
     def sources(self) -> tuple[str, ...]:
@@ -427,6 +646,31 @@ class EnergyMeter:
             session=self.session, gpu_indices=[gpu.index for gpu in self.gpus], packages=packages
         )
 
+    def clock_events(self) -> dict[str, dict[str, int]]:
+        """Per GPU UUID with NVML's cumulative clock-event durations: them now, ns."""
+        found = {gpu.uuid: gpu.clock_event_ns() for gpu in self.gpus}
+        return {uuid: events for uuid, events in found.items() if events is not None}
+
+    def device_states(self) -> list[DeviceState]:
+        """Every metered GPU now (clocks, P-state, power limits, compute processes)."""
+        if not self.gpus:
+            return []
+        own = set(self.own_pids())
+        return [gpu.state(own) for gpu in self.gpus]
+
+    def process_environment(
+        self, at_start: Sequence[DeviceState], at_end: Sequence[DeviceState]
+    ) -> ProcessEnvironment | None:
+        """The driver and the metered GPUs' states, as a process result records them."""
+        if self.session is None or not self.gpus:
+            return None
+        return ProcessEnvironment(
+            driver_version=self.session.driver_version(),
+            cuda_version=self.session.cuda_version(),
+            at_start=list(at_start),
+            at_end=list(at_end),
+        )
+
     def start(self) -> EnergyWindow:
         """Open a measurement window (one at a time per meter)."""
         if self._window_open:
@@ -449,40 +693,97 @@ class EnergyMeter:
         cache_dir: Path | None = None,
         sleep: Callable[[float], None] = time.sleep,
         now: Callable[[], float] = time.time,
+        state: str = IDLE_STATE,
     ) -> dict[str, BaselineMeasurement]:
         """Idle power of every measured device, reused from the cache when young enough.
 
-        Devices without a usable cached figure are measured together over
-        ``config.duration_s`` (keep them idle meanwhile) and the figures cached. The result
-        (also attached to every later window's DeviceEnergy) says fresh, cached (with its
-        age) or unavailable per device.
+        Call it with the devices in ``state`` (the harness: the model loaded, the device
+        synchronised and idle). Devices without a usable cached figure for that state, their
+        power limit and driver are measured together over ``config.duration_s``, and checked
+        (see :func:`idle_problems`): a device that does not look idle is measured once more,
+        and if it still does not, its figure is kept with its problems, not cached, and
+        warned about (``baseline_not_idle``). The result (also attached to every later
+        window's DeviceEnergy) says fresh, cached (with its age) or unavailable per device.
         """
         ids = self.device_ids
         if not config.enabled:
             self.baselines = {}
             return {}
         cache = BaselineCache(cache_dir, ttl_s=config.cache_ttl_s, now=now)
+        conditions = self._conditions(state)
         found: dict[str, BaselineMeasurement] = {}
         for device_id in ids:
-            cached = cache.load(device_id)
+            cached = cache.load(device_id, conditions[device_id])
             if cached is not None:
                 found[device_id] = cached
-        if len(found) < len(ids):
-            window = self.start()
-            sleep(config.duration_s)
-            reading = window.stop()
+        missing = [device_id for device_id in ids if device_id not in found]
+        if missing:
+            reading = self._idle_reading(config, sleep)
+            problems = idle_problems(reading, self.gpus)
+            if any(problems.get(device_id) for device_id in missing):
+                logger.info("devices not idle at baseline (%s): measuring again", problems)
+                reading = self._idle_reading(config, sleep)
+                problems = idle_problems(reading, self.gpus)
+            temperatures = _mean_temperatures(reading.samples, self.gpus)
             for e in reading.energy:
-                if e.device_uuid in found or reading.duration_s <= 0.0:
+                if e.device_uuid not in missing or reading.duration_s <= 0.0:
                     continue
                 power_w = e.energy_j / reading.duration_s
+                seen = problems.get(e.device_uuid, [])
                 found[e.device_uuid] = BaselineMeasurement(
-                    method="fresh", power_w=power_w, age_s=0.0, duration_s=reading.duration_s
+                    method="fresh",
+                    power_w=power_w,
+                    age_s=0.0,
+                    duration_s=reading.duration_s,
+                    state=state,
+                    temperature_c=temperatures.get(e.device_uuid),
+                    problems=seen,
                 )
-                cache.store(e.device_uuid, power_w, reading.duration_s)
+                if not seen:
+                    cache.store(
+                        e.device_uuid,
+                        power_w,
+                        reading.duration_s,
+                        conditions=conditions[e.device_uuid],
+                        state=state,
+                        temperature_c=temperatures.get(e.device_uuid),
+                    )
+                    continue
+                self.setup_warnings.append(
+                    warning(
+                        "baseline_not_idle",
+                        f"{e.device_uuid} did not look idle while its baseline was measured, "
+                        f"twice ({'; '.join(seen)}): its {power_w:.1f} W idle figure and every "
+                        "adjusted figure may be off; stop other work on it, let it cool, and "
+                        "run again (the figure was not cached)",
+                        device=e.device_uuid,
+                        power_w=power_w,
+                        problems="; ".join(seen),
+                    )
+                )
         for device_id in ids:
             found.setdefault(device_id, BaselineMeasurement(method="unavailable", power_w=None))
         self.baselines = found
         return dict(found)
+
+    def _idle_reading(
+        self, config: BaselineConfig, sleep: Callable[[float], None]
+    ) -> "EnergyReading":
+        window = self.start()
+        sleep(config.duration_s)
+        return window.stop()
+
+    def _conditions(self, state: str) -> dict[str, str]:
+        """Per device id: what a cached figure must have been measured under to be reused."""
+        driver = self.session.driver_version() if self.session is not None else None
+        limits = {s.uuid: s.power_limit_w for s in self.device_states()}
+        conditions = {
+            gpu.uuid: f"{state}; power limit {limits.get(gpu.uuid)} W; driver {driver}"
+            for gpu in self.gpus
+        }
+        for device_id in self.device_ids:
+            conditions.setdefault(device_id, state)  # a RAPL domain: the state alone
+        return conditions
 
     def close(self) -> None:
         """Release NVML; the meter cannot measure afterwards."""

@@ -7,7 +7,7 @@ vendor exception leaves this module.
 """
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from types import TracebackType
 from typing import Any, Final, Self
 
@@ -19,7 +19,8 @@ from llem_energy.errors import (
     NvmlPermissionError,
     NvmlUnavailableError,
 )
-from llem_schema import DeviceInfo, GpuInfo, PowerSample
+from llem_schema import DeviceInfo, DeviceState, GpuInfo, PowerSample
+from llem_schema.measurement import PowerReading, PowerScope
 
 __all__ = ["NvmlDevice", "NvmlSession", "load_nvml", "resolve_gpu_indices", "translate_nvml_error"]
 
@@ -75,6 +76,15 @@ _EXCEPTION_MAP: Final[dict[str, tuple[type[NvmlError], str]]] = {
     ),
 }
 
+_EVENT_FIELDS: Final = {
+    "power_cap": "NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_POWER_CAP",
+    "sw_thermal": "NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_THERM_SLOWDOWN",
+    "hw_thermal": "NVML_FI_DEV_CLOCKS_EVENT_REASON_HW_THERM_SLOWDOWN",
+    "hw_power_brake": "NVML_FI_DEV_CLOCKS_EVENT_REASON_HW_POWER_BRAKE_SLOWDOWN",
+}
+"""NVML's cumulative clock-event durations (ns since the driver loaded), by
+ThermalThrottleInfo field name."""
+
 _VALUE_FIELDS: Final = {
     0: "dVal",
     1: "uiVal",
@@ -124,15 +134,24 @@ def _text(value: object) -> str:
 class NvmlSession:
     """NVML, initialised once for this process; close it (or use ``with``) to shut it down."""
 
-    def __init__(self, nvml: Any) -> None:
+    def __init__(self, nvml: Any, *, simulated: int | None = None) -> None:
         self.nvml = nvml
+        self.simulated = simulated
+        """How many GPUs are simulated (``LLEM_SIMULATED_GPUS``); None for real ones."""
         self._open = True
 
     @classmethod
     def open(cls, nvml: Any = None) -> Self:
-        """Initialise NVML (``nvml`` defaults to the real ``pynvml``)."""
-        module = nvml if nvml is not None else load_nvml()
-        session = cls(module)
+        """Initialise NVML: ``nvml``, else the simulated GPUs ``LLEM_SIMULATED_GPUS`` asks
+        for (see :mod:`llem_energy.simulated`), else the real ``pynvml``."""
+        from llem_energy.simulated import simulated_gpu_count, simulated_nvml
+
+        simulated = simulated_gpu_count() if nvml is None else None
+        if simulated is not None:
+            module = simulated_nvml(simulated)
+        else:
+            module = nvml if nvml is not None else load_nvml()
+        session = cls(module, simulated=simulated)
         session.call("initialisation (nvmlInit)", module.nvmlInit)
         return session
 
@@ -220,11 +239,22 @@ class NvmlDevice:
         self.uuid = _text(session.call(f"UUID of GPU {index}", nvml.nvmlDeviceGetUUID, self.handle))
         self.name = _text(session.call(f"name of GPU {index}", nvml.nvmlDeviceGetName, self.handle))
         self.has_energy_counter = self._supported(self.energy_mj)
+        self.power_scope: PowerScope = "gpu"
+        """Whose power the instant reading is: the GPU's, or the whole module's where the
+        GPU's alone cannot be read (a Grace Hopper superchip)."""
         self.has_instant_power = self._supported(self._instant_power_w)
+        if not self.has_instant_power:
+            self.power_scope = "module"
+            self.has_instant_power = self._supported(self._instant_power_w)
+            if not self.has_instant_power:
+                self.power_scope = "gpu"
         self.has_averaged_power = self._supported(self._averaged_power_w)
         self.has_temperature = self._supported(self._temperature_c)
         self.has_memory = self._supported(self._memory_used_mb)
         self.has_utilization = self._supported(self._utilization_pct)
+        self.has_event_counters = all(
+            hasattr(nvml, name) for name in _EVENT_FIELDS.values()
+        ) and self._supported(self._clock_event_ns)
         self._clock_reasons: Callable[[Any], Any] | None = None
         for name in (
             "nvmlDeviceGetCurrentClocksEventReasons",
@@ -265,11 +295,12 @@ class NvmlDevice:
 
     def _instant_power_w(self) -> float:
         nvml = self._nvml
+        scope = nvml.NVML_POWER_SCOPE_MODULE if self.power_scope == "module" else 0
         values = self._call(
             "instant power",
             nvml.nvmlDeviceGetFieldValues,
             self.handle,
-            [nvml.NVML_FI_DEV_POWER_INSTANT],
+            [(nvml.NVML_FI_DEV_POWER_INSTANT, scope)],  # scope 0: the GPU
         )
         value = values[0]
         if value.nvmlReturn != nvml.NVML_SUCCESS:
@@ -278,6 +309,34 @@ class NvmlDevice:
             )
         field = _VALUE_FIELDS.get(int(value.valueType), "uiVal")
         return float(getattr(value.value, field)) / 1000.0
+
+    def _clock_event_ns(self) -> dict[str, int]:
+        nvml = self._nvml
+        ids = [getattr(nvml, name) for name in _EVENT_FIELDS.values()]
+        values = self._call(
+            "clock-event durations", nvml.nvmlDeviceGetFieldValues, self.handle, ids
+        )
+        found: dict[str, int] = {}
+        for kind, value in zip(_EVENT_FIELDS, values, strict=True):
+            if value.nvmlReturn != nvml.NVML_SUCCESS:
+                raise translate_nvml_error(
+                    nvml,
+                    nvml.NVMLError(value.nvmlReturn),
+                    f"clock-event durations of GPU {self.index}",
+                )
+            field = _VALUE_FIELDS.get(int(value.valueType), "ullVal")
+            found[kind] = int(getattr(value.value, field))
+        return found
+
+    def clock_event_ns(self) -> dict[str, int] | None:
+        """NVML's cumulative time in each clock-event reason (power cap, thermal slowdowns,
+        power brake), ns since the driver loaded; None where the driver does not count."""
+        if not self.has_event_counters:
+            return None
+        found: dict[str, int] | None = self._optional(
+            "clock-event durations", self._clock_event_ns
+        )
+        return found
 
     def _averaged_power_w(self) -> float:
         nvml = self._nvml
@@ -298,6 +357,22 @@ class NvmlDevice:
     def _utilization_pct(self) -> float:
         nvml = self._nvml
         return float(self._call("utilisation", nvml.nvmlDeviceGetUtilizationRates, self.handle).gpu)
+
+    @property
+    def power_reading(self) -> PowerReading | None:
+        """What :meth:`power_w` reads: ``instant``, ``averaged`` (NVML's 1-second average on
+        Ampere and newer), or None without either."""
+        if self.has_instant_power:
+            return "instant"
+        return "averaged" if self.has_averaged_power else None
+
+    def mig_enabled(self) -> bool | None:
+        """Whether MIG mode is on; None where NVML cannot say (not MIG-capable)."""
+        return self._mig_enabled()
+
+    def temperature_c(self) -> float | None:
+        """The GPU's temperature now, deg C; None where NVML cannot say."""
+        return self._optional("temperature", self._temperature_c) if self.has_temperature else None
 
     def power_w(self) -> float | None:
         """Instant power where the GPU offers it, else its averaged power, W; None without either."""
@@ -323,6 +398,46 @@ class NvmlDevice:
             gpu_memory_used_mb=self._memory_used_mb() if self.has_memory else None,
             gpu_utilization_pct=self._utilization_pct() if self.has_utilization else None,
             clock_event_reasons=self.clock_event_reasons(),
+        )
+
+    def compute_pids(self) -> list[int] | None:
+        """Processes with a compute context on this GPU (NVML's PIDs: the host's, inside a
+        container); None where NVML cannot say."""
+        nvml = self._nvml
+        found = self._optional(
+            "compute processes",
+            lambda: self._call(
+                "compute processes", nvml.nvmlDeviceGetComputeRunningProcesses, self.handle
+            ),
+        )
+        return None if found is None else sorted(int(p.pid) for p in found)
+
+    def state(self, own_pids: Collection[int]) -> DeviceState:
+        """This GPU now: clocks, P-state, power limits, temperature and compute processes,
+        those not in ``own_pids`` (this run's processes) named foreign."""
+        nvml = self._nvml
+        handle = self.handle
+
+        def read(what: str, function: Callable[..., Any], *args: Any) -> Any:
+            return self._optional(what, lambda: self._call(what, function, handle, *args))
+
+        sm = read("SM clock", nvml.nvmlDeviceGetClockInfo, nvml.NVML_CLOCK_SM)
+        memory = read("memory clock", nvml.nvmlDeviceGetClockInfo, nvml.NVML_CLOCK_MEM)
+        limit = read("power limit", nvml.nvmlDeviceGetPowerManagementLimit)
+        default = read("default power limit", nvml.nvmlDeviceGetPowerManagementDefaultLimit)
+        pids = self.compute_pids()
+        return DeviceState(
+            uuid=self.uuid,
+            sm_clock_mhz=None if sm is None else float(sm),
+            memory_clock_mhz=None if memory is None else float(memory),
+            pstate=read("P-state", nvml.nvmlDeviceGetPerformanceState),
+            power_limit_w=None if limit is None else float(limit) / 1000.0,
+            default_power_limit_w=None if default is None else float(default) / 1000.0,
+            temperature_c=self._optional("temperature", self._temperature_c)
+            if self.has_temperature
+            else None,
+            compute_pids=pids,
+            foreign_pids=None if pids is None else [p for p in pids if p not in own_pids],
         )
 
     def device_info(self) -> DeviceInfo:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from llem_energy.errors import RaplUnavailableError
+from llem_energy.errors import RaplPermissionError, RaplUnavailableError
 from llem_schema.measurement import EnergyDomain
 
 __all__ = ["DEFAULT_POWERCAP_ROOT", "RaplCounter", "RaplReader", "RaplZone", "rapl_delta_uj"]
@@ -53,7 +53,7 @@ def _read_int(path: Path) -> int:
     try:
         text = path.read_text(encoding="ascii")
     except PermissionError:
-        raise RaplUnavailableError(
+        raise RaplPermissionError(
             f"permission denied reading {path}: since Linux 5.10 (CVE-2020-8694) only root may "
             "read RAPL counters; run as root, or `sudo chmod a+r "
             "/sys/class/powercap/intel-rapl:*/energy_uj`, or set energy.source to 'nvml' or 'none'"

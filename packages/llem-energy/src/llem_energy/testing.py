@@ -32,6 +32,16 @@ COUNTER_OFFSET_MJ: Final = 5_000_000_000
 """Where every fake energy counter starts (real ones count from driver load)."""
 
 
+_EVENT_FIELD_IDS: Final = frozenset(
+    {
+        pynvml.NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_POWER_CAP,
+        pynvml.NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_THERM_SLOWDOWN,
+        pynvml.NVML_FI_DEV_CLOCKS_EVENT_REASON_HW_THERM_SLOWDOWN,
+        pynvml.NVML_FI_DEV_CLOCKS_EVENT_REASON_HW_POWER_BRAKE_SLOWDOWN,
+    }
+)
+
+
 class ManualClock:
     """A clock that moves only when told to: ``clock()`` reads it, ``sleep`` advances it."""
 
@@ -73,14 +83,30 @@ class FakeGpu:
     """The counter reads this multiple of the true energy (a miscalibrated counter)."""
     instant_power: bool = True
     """False: the field value NVML_FI_DEV_POWER_INSTANT reports NOT_SUPPORTED."""
+    module_power_only: bool = False
+    """True: instant power only for the whole module (NVML_POWER_SCOPE_MODULE), not for the
+    GPU alone, as on a Grace Hopper superchip."""
     clock_events_api: bool = True
     """False: a driver older than 535 (no nvmlDeviceGetCurrentClocksEventReasons symbol)."""
     clock_event_reasons: Callable[[float], int] = field(default=lambda t: 0)
     """Reasons bitmask as a function of fake time, s."""
+    event_counters: bool = False
+    """True: the driver counts time in each clock-event reason (field values 74, 269-271)."""
+    event_ns: dict[int, int] = field(default_factory=dict)
+    """Field id -> cumulative ns the driver reports for it (0 where not set)."""
     persistence_mode: bool = True
     ecc_enabled: bool | None = True
     """None: a GPU without ECC (NOT_SUPPORTED)."""
     mig_capable: bool = True
+    mig_enabled: bool = False
+    """MIG mode on (a MIG-capable GPU only)."""
+    compute_pids: list[int] = field(default_factory=list)
+    """Processes with a compute context on the GPU, as nvmlDeviceGetComputeRunningProcesses
+    lists them."""
+    sm_clock_mhz: int = 1980
+    memory_clock_mhz: int = 2619
+    pstate: int = 0
+    default_power_limit_w: float = 700.0
     failures: dict[str, int] = field(default_factory=dict)
     """pynvml function name -> NVML_ERROR_* code it raises from now on."""
 
@@ -104,6 +130,10 @@ class FakeGpu:
     def temperature_at_c(self, t_s: float) -> float:
         """Temperature at fake time ``t_s``, deg C."""
         return self.temperature_c + self.temperature_rise_c_per_s * t_s
+
+    def utilization_at_pct(self, t_s: float) -> int:
+        """GPU utilisation at fake time ``t_s``, percent."""
+        return self.utilization_pct
 
 
 @dataclass(frozen=True)
@@ -250,7 +280,37 @@ class FakeNvml:
         gpu = self._gpu("nvmlDeviceGetMigMode", device)
         if not gpu.mig_capable:
             self._raise(pynvml.NVML_ERROR_NOT_SUPPORTED)
-        return [pynvml.NVML_DEVICE_MIG_DISABLE, pynvml.NVML_DEVICE_MIG_DISABLE]
+        mode = pynvml.NVML_DEVICE_MIG_ENABLE if gpu.mig_enabled else pynvml.NVML_DEVICE_MIG_DISABLE
+        return [mode, mode]
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: FakeHandle) -> list[Any]:  # noqa: N802
+        gpu = self._gpu("nvmlDeviceGetComputeRunningProcesses", handle)
+        found = []
+        for pid in gpu.compute_pids:
+            info = pynvml.c_nvmlProcessInfo_v3_t()
+            info.pid = pid
+            info.usedGpuMemory = 512 * _MIB
+            found.append(pynvml.nvmlStructToFriendlyObject(info))
+        return found
+
+    def nvmlDeviceGetClockInfo(self, handle: FakeHandle, type: int) -> int:  # noqa: N802
+        gpu = self._gpu("nvmlDeviceGetClockInfo", handle)
+        if type == pynvml.NVML_CLOCK_SM:
+            return gpu.sm_clock_mhz
+        if type == pynvml.NVML_CLOCK_MEM:
+            return gpu.memory_clock_mhz
+        self._raise(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        raise AssertionError("unreachable")
+
+    def nvmlDeviceGetPerformanceState(self, handle: FakeHandle) -> int:  # noqa: N802
+        return self._gpu("nvmlDeviceGetPerformanceState", handle).pstate
+
+    def nvmlDeviceGetPowerManagementLimit(self, handle: FakeHandle) -> int:  # noqa: N802
+        return int(self._gpu("nvmlDeviceGetPowerManagementLimit", handle).power_limit_w * 1000)
+
+    def nvmlDeviceGetPowerManagementDefaultLimit(self, handle: FakeHandle) -> int:  # noqa: N802
+        gpu = self._gpu("nvmlDeviceGetPowerManagementDefaultLimit", handle)
+        return int(gpu.default_power_limit_w * 1000)
 
     # --- readings ------------------------------------------------------------------------
     def nvmlDeviceGetTotalEnergyConsumption(self, handle: FakeHandle) -> int:  # noqa: N802
@@ -273,9 +333,18 @@ class FakeNvml:
                 (values[i].fieldId, values[i].scopeId) = field_id
             except TypeError:
                 values[i].fieldId = field_id
-            if values[i].fieldId == pynvml.NVML_FI_DEV_POWER_INSTANT and gpu.instant_power:
+            scope = pynvml.NVML_POWER_SCOPE_MODULE if gpu.module_power_only else 0
+            if (
+                values[i].fieldId == pynvml.NVML_FI_DEV_POWER_INSTANT
+                and gpu.instant_power
+                and values[i].scopeId == scope
+            ):
                 values[i].valueType = pynvml.NVML_VALUE_TYPE_UNSIGNED_INT
                 values[i].value.uiVal = int(gpu.true_power_w(self.now_s()) * 1000)
+                values[i].nvmlReturn = pynvml.NVML_SUCCESS
+            elif values[i].fieldId in _EVENT_FIELD_IDS and gpu.event_counters:
+                values[i].valueType = pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG
+                values[i].value.ullVal = gpu.event_ns.get(values[i].fieldId, 0)
                 values[i].nvmlReturn = pynvml.NVML_SUCCESS
             else:
                 values[i].nvmlReturn = pynvml.NVML_ERROR_NOT_SUPPORTED
@@ -298,8 +367,8 @@ class FakeNvml:
     def nvmlDeviceGetUtilizationRates(self, handle: FakeHandle) -> Any:  # noqa: N802
         gpu = self._gpu("nvmlDeviceGetUtilizationRates", handle)
         rates = pynvml.c_nvmlUtilization_t()
-        rates.gpu = gpu.utilization_pct
-        rates.memory = gpu.utilization_pct // 2
+        rates.gpu = gpu.utilization_at_pct(self.now_s())
+        rates.memory = rates.gpu // 2
         return rates
 
     def nvmlDeviceGetCurrentClocksEventReasons(self, handle: FakeHandle) -> int:  # noqa: N802

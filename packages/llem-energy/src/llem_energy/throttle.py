@@ -8,20 +8,28 @@ import pynvml
 
 from llem_schema import PowerSample, ThermalThrottleInfo
 
-__all__ = ["THROTTLE_REASONS", "summarise_throttle"]
+__all__ = ["SLOWDOWN_REASONS", "THROTTLE_REASONS", "summarise_throttle"]
 
-THROTTLE_REASONS: Final[dict[str, int]] = {
+SLOWDOWN_REASONS: Final[dict[str, int]] = {
     "hw_thermal": int(pynvml.nvmlClocksEventReasonHwThermalSlowdown),
     "sw_thermal": int(pynvml.nvmlClocksEventReasonSwThermalSlowdown),
-    "power_cap": int(pynvml.nvmlClocksEventReasonSwPowerCap),
+    "hw_slowdown": int(pynvml.nvmlClocksEventReasonHwSlowdown),
     "hw_power_brake": int(pynvml.nvmlClocksEventReasonHwPowerBrakeSlowdown),
+}
+"""The clock-event reasons that slow a GPU down for a cause outside the work, warned about."""
+THROTTLE_REASONS: Final[dict[str, int]] = {
+    **SLOWDOWN_REASONS,
+    "power_cap": int(pynvml.nvmlClocksEventReasonSwPowerCap),
 }
 """The clock-event reasons that count as throttling, by ThermalThrottleInfo field name.
 
-Idle, application-clock and sync-boost reasons lower clocks without limiting the work, so
-they are not throttling."""
+The software power cap is how a GPU at full inference load normally runs (H100s sit at
+their cap): it is recorded, with its time, as information. Idle, application-clock and
+sync-boost reasons lower clocks without limiting the work, so they are not throttling."""
 
 _ANY_THROTTLE: Final = sum(THROTTLE_REASONS.values())
+_ANY_SLOWDOWN: Final = sum(SLOWDOWN_REASONS.values())
+_POWER_CAP: Final = THROTTLE_REASONS["power_cap"]
 
 
 def _union_length_s(intervals: list[tuple[float, float]]) -> float:
@@ -40,8 +48,9 @@ def summarise_throttle(samples: Sequence[PowerSample]) -> ThermalThrottleInfo:
 
     A sample with a throttle reason counts the time until that GPU's next sample as
     throttled; ``throttled_s`` is the length of the union of those stretches over all GPUs
-    (two GPUs throttled at once count once). ``temperature_start_c`` is the highest of each
-    GPU's first temperature reading.
+    (two GPUs throttled at once count once), ``slowdown_s`` the same for the slowdowns that
+    are warned about and ``power_cap_s`` for the software power cap. ``temperature_start_c``
+    is the highest of each GPU's first temperature reading.
     """
     seen = dict.fromkeys(THROTTLE_REASONS, False)
     by_gpu: dict[int, list[PowerSample]] = {}
@@ -51,13 +60,19 @@ def summarise_throttle(samples: Sequence[PowerSample]) -> ThermalThrottleInfo:
         for kind, bit in THROTTLE_REASONS.items():
             if reasons & bit:
                 seen[kind] = True
-    intervals: list[tuple[float, float]] = []
+    intervals: dict[int, list[tuple[float, float]]] = {
+        _ANY_THROTTLE: [],
+        _ANY_SLOWDOWN: [],
+        _POWER_CAP: [],
+    }
     starts: list[float] = []
     for series in by_gpu.values():
         ordered = sorted(series, key=lambda s: s.timestamp_s)
         for current, following in itertools.pairwise(ordered):
-            if (current.clock_event_reasons or 0) & _ANY_THROTTLE:
-                intervals.append((current.timestamp_s, following.timestamp_s))
+            reasons = current.clock_event_reasons or 0
+            for mask, stretches in intervals.items():
+                if reasons & mask:
+                    stretches.append((current.timestamp_s, following.timestamp_s))
         first = next(
             (s.gpu_temperature_c for s in ordered if s.gpu_temperature_c is not None), None
         )
@@ -66,7 +81,10 @@ def summarise_throttle(samples: Sequence[PowerSample]) -> ThermalThrottleInfo:
     temperatures = [s.gpu_temperature_c for s in samples if s.gpu_temperature_c is not None]
     return ThermalThrottleInfo(
         detected=any(seen.values()),
-        throttled_s=_union_length_s(intervals),
+        throttled_s=_union_length_s(intervals[_ANY_THROTTLE]),
+        slowdown_s=_union_length_s(intervals[_ANY_SLOWDOWN]),
+        power_cap_s=_union_length_s(intervals[_POWER_CAP]),
+        source="samples",
         temperature_start_c=max(starts) if starts else None,
         temperature_peak_c=max(temperatures) if temperatures else None,
         **seen,

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Literal
 
-from llem_energy import DEFAULT_PACKAGES, collect_environment
+from llem_energy import DEFAULT_PACKAGES, collect_environment, simulated_gpu_count
 from llem_harness.backends import (
     SettingsModels,
     create_backend,
@@ -140,6 +140,7 @@ def run_experiment(
     marked incomplete (a study's runs leave it staged instead: the study runs them again).
     """
     config = resolve_config(config, backend)
+    simulated_gpu_count()  # a bad LLEM_SIMULATED_GPUS stops the run before anything starts
     stages = Stages(progress)
     results_dir = Path(config.output_dir)
     index = _store_index(store, results_dir)

@@ -5,13 +5,14 @@ result staged atomically."""
 import contextlib
 import inspect
 import logging
+import os
 import socket
 import time
 from collections.abc import Callable, Generator, Iterable, Sequence
 from pathlib import Path
-from typing import cast
+from typing import Final, cast
 
-from llem_energy import EnergyMeter, cpu_model
+from llem_energy import EnergyMeter, cpu_model, process_tree, simulated_gpu_count, warning
 from llem_harness.arrivals import arrival_times, request_count, shard_indices
 from llem_harness.errors import HarnessError
 from llem_harness.progress import Stages
@@ -37,6 +38,9 @@ logger = logging.getLogger(__name__)
 
 Barrier = Callable[[], None]
 
+BASELINE_STATE: Final = "model loaded, device synchronised and idle"
+"""The state a run measures idle power in (and caches it under)."""
+
 
 def requests_of(
     config: ExperimentConfig, prompts: Sequence[str], context: WorkerContext
@@ -60,12 +64,19 @@ def requests_of(
     ]
 
 
-def metered_gpus(config: ExperimentConfig, info: ModelInfo) -> str | list[int | str]:
+def metered_gpus(
+    config: ExperimentConfig, info: ModelInfo, context: WorkerContext
+) -> str | list[int | str]:
     """The GPUs to meter: ``energy.devices`` where the config names them; else the GPUs the
     backend placed the model on, by UUID (none for a model on the CPU), or every GPU of the
-    host where the model runs in another process on GPUs the backend cannot name."""
+    host where the model runs in another process on GPUs the backend cannot name. With
+    simulated GPUs (``LLEM_SIMULATED_GPUS``) each process meters one of them, by its local
+    rank, wherever the model is."""
     if config.energy.devices is not None:
         return config.energy.devices
+    simulated = simulated_gpu_count()
+    if simulated is not None:
+        return [context.local_index % simulated]
     if info.devices_unknown:
         return "all"
     return list(info.device_uuids)
@@ -83,23 +94,37 @@ def measure_process(
 ) -> RawProcessResult:
     """Measure this process's share of the requests and stage its raw result.
 
-    ``barrier`` is called once everyone has warmed up, right before the energy window opens,
-    so that the windows of all processes overlap.
+    ``barrier`` waits for every process of the run: around the baseline (no device works
+    while any measures idle power), right before the energy window opens, and once this
+    process's requests are done, right before it closes, so every window opens and closes
+    together: a process that finished its share first keeps metering its device's idle
+    tail while the others finish theirs.
     """
     staging = StagingRepository(results_dir)
     meter: EnergyMeter | None = None
     try:
         with stages.stage(f"loading {config.model}"):
             info = backend.load(config, context)
-        meter = EnergyMeter.create(config.energy, gpus=metered_gpus(config, info))
-        if config.baseline.enabled and meter.device_ids:
-            with stages.stage(f"baseline idle power ({config.baseline.duration_s:g} s)"):
-                baselines = meter.measure_baseline(config.baseline)
-            for device_id, baseline in baselines.items():
-                stages.note(
-                    f"baseline {device_id}: {baseline.method}"
-                    + (f", {baseline.power_w:.1f} W" if baseline.power_w is not None else "")
-                )
+        # A run's processes are this one's siblings (the launcher's children); one process
+        # runs in the caller's. Their compute contexts on a metered GPU are not foreign.
+        run_root = os.getppid() if context.num_processes > 1 else os.getpid()
+        meter = EnergyMeter.create(
+            config.energy,
+            gpus=metered_gpus(config, info, context),
+            own_pids=lambda: process_tree(run_root),
+        )
+        if config.baseline.enabled:
+            barrier()  # every process's model is loaded: every device is idle from here
+            if meter.device_ids:
+                backend.synchronize()
+                with stages.stage(f"baseline idle power ({config.baseline.duration_s:g} s)"):
+                    baselines = meter.measure_baseline(config.baseline, state=BASELINE_STATE)
+                for device_id, baseline in baselines.items():
+                    stages.note(
+                        f"baseline {device_id}: {baseline.method}"
+                        + (f", {baseline.power_w:.1f} W" if baseline.power_w is not None else "")
+                    )
+            barrier()  # no process warms up while another still measures idle power
         prompts = load_prompts(config, count_tokens=backend.count_tokens)
         requests = requests_of(config, prompts, context)
         warm = config.warmup
@@ -115,6 +140,7 @@ def measure_process(
             timings, interrupted = _collect(backend.run(requests), advance)
             if not interrupted:
                 backend.synchronize()
+                barrier()  # the windows close together
             reading = window.stop()
         if interrupted and not timings:
             raise KeyboardInterrupt
@@ -128,8 +154,13 @@ def measure_process(
         )
         notes = (
             [
-                f"interrupted: {len(records)} of {len(requests)} requests finished before the "
-                "run was stopped; the others were not sent or did not finish"
+                warning(
+                    "interrupted",
+                    f"interrupted: {len(records)} of {len(requests)} requests finished before "
+                    "the run was stopped; the others were not sent or did not finish",
+                    finished=len(records),
+                    requests=len(requests),
+                )
             ]
             if interrupted
             else []
@@ -161,10 +192,12 @@ def measure_process(
             warmup=warmup,
             throttle=reading.throttle,
             measurement_warnings=[
-                *info.warnings,
-                *reading.warnings_with(prompt_count=config.n),
+                *(warning("backend", message) for message in info.warnings),
+                *reading.warnings_with(prompt_count=len(requests)),
                 *notes,
             ],
+            environment=reading.environment,
+            simulated=meter.simulated is not None,
             timeseries=timeseries.name if has_samples else None,
         )
         staging.save_raw(experiment_id, raw)

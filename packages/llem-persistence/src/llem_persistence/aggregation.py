@@ -31,6 +31,7 @@ from llem_schema import (
     ExperimentResult,
     FlopsEstimate,
     LoadConfig,
+    MeasurementWarning,
     MultiGPUMetrics,
     RawProcessResult,
     RequestMetrics,
@@ -39,14 +40,20 @@ from llem_schema import (
     measurement_config_hash,
 )
 from llem_schema.measurement import BaselineMethod
+from llem_schema.warning_codes import WARNING_CODES
 
 __all__ = ["AGGREGATION_METHOD", "MIN_OVERLAP_FRACTION", "aggregate_results"]
 
 logger = logging.getLogger(__name__)
 
 AGGREGATION_METHOD: Final = "late_concatenation"
-MIN_OVERLAP_FRACTION: Final = 0.5
-"""Processes must run together for at least this share of the shortest one."""
+MIN_OVERLAP_FRACTION: Final = 0.9
+"""Processes must run together for at least this share of the shortest one (their windows
+open and close at common barriers, so they overlap all but a few milliseconds)."""
+MAX_SKEW_FRACTION: Final = 0.02
+MAX_SKEW_S: Final = 0.25
+"""Window starts (or ends) further apart than the larger of these (a share of the window,
+and seconds) are warned about."""
 
 
 def aggregate_results(
@@ -55,7 +62,7 @@ def aggregate_results(
     effective_config: Mapping[str, JsonValue],
     expected_processes: int | None = None,
     environment_snapshot: EnvironmentSnapshot | None = None,
-    measurement_warnings: Sequence[str] = (),
+    measurement_warnings: Sequence[MeasurementWarning] = (),
     timeseries: str | None = None,
     samples: pa.Table | None = None,
 ) -> ExperimentResult:
@@ -72,7 +79,7 @@ def aggregate_results(
     first = raws[0]
     expected = expected_processes if expected_processes is not None else first.num_processes
     _check_launch(raws, expected, effective_config)
-    notes: list[str] = []
+    notes: list[MeasurementWarning] = []
 
     start = min(raw.start_time for raw in raws)
     end = max(raw.end_time for raw in raws)
@@ -85,29 +92,62 @@ def aggregate_results(
 
     devices, windows, attribution_ok = _distinct_devices(raws, notes)
     total_j = math.fsum(d.energy_j for d in devices.values()) if devices else None
+    gpus = {uuid: d for uuid, d in devices.items() if d.domain == "gpu"}
+    cpus = {uuid: d for uuid, d in devices.items() if d.domain != "gpu"}
+    gpu_j = math.fsum(d.energy_j for d in gpus.values()) if gpus else None
+    cpu_j = math.fsum(d.energy_j for d in cpus.values()) if cpus else None
+    # Efficiency is of the GPUs where any was metered: host-wide RAPL energy depends on who
+    # ran llem (root may read it) and on everything else the host did.
+    scoped, scope_j = (gpus, gpu_j) if gpus else (cpus, cpu_j)
     unmeasured = [raw.process_index for raw in raws if not raw.energy]
     if devices and unmeasured:
         notes.append(
-            f"processes {_indices(unmeasured)} reported no energy: total_energy_j covers the "
-            "other processes only, and no efficiency figure is given; check the energy source "
-            "on every worker"
+            _note(
+                "processes_without_energy",
+                f"processes {_indices(unmeasured)} reported no energy: total_energy_j covers "
+                "the other processes only, and no efficiency figure is given; check the energy "
+                "source on every worker",
+                processes=_indices(unmeasured),
+            )
         )
-    breakdown = _breakdown(devices, windows, total_j, duration_s) if total_j is not None else None
+    breakdown = _breakdown(scoped, windows, scope_j, duration_s) if scope_j is not None else None
     # Tokens of processes without energy over energy of the others would overstate efficiency.
-    efficiency_j = None if unmeasured else total_j
+    efficiency_j = None if unmeasured else scope_j
     efficiency_adjusted_j = None if unmeasured or breakdown is None else breakdown.adjusted_j
+    if breakdown is not None and breakdown.adjusted_j == 0.0 and breakdown.raw_j > 0.0:
+        efficiency_adjusted_j = None  # 0 J would read as infinitely efficient
+        notes.append(
+            _note(
+                "baseline_clamped",
+                f"idle power over the window ({breakdown.baseline_energy_j:.1f} J) came to more "
+                f"than the energy measured ({breakdown.raw_j:.1f} J): adjusted energy is "
+                "clamped to 0 J and every adjusted efficiency figure withheld; the baseline "
+                "was probably taken with the device busy, or in another state: re-measure it "
+                "(baseline.cache_ttl_s: 0) with the device idle",
+                baseline_energy_j=breakdown.baseline_energy_j,
+                energy_j=breakdown.raw_j,
+            )
+        )
 
     missing = [i for i in range(expected) if i not in {raw.process_index for raw in raws}]
     if missing:
         notes.append(
-            f"incomplete: processes {_indices(missing)} of {expected} have no result; the "
-            "figures cover the processes that finished"
+            _note(
+                "incomplete",
+                f"incomplete: processes {_indices(missing)} of {expected} have no result; the "
+                "figures cover the processes that finished",
+                processes=_indices(missing),
+            )
         )
     interrupted = [raw.process_index for raw in raws if raw.interrupted]
     if interrupted:
         notes.append(
-            f"incomplete: the run was stopped before every request of processes "
-            f"{_indices(interrupted)} finished; the figures cover the requests that did"
+            _note(
+                "interrupted",
+                f"incomplete: the run was stopped before every request of processes "
+                f"{_indices(interrupted)} finished; the figures cover the requests that did",
+                processes=_indices(interrupted),
+            )
         )
     offsets = [(raw.start_time - start).total_seconds() for raw in raws]
     load = LoadConfig.model_validate(effective_config.get("load") or {})
@@ -116,21 +156,47 @@ def aggregate_results(
     )
     steady, steady_note = steady_state(raws, offsets, load, samples)
     if steady_note is not None:
-        notes.append(steady_note)
+        notes.append(_note("no_steady_state", steady_note))
     if request_metrics.failed_requests:
         first_error = next(r.error for raw in raws for r in raw.requests if r.error is not None)
         notes.append(
-            f"{request_metrics.failed_requests} of {request_metrics.requests} requests failed "
-            f"(first: {first_error}); latency and energy per request cover the completed ones"
+            _note(
+                "failed_requests",
+                f"{request_metrics.failed_requests} of {request_metrics.requests} requests "
+                f"failed (first: {first_error}); latency and energy per request cover the "
+                "completed ones",
+                failed=request_metrics.failed_requests,
+                requests=request_metrics.requests,
+            )
         )
     overlap_ok = _overlap_verified(raws)
     if not overlap_ok:
         notes.append(
-            "processes did not run together for at least half of the shortest one: the "
-            "window and throughput span idle gaps; check for stragglers or a slow launch"
+            _note(
+                "window_overlap",
+                f"processes did not run together for at least {MIN_OVERLAP_FRACTION:.0%} of "
+                "the shortest one: the window and throughput span idle gaps; check for "
+                "stragglers or a slow launch",
+                min_overlap=MIN_OVERLAP_FRACTION,
+            )
+        )
+    start_skew_s, end_skew_s = _skews(raws)
+    skew_limit_s = max(MAX_SKEW_S, MAX_SKEW_FRACTION * duration_s)
+    if max(start_skew_s or 0.0, end_skew_s or 0.0) > skew_limit_s:
+        notes.append(
+            _note(
+                "window_skew",
+                f"the processes' windows started {start_skew_s or 0.0:.3f} s and ended "
+                f"{end_skew_s or 0.0:.3f} s apart (more than {skew_limit_s:.3f} s): their "
+                "devices were not metered over one window; check for a process that was "
+                "stopped or could not reach the others",
+                start_skew_s=start_skew_s,
+                end_skew_s=end_skew_s,
+                limit_s=skew_limit_s,
+            )
         )
     for note in notes:
-        logger.warning("%s: %s", first.experiment_id, note)
+        logger.warning("%s: %s", first.experiment_id, note.message)
 
     return ExperimentResult(
         experiment_id=first.experiment_id,
@@ -146,6 +212,14 @@ def aggregate_results(
         output_tokens=output_tokens,
         total_tokens=input_tokens + output_tokens,
         total_energy_j=total_j,
+        gpu_energy_j=gpu_j,
+        cpu_energy_j=cpu_j,
+        energy_domains=[
+            domain
+            for domain in ("gpu", "cpu_package", "dram")
+            if any(d.domain == domain for d in devices.values())
+        ],
+        energy_scope=None if scope_j is None else "gpu" if gpus else "cpu",
         energy_per_device_j={uuid: d.energy_j for uuid, d in sorted(devices.items())},
         baseline_power_w=breakdown.baseline_power_w if breakdown else None,
         energy_adjusted_j=breakdown.adjusted_j if breakdown else None,
@@ -167,7 +241,8 @@ def aggregate_results(
         environment_snapshot=environment_snapshot,
         thermal_throttle=_throttle([raw.throttle for raw in raws if raw.throttle is not None]),
         warmup_result=first.warmup if first.process_index == 0 else None,
-        measurement_warnings=_unique([*measurement_warnings, *_process_warnings(raws), *notes]),
+        measurement_warnings=[*measurement_warnings, *_process_warnings(raws), *notes],
+        simulated=any(raw.simulated for raw in raws),
         timeseries=timeseries,
         process_results=raws,
         aggregation=AggregationMetadata(
@@ -179,6 +254,8 @@ def aggregate_results(
             complete=not missing and not interrupted,
             missing_processes=missing,
             interrupted_processes=interrupted,
+            start_skew_s=start_skew_s,
+            end_skew_s=end_skew_s,
             warnings=notes,
         ),
     )
@@ -258,7 +335,7 @@ def _check_launch(
 
 
 def _distinct_devices(
-    raws: Sequence[RawProcessResult], notes: list[str]
+    raws: Sequence[RawProcessResult], notes: list[MeasurementWarning]
 ) -> tuple[dict[str, DeviceEnergy], dict[str, float], bool]:
     """Each physical device once, with the window of the process whose figure is kept.
 
@@ -283,8 +360,13 @@ def _distinct_devices(
     }
     for uuid, procs in sorted(shared_gpus.items()):
         notes.append(
-            f"device {uuid} was measured by processes {_indices(procs)}; its energy is "
-            "counted once; give each process its own device"
+            _note(
+                "shared_device",
+                f"device {uuid} was measured by processes {_indices(procs)}; its energy is "
+                "counted once; give each process its own device",
+                device=uuid,
+                processes=_indices(procs),
+            )
         )
     return devices, windows, not shared_gpus
 
@@ -292,17 +374,18 @@ def _distinct_devices(
 def _breakdown(
     devices: Mapping[str, DeviceEnergy],
     windows: Mapping[str, float],
-    total_j: float,
+    raw_j: float,
     duration_s: float,
 ) -> EnergyBreakdown:
-    """Baseline subtracted per device over the window in which that device was measured."""
+    """Baseline subtracted per device over the window in which that device was measured;
+    ``devices`` are those of the energy scope, ``raw_j`` their energy."""
     methods = {d.method for d in devices.values()}
     energy_method = methods.pop() if len(methods) == 1 else "mixed"
     baselines = {uuid: d.baseline for uuid, d in devices.items()}
     powers = {uuid: b.power_w for uuid, b in baselines.items() if b is not None}
     if len(powers) != len(devices) or any(p is None for p in powers.values()):
         return EnergyBreakdown(
-            raw_j=total_j,
+            raw_j=raw_j,
             baseline_energy_j=None,
             adjusted_j=None,
             baseline_power_w=None,
@@ -319,9 +402,9 @@ def _breakdown(
     ]
     method: BaselineMethod = "cached" if cached_ages else "fresh"
     return EnergyBreakdown(
-        raw_j=total_j,
+        raw_j=raw_j,
         baseline_energy_j=baseline_j,
-        adjusted_j=max(0.0, total_j - baseline_j),
+        adjusted_j=max(0.0, raw_j - baseline_j),
         baseline_power_w=math.fsum(p or 0.0 for p in powers.values()),
         baseline_method=method,
         baseline_age_s=max(cached_ages) if cached_ages else None,
@@ -375,24 +458,73 @@ def _throttle(infos: Sequence[ThermalThrottleInfo]) -> ThermalThrottleInfo | Non
         sw_thermal=any(i.sw_thermal for i in infos),
         power_cap=any(i.power_cap for i in infos),
         hw_power_brake=any(i.hw_power_brake for i in infos),
+        hw_slowdown=any(i.hw_slowdown for i in infos),
         throttled_s=max(i.throttled_s for i in infos),
+        slowdown_s=_longest(i.slowdown_s for i in infos),
+        power_cap_s=_longest(i.power_cap_s for i in infos),
+        source=infos[0].source if len({i.source for i in infos}) == 1 else None,
         temperature_start_c=max(starts) if starts else None,
         temperature_peak_c=max(peaks) if peaks else None,
     )
 
 
-def _process_warnings(raws: Sequence[RawProcessResult]) -> list[str]:
-    """Each process's warnings; one that not every process raised names its process."""
-    everywhere = set.intersection(*(set(raw.measurement_warnings) for raw in raws))
-    return [
-        w if w in everywhere or len(raws) == 1 else f"process {raw.process_index}: {w}"
-        for raw in raws
-        for w in raw.measurement_warnings
-    ]
+def _note(code: str, message: str, **figures: JsonValue) -> MeasurementWarning:
+    assert code in WARNING_CODES, code
+    return MeasurementWarning(code=code, message=message, figures=figures)
 
 
-def _unique(items: Iterable[str]) -> list[str]:
-    return list(dict.fromkeys(items))
+_TEXT_IS_SUBJECT: Final = frozenset({"backend", "unclassified"})
+"""Codes whose warnings say different things under one code: their text tells them apart."""
+
+
+def _subject(warning: MeasurementWarning) -> tuple[str, str]:
+    """What a warning is about: its code and the device it names, if any (the text itself
+    for a code whose warnings differ in what they say, such as a backend's)."""
+    figures = warning.figures
+    device = figures.get("device", figures.get("devices", figures.get("gpu_index")))
+    if device is None and warning.code in _TEXT_IS_SUBJECT:
+        return warning.code, warning.message
+    return warning.code, "" if device is None else str(device)
+
+
+def _process_warnings(raws: Sequence[RawProcessResult]) -> list[MeasurementWarning]:
+    """Each process's warnings, compared by code and subject, never by wording: those on a
+    subject every process raised are given once, in the first process's words
+    (``processes: all``); one only some raised names its process."""
+    if len(raws) == 1:
+        return list(raws[0].measurement_warnings)
+    everywhere = set.intersection(
+        *({_subject(w) for w in raw.measurement_warnings} for raw in raws)
+    )
+    merged: list[MeasurementWarning] = []
+    for raw in raws:
+        for w in raw.measurement_warnings:
+            if _subject(w) not in everywhere:
+                merged.append(
+                    w.model_copy(
+                        update={
+                            "message": f"process {raw.process_index}: {w.message}",
+                            "figures": {**w.figures, "process": raw.process_index},
+                        }
+                    )
+                )
+            elif raw is raws[0]:  # all of the first's, however many share a subject
+                merged.append(w.model_copy(update={"figures": {**w.figures, "processes": "all"}}))
+    return merged
+
+
+def _skews(raws: Sequence[RawProcessResult]) -> tuple[float | None, float | None]:
+    """How far apart the processes' windows started, and ended, s; None for one process."""
+    if len(raws) < 2:
+        return None, None
+    starts = [raw.start_time for raw in raws]
+    ends = [raw.start_time + timedelta(seconds=raw.duration_s) for raw in raws]
+    return (max(starts) - min(starts)).total_seconds(), (max(ends) - min(ends)).total_seconds()
+
+
+def _longest(values: Iterable[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return max(known) if known else None
 
 
 def _indices(indices: Iterable[int]) -> str:

@@ -121,7 +121,8 @@ class ModelInfo(FrozenModel):
         default_factory=list,
         description=(
             "What the backend noticed that a reader of the figures must know (a server on "
-            "another host, whose energy is not measured); kept as measurement warnings."
+            "another host, whose energy is not measured); kept as measurement warnings of "
+            "code `backend`."
         ),
     )
 

@@ -4,7 +4,14 @@ environment and FLOPs. Produced by ``llem_energy`` and backends, stored as data.
 import math
 from typing import Literal, Self
 
-from pydantic import AwareDatetime, Field, NonNegativeFloat, NonNegativeInt, model_validator
+from pydantic import (
+    AwareDatetime,
+    Field,
+    JsonValue,
+    NonNegativeFloat,
+    NonNegativeInt,
+    model_validator,
+)
 
 from llem_schema._base import FrozenModel
 
@@ -13,12 +20,17 @@ __all__ = [
     "BaselineMethod",
     "DeviceEnergy",
     "DeviceInfo",
+    "DeviceState",
     "EnergyBreakdown",
     "EnergyDomain",
     "EnergyMethod",
     "EnvironmentSnapshot",
     "FlopsEstimate",
     "GpuInfo",
+    "MeasurementWarning",
+    "PowerReading",
+    "PowerScope",
+    "ProcessEnvironment",
     "ThermalThrottleInfo",
     "WarmupResult",
 ]
@@ -26,6 +38,8 @@ __all__ = [
 EnergyDomain = Literal["gpu", "cpu_package", "dram"]
 EnergyMethod = Literal["counter", "integrated"]
 BaselineMethod = Literal["fresh", "cached", "unavailable"]
+PowerReading = Literal["instant", "averaged"]
+PowerScope = Literal["gpu", "module"]
 
 _REL_TOL = 1e-9
 
@@ -40,7 +54,13 @@ class DeviceInfo(FrozenModel):
         description="Physical identity: the NVML UUID for a GPU or MIG instance, a host-scoped id for a CPU.",
     )
     name: str = Field(description="Model name, e.g. 'NVIDIA H100 80GB HBM3'.")
-    mig: bool = Field(default=False, description="True for a MIG instance of a GPU.")
+    mig: bool = Field(
+        default=False,
+        description=(
+            "MIG mode is enabled on this GPU: its energy counter and power cover the whole "
+            "GPU, every instance, not the instance the work ran on."
+        ),
+    )
 
 
 class BaselineMeasurement(FrozenModel):
@@ -56,6 +76,23 @@ class BaselineMeasurement(FrozenModel):
     )
     duration_s: NonNegativeFloat | None = Field(
         default=None, description="How long idle power was sampled, s."
+    )
+    state: str | None = Field(
+        default=None,
+        description=(
+            "The state it was measured in (e.g. 'model loaded, device synchronised and "
+            "idle'); None before schema 1.3."
+        ),
+    )
+    temperature_c: float | None = Field(
+        default=None, description="Mean temperature while it was measured, deg C."
+    )
+    problems: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Why the device did not look idle (utilisation, foreign processes, unsteady "
+            "power, cooling down), after one re-measurement; empty when it did."
+        ),
     )
 
     @model_validator(mode="after")
@@ -87,6 +124,29 @@ class DeviceEnergy(FrozenModel):
     )
     baseline: BaselineMeasurement | None = Field(
         default=None, description="Idle power of this device, if a baseline was taken."
+    )
+    power_reading: PowerReading | None = Field(
+        default=None,
+        description=(
+            "What the sampler read as power: instant (NVML_FI_DEV_POWER_INSTANT), or averaged "
+            "(nvmlDeviceGetPowerUsage: a 1-second average on Ampere and newer); None for a "
+            "RAPL domain or before schema 1.3."
+        ),
+    )
+    power_scope: PowerScope | None = Field(
+        default=None,
+        description=(
+            "gpu: the GPU's own power; module: the whole module (a Grace Hopper superchip's "
+            "GPU, CPU and memory), where the GPU's alone cannot be read."
+        ),
+    )
+    sample_rate_hz: NonNegativeFloat | None = Field(
+        default=None,
+        description="Power samples per second this device achieved in the window.",
+    )
+    sample_gaps: NonNegativeInt | None = Field(
+        default=None,
+        description="Gaps between this device's samples longer than twice the period.",
     )
 
     @model_validator(mode="after")
@@ -151,8 +211,34 @@ class ThermalThrottleInfo(FrozenModel):
     sw_thermal: bool = Field(default=False, description="Software thermal slowdown seen.")
     power_cap: bool = Field(default=False, description="Software power cap seen.")
     hw_power_brake: bool = Field(default=False, description="Hardware power brake seen.")
+    hw_slowdown: bool = Field(
+        default=False,
+        description="Hardware slowdown seen (reason 0x8: power brake or thermal, by the board).",
+    )
     throttled_s: NonNegativeFloat = Field(
         default=0.0, description="Seconds of samples with any throttle reason active."
+    )
+    slowdown_s: NonNegativeFloat | None = Field(
+        default=None,
+        description=(
+            "Seconds with a thermal or hardware slowdown or the power brake active: the "
+            "reasons that are warned about; None before schema 1.3."
+        ),
+    )
+    power_cap_s: NonNegativeFloat | None = Field(
+        default=None,
+        description=(
+            "Seconds with the software power cap active: normal under inference load on "
+            "recent GPUs, reported as information; None before schema 1.3."
+        ),
+    )
+    source: Literal["samples", "counters"] | None = Field(
+        default=None,
+        description=(
+            "Where the seconds come from: samples (the reasons read at each power sample, "
+            "the union over GPUs) or counters (NVML's cumulative clock-event durations at "
+            "window start and end, the longest of any GPU); None before schema 1.3."
+        ),
     )
     temperature_start_c: float | None = Field(
         default=None, description="Highest device temperature at the window's start, deg C."
@@ -163,7 +249,13 @@ class ThermalThrottleInfo(FrozenModel):
 
     @model_validator(mode="after")
     def _detected_matches_kinds(self) -> Self:
-        kinds = self.hw_thermal or self.sw_thermal or self.power_cap or self.hw_power_brake
+        kinds = (
+            self.hw_thermal
+            or self.sw_thermal
+            or self.power_cap
+            or self.hw_power_brake
+            or self.hw_slowdown
+        )
         if self.detected != kinds:
             raise ValueError("detected must be true exactly when a throttle kind was seen")
         return self
@@ -185,6 +277,47 @@ class WarmupResult(FrozenModel):
     )
     cv_target: NonNegativeFloat | None = Field(
         default=None, description="The CV target asked for; None if convergence was not asked."
+    )
+
+
+class DeviceState(FrozenModel):
+    """A metered GPU's state at one instant (window start or end); None where NVML could not
+    say."""
+
+    uuid: str = Field(description="NVML UUID.")
+    sm_clock_mhz: NonNegativeFloat | None = Field(default=None, description="SM clock, MHz.")
+    memory_clock_mhz: NonNegativeFloat | None = Field(
+        default=None, description="Memory clock, MHz."
+    )
+    pstate: NonNegativeInt | None = Field(
+        default=None, description="Performance state: 0 (fastest) to 15."
+    )
+    power_limit_w: NonNegativeFloat | None = Field(
+        default=None, description="Power limit in force, W."
+    )
+    default_power_limit_w: NonNegativeFloat | None = Field(
+        default=None, description="The board's default power limit, W."
+    )
+    temperature_c: float | None = Field(default=None, description="Temperature, deg C.")
+    compute_pids: list[NonNegativeInt] | None = Field(
+        default=None, description="Processes with a compute context on the GPU (NVML's PIDs)."
+    )
+    foreign_pids: list[NonNegativeInt] | None = Field(
+        default=None,
+        description="Of those, the ones that are not this run's (not this process or its children).",
+    )
+
+
+class ProcessEnvironment(FrozenModel):
+    """What one process's metered GPUs and driver were when its window opened and closed."""
+
+    driver_version: str | None = Field(default=None, description="NVIDIA driver version.")
+    cuda_version: str | None = Field(default=None, description="CUDA driver API version.")
+    at_start: list[DeviceState] = Field(
+        default_factory=list, description="Each metered GPU when the window opened."
+    )
+    at_end: list[DeviceState] = Field(
+        default_factory=list, description="Each metered GPU when the window closed."
     )
 
 
@@ -229,3 +362,20 @@ class FlopsEstimate(FrozenModel):
     method: str = Field(
         min_length=1, description="How: e.g. '2 x parameters x tokens' or a profiler name."
     )
+
+
+class MeasurementWarning(FrozenModel):
+    """Something detected that makes a figure less trustworthy, and what to do about it."""
+
+    code: str = Field(
+        pattern=r"^[a-z][a-z0-9_]*$",
+        description="A stable code from the documented list (llem_schema.WARNING_CODES).",
+    )
+    message: str = Field(description="What was detected and what to do, one line.")
+    figures: dict[str, JsonValue] = Field(
+        default_factory=dict,
+        description="The figures the warning was judged from (device, measured value, limit).",
+    )
+
+    def __str__(self) -> str:
+        return self.message

@@ -19,6 +19,8 @@ from llem_schema.measurement import (
     DeviceEnergy,
     DeviceInfo,
     FlopsEstimate,
+    MeasurementWarning,
+    ProcessEnvironment,
     ThermalThrottleInfo,
     WarmupResult,
 )
@@ -83,8 +85,20 @@ class RawProcessResult(FrozenModel):
     throttle: ThermalThrottleInfo | None = Field(
         default=None, description="Throttling seen by this process."
     )
-    measurement_warnings: list[str] = Field(
+    measurement_warnings: list[MeasurementWarning] = Field(
         default_factory=list, description="What this process detected, and what to do."
+    )
+    environment: ProcessEnvironment | None = Field(
+        default=None,
+        description=(
+            "The metered GPUs' clocks, P-state, power limits, temperature and compute "
+            "processes at window start and end, and the driver; None without NVML or before "
+            "schema 1.3."
+        ),
+    )
+    simulated: bool = Field(
+        default=False,
+        description="Its GPUs were simulated (LLEM_SIMULATED_GPUS): no figure is a measurement.",
     )
     timeseries: str | None = Field(
         default=None, description="Staged power/temperature samples file beside this one, if any."

@@ -35,8 +35,10 @@ from llem_schema.io import (
 )
 from llem_schema.measurement import (
     EnergyBreakdown,
+    EnergyDomain,
     EnvironmentSnapshot,
     FlopsEstimate,
+    MeasurementWarning,
     ThermalThrottleInfo,
     WarmupResult,
 )
@@ -105,7 +107,23 @@ class AggregationMetadata(FrozenModel):
         default_factory=list,
         description="Indices of processes stopped before all their requests finished.",
     )
-    warnings: list[str] = Field(default_factory=list, description="What aggregation noticed.")
+    start_skew_s: NonNegativeFloat | None = Field(
+        default=None,
+        description=(
+            "Latest minus earliest window start across processes, s; None for one process "
+            "or before schema 1.3."
+        ),
+    )
+    end_skew_s: NonNegativeFloat | None = Field(
+        default=None,
+        description=(
+            "Latest minus earliest window end across processes, s (processes close their "
+            "windows together); None for one process or before schema 1.3."
+        ),
+    )
+    warnings: list[MeasurementWarning] = Field(
+        default_factory=list, description="What aggregation noticed."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -156,19 +174,48 @@ class ExperimentResult(FrozenModel):
     total_tokens: NonNegativeInt = Field(description="input_tokens + output_tokens.")
     # energy
     total_energy_j: NonNegativeFloat | None = Field(
-        description="Energy over distinct physical devices, J; None without an energy source."
+        description=(
+            "Energy of every metered domain summed, distinct physical devices once, J: GPUs "
+            "plus host-wide CPU energy where RAPL was read, so its scope depends on who ran "
+            "it. The efficiency figures use energy_scope's energy instead. None without an "
+            "energy source."
+        )
+    )
+    gpu_energy_j: NonNegativeFloat | None = Field(
+        default=None,
+        description="Energy of the metered GPUs, J; None where no GPU was metered.",
+    )
+    cpu_energy_j: NonNegativeFloat | None = Field(
+        default=None,
+        description=(
+            "Host-wide CPU energy (RAPL package + DRAM), J: every process on the host, not "
+            "only this run; None where RAPL was not read."
+        ),
+    )
+    energy_domains: list[EnergyDomain] = Field(
+        default_factory=list, description="The energy domains metered (gpu, cpu_package, dram)."
+    )
+    energy_scope: Literal["gpu", "cpu", "total"] | None = Field(
+        default=None,
+        description=(
+            "The energy efficiency, energy_adjusted_j, energy_breakdown and energy per "
+            "request are of: gpu (gpu_energy_j) where a GPU was metered, else cpu "
+            "(cpu_energy_j). total (total_energy_j, GPU and CPU summed) only in results "
+            "migrated from before schema 1.3. None without energy."
+        ),
     )
     energy_per_device_j: dict[str, NonNegativeFloat] = Field(
         default_factory=dict, description="Energy per device UUID (or RAPL domain id), J."
     )
     baseline_power_w: NonNegativeFloat | None = Field(
-        default=None, description="Idle power over the measured devices, W."
+        default=None, description="Idle power of the energy_scope's devices, W."
     )
     energy_adjusted_j: NonNegativeFloat | None = Field(
-        default=None, description="max(0, total - baseline power x duration), J."
+        default=None,
+        description="The energy_scope's energy less idle power over the window, at least 0, J.",
     )
     energy_breakdown: EnergyBreakdown | None = Field(
-        default=None, description="How the energy figures were obtained."
+        default=None, description="How the energy_scope's figures were obtained."
     )
     # throughput
     output_tokens_per_s: NonNegativeFloat = Field(
@@ -213,8 +260,15 @@ class ExperimentResult(FrozenModel):
         default=None, description="Throttling over all processes."
     )
     warmup_result: WarmupResult | None = Field(default=None, description="Warmup of process 0.")
-    measurement_warnings: list[str] = Field(
-        default_factory=list, description="Each: what was detected and what to do about it."
+    measurement_warnings: list[MeasurementWarning] = Field(
+        default_factory=list,
+        description="Each: a code, what was detected and what to do about it.",
+    )
+    simulated: bool = Field(
+        default=False,
+        description=(
+            "The GPUs were simulated (LLEM_SIMULATED_GPUS): no energy figure is a measurement."
+        ),
     )
     timeseries: str | None = Field(
         default=None,
@@ -258,18 +312,37 @@ class ExperimentResult(FrozenModel):
             raise ValueError("process_results must hold aggregation.num_processes entries")
         return self
 
+    def scope_energy_j(self) -> float | None:
+        """The energy of :attr:`energy_scope`, J: what the efficiency figures divide by."""
+        return {
+            "gpu": self.gpu_energy_j,
+            "cpu": self.cpu_energy_j,
+            "total": self.total_energy_j,
+            None: None,
+        }[self.energy_scope]
+
     def _check_energy(self) -> None:
         breakdown = self.energy_breakdown
         if self.total_energy_j is None:
             if breakdown or self.energy_per_device_j or self.baseline_power_w is not None:
                 raise ValueError("energy details need total_energy_j")
-            if self.energy_adjusted_j is not None:
-                raise ValueError("energy_adjusted_j needs total_energy_j")
+            if self.energy_adjusted_j is not None or self.energy_scope is not None:
+                raise ValueError("energy_adjusted_j and energy_scope need total_energy_j")
+            if self.gpu_energy_j is not None or self.cpu_energy_j is not None:
+                raise ValueError("gpu_energy_j and cpu_energy_j need total_energy_j")
         else:
+            scope_j = self.scope_energy_j()
+            if scope_j is None:
+                raise ValueError("total_energy_j needs an energy_scope whose energy is given")
+            parts = [j for j in (self.gpu_energy_j, self.cpu_energy_j) if j is not None]
+            if not _close(math.fsum(parts), self.total_energy_j):
+                raise ValueError("gpu_energy_j and cpu_energy_j must sum to total_energy_j")
             if breakdown is None:
                 raise ValueError("total_energy_j needs an energy_breakdown")
-            if not _close(breakdown.raw_j, self.total_energy_j):
-                raise ValueError("energy_breakdown.raw_j must equal total_energy_j")
+            if not _close(breakdown.raw_j, scope_j):
+                raise ValueError(
+                    f"energy_breakdown.raw_j must equal the {self.energy_scope} energy"
+                )
             if not _close(breakdown.baseline_power_w, self.baseline_power_w):
                 raise ValueError("baseline_power_w must equal energy_breakdown.baseline_power_w")
             if not _close(breakdown.adjusted_j, self.energy_adjusted_j):
@@ -279,12 +352,12 @@ class ExperimentResult(FrozenModel):
             ):
                 raise ValueError("energy_per_device_j must sum to total_energy_j")
         expected = EfficiencyMetrics.from_energy(
-            self.output_tokens, self.total_energy_j, self.energy_adjusted_j
+            self.output_tokens, self.scope_energy_j(), self.energy_adjusted_j
         )
         for name in EfficiencyMetrics.model_fields:
             stored = getattr(self.efficiency, name)
             # None is allowed: a figure is withheld when its energy does not cover every
-            # process's tokens.
+            # process's tokens, or when adjusted energy clamped to 0.
             if stored is not None and not _close(stored, getattr(expected, name)):
                 raise ValueError(f"efficiency.{name} does not follow from tokens and energy")
 

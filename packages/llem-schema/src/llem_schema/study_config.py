@@ -20,6 +20,7 @@ from llem_schema.ids import validate_study_name
 
 __all__ = [
     "STUDY_ORDERS",
+    "CooldownConfig",
     "StudyConfig",
     "StudyOrder",
     "check_study_keys",
@@ -29,6 +30,23 @@ __all__ = [
 
 StudyOrder = Literal["sequential", "interleaved", "shuffled"]
 STUDY_ORDERS: Final = ("sequential", "interleaved", "shuffled")
+
+
+class CooldownConfig(FrozenModel):
+    """Wait for the GPUs to cool between runs, after the fixed gap."""
+
+    until_temperature_c: float = Field(
+        gt=0.0,
+        description=(
+            "Start the next run once every GPU it runs on reads at most this, deg C (after "
+            "the fixed gap)."
+        ),
+    )
+    max_s: float = Field(
+        default=300.0,
+        gt=0.0,
+        description="Wait no longer than this after the previous run ended, s; then go on.",
+    )
 
 
 class StudyConfig(FrozenModel):
@@ -79,6 +97,13 @@ class StudyConfig(FrozenModel):
         description=(
             "Pause before a new cycle, s, instead of the experiment gap: between passes over "
             "the points (interleaved, shuffled), or between two cycles of one point (sequential)."
+        ),
+    )
+    gap: CooldownConfig | None = Field(
+        default=None,
+        description=(
+            "A temperature-based cooldown between runs, beside the fixed gaps: "
+            "{until_temperature_c, max_s}; None: the fixed gaps alone."
         ),
     )
     timeout_s: float = Field(

@@ -22,12 +22,14 @@ from llem_schema.measurement import (
     DeviceInfo,
     EnergyBreakdown,
     FlopsEstimate,
+    MeasurementWarning,
     WarmupResult,
 )
 from llem_schema.metrics import EfficiencyMetrics, LatencyMetrics, RequestMetrics
 from llem_schema.raw import RawProcessResult
 from llem_schema.records import RequestRecord, RequestTiming
 from llem_schema.result import AggregationMetadata, ExperimentResult, MultiGPUMetrics
+from llem_schema.warning_codes import classify_legacy
 
 __all__ = [
     "EXAMPLE_BACKENDS",
@@ -37,6 +39,7 @@ __all__ = [
     "example_raw_result",
     "example_requests",
     "example_result",
+    "example_warning",
 ]
 
 EXAMPLE_START = datetime(2026, 11, 22, 14, 3, 5, tzinfo=UTC)
@@ -170,12 +173,20 @@ def example_raw_result(
     )
 
 
+def example_warning(warning: MeasurementWarning | str) -> MeasurementWarning:
+    """``warning``, or a warning with the message ``warning`` and the code its wording names
+    (``unclassified`` when it names none)."""
+    if isinstance(warning, MeasurementWarning):
+        return warning
+    return MeasurementWarning(code=classify_legacy(warning), message=warning)
+
+
 def example_result(
     raws: Sequence[RawProcessResult] | None = None,
     *,
     config: ExperimentConfig | None = None,
     timeseries: str | None = None,
-    measurement_warnings: Sequence[str] = (),
+    measurement_warnings: Sequence[MeasurementWarning | str] = (),
 ) -> ExperimentResult:
     """An :class:`ExperimentResult` assembled from ``raws`` (default: one example process).
 
@@ -194,19 +205,30 @@ def example_result(
     output_tokens = sum(raw.output_tokens for raw in raws)
 
     total_j = math.fsum(e.energy_j for e in devices.values()) if devices else None
-    powers = {uuid: e.baseline.power_w if e.baseline else None for uuid, e in devices.items()}
+    domains = {e.domain for e in devices.values()}
+    gpus = [e.energy_j for e in devices.values() if e.domain == "gpu"]
+    cpus = [e.energy_j for e in devices.values() if e.domain != "gpu"]
+    gpu_j = math.fsum(gpus) if gpus else None
+    cpu_j = math.fsum(cpus) if cpus else None
+    scope_j = gpu_j if gpu_j is not None else cpu_j
+    devices_in_scope = {
+        uuid: e for uuid, e in devices.items() if (e.domain == "gpu") == (gpu_j is not None)
+    }
+    powers = {
+        uuid: e.baseline.power_w if e.baseline else None for uuid, e in devices_in_scope.items()
+    }
     has_baseline = bool(powers) and all(p is not None for p in powers.values())
     breakdown = None
     adjusted = None
     baseline_w = None
-    if total_j is not None:
+    if scope_j is not None:
         baseline_j = None
         if has_baseline:
             baseline_w = math.fsum(p for p in powers.values() if p is not None)
             baseline_j = math.fsum((p or 0.0) * windows[uuid] for uuid, p in powers.items())
-            adjusted = max(0.0, total_j - baseline_j)
+            adjusted = max(0.0, scope_j - baseline_j)
         breakdown = EnergyBreakdown(
-            raw_j=total_j,
+            raw_j=scope_j,
             baseline_energy_j=baseline_j,
             adjusted_j=adjusted,
             baseline_power_w=baseline_w,
@@ -230,6 +252,10 @@ def example_result(
         output_tokens=output_tokens,
         total_tokens=input_tokens + output_tokens,
         total_energy_j=total_j,
+        gpu_energy_j=gpu_j,
+        cpu_energy_j=cpu_j,
+        energy_domains=[d for d in ("gpu", "cpu_package", "dram") if d in domains],
+        energy_scope=None if scope_j is None else "gpu" if gpu_j is not None else "cpu",
         energy_per_device_j={uuid: e.energy_j for uuid, e in devices.items()},
         baseline_power_w=baseline_w,
         energy_adjusted_j=adjusted,
@@ -244,11 +270,11 @@ def example_result(
         flops=FlopsEstimate(total_flops=math.fsum(flops), method="2 x parameters x tokens")
         if flops
         else None,
-        efficiency=EfficiencyMetrics.from_energy(output_tokens, total_j, adjusted),
+        efficiency=EfficiencyMetrics.from_energy(output_tokens, scope_j, adjusted),
         request_metrics=RequestMetrics.from_requests(
             requests,
             duration_s=duration_s,
-            energy_j=total_j,
+            energy_j=scope_j,
             requested_rate_per_s=config.load.rate_per_s,
             slo=config.slo,
         ),
@@ -261,7 +287,7 @@ def example_result(
         if len(devices) > 1 and min(e.energy_j for e in devices.values()) > 0
         else None,
         warmup_result=raws[0].warmup,
-        measurement_warnings=list(measurement_warnings),
+        measurement_warnings=[example_warning(w) for w in measurement_warnings],
         timeseries=timeseries,
         process_results=raws,
         aggregation=AggregationMetadata(

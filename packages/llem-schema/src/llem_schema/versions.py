@@ -19,8 +19,18 @@ The versions:
   ``files`` kept beside the result (a managed server's log); a process stopped by Ctrl-C is
   ``interrupted`` and its result incomplete (``aggregation.interrupted_processes``).
   Documents of 1.1 read unchanged.
+- 1.3: numbers a researcher can defend. Measurement warnings are objects with a stable
+  ``code``, a ``message`` and their ``figures`` (the strings of 1.2 migrate to the code their
+  wording names, else ``unclassified``); energy scopes apart: ``gpu_energy_j``,
+  ``cpu_energy_j`` (host-wide RAPL), ``energy_domains`` and ``energy_scope``, the efficiency
+  figures being of the GPU energy (of the CPU energy for a run that metered no GPU; a 1.2
+  result that added both keeps its figures under scope ``total``); per device what power
+  was read, its scope and the achieved sampling rate; the windows' start and end skew;
+  hardware slowdown and the power cap's time apart from the slowdowns warned about;
+  ``simulated`` for runs on simulated GPUs.
 """
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,7 +49,7 @@ __all__ = [
     "parse_version",
 ]
 
-SCHEMA_VERSION: Final = "1.2"
+SCHEMA_VERSION: Final = "1.3"
 """The version this package writes."""
 
 _VERSION_RE: Final = re.compile(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)")
@@ -131,3 +141,64 @@ def _unchanged(document: dict[str, Any]) -> dict[str, Any]:
 for _registry in (RESULT_MIGRATIONS, RAW_MIGRATIONS, STUDY_MIGRATIONS, MANIFEST_MIGRATIONS):
     _registry.register("1.0", "1.1")(_unchanged)
     _registry.register("1.1", "1.2")(_unchanged)
+for _registry in (STUDY_MIGRATIONS, MANIFEST_MIGRATIONS):  # nothing of theirs changed in 1.3
+    _registry.register("1.2", "1.3")(_unchanged)
+
+
+def _warning(message: object) -> object:
+    from llem_schema.warning_codes import classify_legacy
+
+    if isinstance(message, str):  # anything else fails validation, as it did before
+        return {"code": classify_legacy(message), "message": message}
+    return message
+
+
+def _warnings_of(document: dict[str, Any], *path: str) -> None:
+    """Turn the plain-text warnings at ``path`` in ``document`` into warning objects."""
+    *parents, key = path
+    holder: Any = document
+    for name in parents:
+        holder = holder.get(name) if isinstance(holder, dict) else None
+    if isinstance(holder, dict) and isinstance(holder.get(key), list):
+        holder[key] = [_warning(m) for m in holder[key]]
+
+
+@RAW_MIGRATIONS.register("1.2", "1.3")
+def _raw_1_3(document: dict[str, Any]) -> dict[str, Any]:
+    _warnings_of(document, "measurement_warnings")
+    return document
+
+
+@RESULT_MIGRATIONS.register("1.2", "1.3")
+def _result_1_3(document: dict[str, Any]) -> dict[str, Any]:
+    """Warnings become objects; the energy is split by scope, the figures keeping theirs."""
+    document = {**document}
+    if isinstance(document.get("aggregation"), dict):
+        document["aggregation"] = {**document["aggregation"]}
+    _warnings_of(document, "measurement_warnings")
+    _warnings_of(document, "aggregation", "warnings")
+    if document.get("total_energy_j") is None:
+        return document
+    domains: dict[str, str] = {}
+    for process in document.get("process_results") or []:
+        for energy in (process.get("energy") or []) if isinstance(process, dict) else []:
+            if isinstance(energy, dict) and isinstance(energy.get("device_uuid"), str):
+                domains[energy["device_uuid"]] = str(energy.get("domain"))
+    per_device = document.get("energy_per_device_j") or {}
+    gpu = [j for uuid, j in per_device.items() if domains.get(uuid, "gpu") == "gpu"]
+    cpu = [j for uuid, j in per_device.items() if domains.get(uuid, "gpu") != "gpu"]
+    document["gpu_energy_j"] = math.fsum(gpu) if gpu else None
+    document["cpu_energy_j"] = math.fsum(cpu) if cpu else None
+    order = ["gpu", "cpu_package", "dram"]
+    document["energy_domains"] = sorted(
+        {domains.get(uuid, "gpu") for uuid in per_device},
+        key=lambda d: order.index(d) if d in order else len(order),
+    )
+    # The figures of 1.2 divided the energy of every domain: a result with both keeps them,
+    # labelled total; one with a single scope was of that scope all along.
+    scope = "total" if gpu and cpu else "gpu" if gpu else "cpu"
+    if not per_device:  # a total without its devices: nothing to split it by
+        scope, document["gpu_energy_j"] = "gpu", document["total_energy_j"]
+        document["energy_domains"] = ["gpu"]
+    document["energy_scope"] = scope
+    return document

@@ -20,13 +20,15 @@ def env(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable."
                 energy_unavailable_reason=meter.unavailable_reason,
                 persistence_mode=meter.persistence,
                 ecc_enabled=meter.ecc,
+                mig_enabled=meter.mig,
+                simulated=meter.simulated,
                 extra=meter.setup_warnings,
             )
         )
         report: dict[str, Any] = {
             "energy_sources": list(meter.sources),
             "rapl_domains": rapl,
-            "warnings": warnings,
+            "warnings": [w.model_dump(mode="json") for w in warnings],
             "environment": snapshot.model_dump(mode="json"),
         }
     if as_json:
@@ -79,4 +81,6 @@ def _print(report: dict[str, Any]) -> None:
     sources = " + ".join(report["energy_sources"]) or "none"
     console.print(f"energy.source auto would use: {sources}", highlight=False)
     for warning in report["warnings"]:
-        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+        console.print(
+            f"[yellow]warning ({warning['code']}):[/yellow] {warning['message']}", highlight=False
+        )

@@ -22,6 +22,7 @@ from llem_persistence.store import (
     ExperimentSummary,
     ResultStore,
 )
+from llem_schema.warning_codes import WARNING_CODES
 
 __all__ = ["list_experiments"]
 
@@ -75,6 +76,12 @@ def list_experiments(
     study: Annotated[
         str | None, typer.Option(help="Only the experiments of this study (its name or id).")
     ] = None,
+    warning: Annotated[
+        str | None,
+        typer.Option(
+            help="Only experiments with a warning of this code (`llem schema warnings` lists them)."
+        ),
+    ] = None,
     sort: Annotated[str, typer.Option(help=f"One of: {', '.join(SORT_KEYS)}.")] = "created",
     ascending: Annotated[
         bool | None,
@@ -93,6 +100,10 @@ def list_experiments(
             f"unknown status {unknown[0]!r}: choose from "
             f"{', '.join((*EXPERIMENT_STATUSES, STAGED))}"
         )
+    if warning is not None and warning not in WARNING_CODES:
+        raise UsageError(
+            f"unknown warning code {warning!r}: choose from {', '.join(sorted(WARNING_CODES))}"
+        )
     statuses: list[ExperimentStatus] | None
     if wanted:
         statuses = [s for s in EXPERIMENT_STATUSES if s in wanted]
@@ -106,6 +117,7 @@ def list_experiments(
         "until": parse_when(until, option="--until", end_of_day=True) if until else None,
         "min_output_tokens_per_j": min_tokens_per_j,
         "study": study,
+        "warning": warning,
     }
     with open_store(db) as store:
         if statuses == []:  # only --status staged
@@ -134,8 +146,8 @@ def _staged_rows(store: ResultStore, filters: dict[str, Any]) -> list[dict[str, 
     from llem_persistence.staging import StagingRepository
     from llem_schema import LlemError
 
-    if filters["min_output_tokens_per_j"] is not None or filters["study"] is not None:
-        return []  # a staged run has no efficiency figure yet, and belongs to no study
+    if any(filters[key] is not None for key in ("min_output_tokens_per_j", "study", "warning")):
+        return []  # a staged run has no efficiency figure or warnings yet, and no study
     staging = StagingRepository(store.path.parent)
     rows = []
     for experiment_id in staging.list_staged():

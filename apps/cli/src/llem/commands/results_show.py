@@ -83,7 +83,9 @@ def show(
                 name: None if value is None else value.model_dump(mode="json")
                 for name, value in stats.items()
             },
-            "warnings": [{"source": source, "message": text} for source, text in warnings],
+            "warnings": [
+                {"source": source, "code": code, "message": text} for source, code, text in warnings
+            ],
             "config": config,
         }
         typer.echo(dumps(data))
@@ -95,8 +97,8 @@ def show(
     _print_stats(out, {name: None if v is None else v.model_dump() for name, v in stats.items()})
     if warnings:
         out.print("[bold]warnings[/bold]")
-        for source, text in warnings:
-            out.print(f"  {source}: {text}", markup=False)
+        for source, code, text in warnings:
+            out.print(f"  {source} ({code}): {text}", markup=False)
 
 
 def compare(

@@ -39,3 +39,22 @@ def export(
     except OSError as exc:
         raise LlemError(f"cannot write {output}: {exc.strerror}") from None
     typer.echo(f"wrote {output}", err=True)
+
+
+@app.command("warnings")
+def warnings(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="A JSON object: code -> meaning.")
+    ] = False,
+) -> None:
+    """List the measurement-warning codes a result can carry, and what each means."""
+    import json
+
+    from llem_schema import WARNING_CODES
+
+    if as_json:
+        typer.echo(json.dumps(dict(WARNING_CODES), indent=2))
+        return
+    width = max(map(len, WARNING_CODES))
+    for code, meaning in WARNING_CODES.items():
+        typer.echo(f"{code:<{width}}  {meaning}")

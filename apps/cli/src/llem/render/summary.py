@@ -83,6 +83,6 @@ def summary(result: ExperimentResult, directory: Path) -> RenderableType:
         parts.append(
             Text(f"{len(result.measurement_warnings)} measurement warning(s):", style="yellow")
         )
-        parts.extend(Text(f"  - {w}") for w in result.measurement_warnings)
+        parts.extend(Text(f"  - [{w.code}] {w.message}") for w in result.measurement_warnings)
     parts.append(Text(f"result: {directory}", style="bold"))
     return Group(*parts)

@@ -1,22 +1,30 @@
-"""Thermal settling between runs: how long each gap is, and Enter to skip one.
+"""Thermal settling between runs: how long each gap is, Enter to skip one, and the GPU
+thermometer of the temperature-based cooldown (``gap: {until_temperature_c, max_s}``).
 
 The rule: no gap before the first run of a session or after the last; between two runs,
-``gap_between_cycles_s`` when the cycle changes, else ``gap_between_experiments_s``.
+``gap_between_cycles_s`` when the cycle changes, else ``gap_between_experiments_s``; then,
+with a cooldown, until the GPUs of the next run read at most ``until_temperature_c``, or
+``max_s`` after the previous run ended.
 """
 
+import logging
 import math
+import os
 import select
 import sys
 from collections.abc import Sequence
 from itertools import pairwise
 from typing import Protocol, TextIO
 
+from llem_energy import EnergyError, NvmlDevice, NvmlSession, resolve_gpu_indices
 from llem_schema import StudyConfig
 
 __all__ = [
     "EnterSkips",
     "NeverSkip",
+    "NvmlThermometer",
     "SkipInput",
+    "Thermometer",
     "countdown_text",
     "gap_s",
     "gaps_between",
@@ -104,3 +112,47 @@ class EnterSkips:
     def drain(self) -> None:
         while self.pressed():
             pass
+
+
+class Thermometer(Protocol):
+    """The temperature of the GPUs a lane of the study runs on."""
+
+    def hottest_c(self, device: str | None) -> float | None:
+        """The hottest of the GPUs ``device`` names (a CUDA_VISIBLE_DEVICES value; None:
+        those this process sees), deg C; None where none can be read."""
+        ...
+
+
+class NvmlThermometer:
+    """Reads GPU temperatures through NVML, opened on first use and kept open."""
+
+    def __init__(self) -> None:
+        self._session: NvmlSession | None = None
+        self._devices: dict[int, NvmlDevice] = {}
+        self._failed = False
+
+    def hottest_c(self, device: str | None) -> float | None:
+        if self._failed:
+            return None
+        try:
+            if self._session is None:
+                self._session = NvmlSession.open()
+            visible = device if device is not None else os.environ.get("CUDA_VISIBLE_DEVICES")
+            readings = []
+            for index in resolve_gpu_indices(self._session, visible):
+                if index not in self._devices:
+                    self._devices[index] = self._session.device(index)
+                readings.append(self._devices[index].temperature_c())
+        except EnergyError as exc:
+            logging.getLogger(__name__).warning(
+                "the cooldown cannot read GPU temperatures (%s): only the fixed gaps apply", exc
+            )
+            self._failed = True
+            return None
+        known = [reading for reading in readings if reading is not None]
+        return max(known) if known else None
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None

@@ -13,6 +13,7 @@ Ctrl-C kills at once), SIGKILLs what is left, and puts those runs back to ``pend
 error ``interrupted`` (a child that finished in time keeps its result).
 """
 
+import math
 import os
 import signal
 import threading
@@ -28,7 +29,7 @@ from typing import Final, Literal
 
 from llem_harness.indexing import StoreIndex
 from llem_harness.study.display import RunLabel, StudyDisplay
-from llem_harness.study.gaps import NeverSkip, SkipInput, gap_s
+from llem_harness.study.gaps import NeverSkip, SkipInput, Thermometer, gap_s
 from llem_harness.study.launcher import ChildProcess, Launcher, failure_reason, reported_result
 from llem_harness.study.layout import StudyLayout
 from llem_harness.study.results import find_result
@@ -41,6 +42,8 @@ INTERRUPTED: Final = "interrupted"
 """The error of a run put back to pending because the study was interrupted."""
 
 _STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+_COOLDOWN_POLL_S: Final = 1.0
+"""How often the GPUs' temperature is read while a lane cools down, s."""
 
 
 @dataclass
@@ -61,6 +64,11 @@ class _Slot:
     last_run: tuple[int, int] | None = None
     """(point, cycle) of the slot's last run in this session."""
     settle_until: float = 0.0
+    cool_until: float = 0.0
+    """With a cooldown: the latest the next run waits for the GPUs to cool."""
+    checked_at: float = -math.inf
+    hot_c: float | None = None
+    """The last temperature read while cooling, and when."""
 
 
 @dataclass
@@ -79,6 +87,8 @@ class StudyRunner:
     display: StudyDisplay
     launcher: Launcher = field(default_factory=Launcher)
     skip: SkipInput = field(default_factory=NeverSkip)
+    thermometer: Thermometer | None = None
+    """Reads the GPUs for the cooldown (``study.gap``); None: no cooldown."""
     devices: Sequence[str | None] = (None,)
     verbose: bool = False
     grace_s: float = 10.0
@@ -129,15 +139,25 @@ class StudyRunner:
             for slot in slots:
                 if slot.active is not None:
                     self._check(slot, queue, now)
-            settling = [s for s in slots if s.active is None and s.settle_until > now and queue]
+            settling = [
+                s
+                for s in slots
+                if s.active is None and queue and (s.settle_until > now or self._cooling(s, now))
+            ]
             if settling and self.skip.skippable and self.skip.pressed():
                 for slot in settling:
-                    slot.settle_until = now
+                    slot.settle_until = slot.cool_until = now
                 settling = []
             for slot in slots:
-                if queue and slot.active is None and slot.settle_until <= now:
+                if queue and slot.active is None and slot not in settling:
                     self._start(slot, queue.popleft())
-            remaining = max((s.settle_until - now for s in settling), default=None)
+            remaining = max(
+                (
+                    max(s.settle_until, s.cool_until if s.hot_c is not None else now) - now
+                    for s in settling
+                ),
+                default=None,
+            )
             self.display.settling(remaining, skippable=self.skip.skippable)
             time.sleep(self.poll_s)
 
@@ -157,8 +177,40 @@ class StudyRunner:
             slot.settle_until = now + gap_s(
                 self.study, slot.last_run, (following.point_index, following.cycle)
             )
-            if slot.settle_until > now:
+            if self.study.gap is not None and self.thermometer is not None:
+                slot.cool_until = now + self.study.gap.max_s
+                slot.checked_at, slot.hot_c = -math.inf, None
+            if slot.settle_until > now or slot.cool_until > now:
                 self.skip.drain()  # an Enter typed during the run does not skip this gap
+
+    def _cooling(self, slot: _Slot, now: float) -> bool:
+        """Whether ``slot`` still waits for its GPUs to cool (after its fixed gap): they read
+        above ``gap.until_temperature_c`` and ``gap.max_s`` has not passed since its run."""
+        cooldown = self.study.gap
+        if cooldown is None or self.thermometer is None or slot.settle_until > now:
+            return False  # no cooldown, or its fixed gap first
+        if now >= slot.cool_until:
+            if slot.hot_c is not None:
+                self.display.note(
+                    f"cooldown: still {slot.hot_c:.0f} °C after {cooldown.max_s:g} s; going on"
+                )
+                slot.hot_c = None
+            return False
+        if now - slot.checked_at < _COOLDOWN_POLL_S:
+            return slot.hot_c is not None
+        slot.checked_at = now
+        reading = self.thermometer.hottest_c(slot.device)
+        if reading is None or reading <= cooldown.until_temperature_c:
+            slot.hot_c = None
+            slot.cool_until = now
+            return False
+        if slot.hot_c is None:
+            self.display.note(
+                f"cooldown: GPUs at {reading:.0f} °C, waiting for "
+                f"{cooldown.until_temperature_c:g} °C (at most {slot.cool_until - now:.0f} s)"
+            )
+        slot.hot_c = reading
+        return True
 
     def _start(self, slot: _Slot, run_index: int) -> None:
         entry = self.manifest.entry(run_index)

@@ -20,7 +20,7 @@ from llem_harness.errors import (
 from llem_harness.indexing import StoreIndex
 from llem_harness.study.devices import check_parallel_plan
 from llem_harness.study.display import PlainDisplay, StudyDisplay
-from llem_harness.study.gaps import EnterSkips, NeverSkip
+from llem_harness.study.gaps import EnterSkips, NeverSkip, NvmlThermometer, Thermometer
 from llem_harness.study.launcher import Launcher
 from llem_harness.study.layout import StudyLayout, hold_study_lock, new_study_id
 from llem_harness.study.results import write_study_result
@@ -104,6 +104,8 @@ class RunOptions:
     verbose: bool = False
     launcher: Launcher = field(default_factory=Launcher)
     grace_s: float = 10.0
+    thermometer: Thermometer | None = None
+    """Reads the GPUs for the study's cooldown (``gap``); None: NVML's, where it has one."""
 
 
 @dataclass(frozen=True)
@@ -229,6 +231,7 @@ def _run(
         + (f" on devices {', '.join(devices)}" if devices else "")
         + f", into {layout.root}"
     )
+    thermometer = _thermometer(loaded.study, options)
     runner = StudyRunner(
         layout=layout,
         study=loaded.study,
@@ -238,11 +241,16 @@ def _run(
         display=display,
         launcher=options.launcher,
         skip=EnterSkips() if options.enter_skips else NeverSkip(),
+        thermometer=thermometer,
         devices=options.devices,
         verbose=options.verbose,
         grace_s=options.grace_s,
     )
-    manifest = runner.run()
+    try:
+        manifest = runner.run()
+    finally:
+        if isinstance(thermometer, NvmlThermometer):
+            thermometer.close()
     result = write_study_result(layout, manifest, loaded.study)
     return StudyOutcome(layout=layout, manifest=manifest, result=result)
 
@@ -308,3 +316,9 @@ def _recorded_store(layout: StudyLayout) -> Path | None:
 
 def _default_store(layout: StudyLayout) -> Path:
     return layout.root.parent / DEFAULT_STORE_FILE
+
+
+def _thermometer(study: StudyConfig, options: RunOptions) -> Thermometer | None:
+    if study.gap is None:
+        return None
+    return options.thermometer or NvmlThermometer()

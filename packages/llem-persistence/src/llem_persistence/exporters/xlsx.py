@@ -127,12 +127,13 @@ class _Book:
         self.summary = _Sheet(self, "summary", SUMMARY_COLUMN_NAMES)
         self.requests = _Sheet(self, "per-request", [c.name for c in REQUEST_COLUMNS])
         self.config = _Sheet(self, "config", ("experiment_id", "setting", "value"))
-        self.warnings = _Sheet(self, "warnings", ("experiment_id", "source", "warning"))
+        self.warnings = _Sheet(self, "warnings", ("experiment_id", "source", "code", "warning"))
         self.summary.worksheet.set_column(0, 0, 40)
         self.config.worksheet.set_column(1, 1, 36)
         self.config.worksheet.set_column(2, 2, 24)
         self.warnings.worksheet.set_column(0, 0, 40)
-        self.warnings.worksheet.set_column(2, 2, 120)
+        self.warnings.worksheet.set_column(2, 2, 24)
+        self.warnings.worksheet.set_column(3, 3, 120)
 
     def write_cell(self, sheet: Worksheet, row: int, col: int, value: Cell) -> None:
         if value is None:
@@ -166,7 +167,7 @@ class _Book:
             ("aggregation", result.aggregation.warnings),
         ):
             for warning in warnings:
-                self.warnings.append((experiment_id, source, warning))
+                self.warnings.append((experiment_id, source, warning.code, warning.message))
 
     def finish(self) -> None:
         for sheet in (self.summary, self.requests, self.config, self.warnings):

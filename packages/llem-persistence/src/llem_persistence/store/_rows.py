@@ -121,10 +121,11 @@ def request_rows(result: ExperimentResult) -> list[tuple[object, ...]]:
 
 
 def warning_rows(result: ExperimentResult) -> list[tuple[object, ...]]:
-    """The result's measurement and aggregation warnings, in order."""
-    messages = [("measurement", m) for m in result.measurement_warnings]
-    messages += [("aggregation", m) for m in result.aggregation.warnings]
+    """The result's measurement and aggregation warnings, in order: (experiment id,
+    position, source, message, code)."""
+    warnings = [("measurement", w) for w in result.measurement_warnings]
+    warnings += [("aggregation", w) for w in result.aggregation.warnings]
     return [
-        (result.experiment_id, position, source, message)
-        for position, (source, message) in enumerate(messages)
+        (result.experiment_id, position, source, w.message, w.code)
+        for position, (source, w) in enumerate(warnings)
     ]

@@ -7,7 +7,7 @@ caller's transaction: a database is at one version or the next, never in between
 """
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
@@ -25,6 +25,8 @@ class Migration:
     version: int
     description: str
     script: str
+    backfill: Callable[[sqlite3.Connection], None] | None = None
+    """Run after the script, in the same transaction: fills what SQL alone cannot."""
 
 
 _V1: Final = """
@@ -115,8 +117,27 @@ CREATE TABLE warnings (
 ) WITHOUT ROWID;
 """
 
+_V2: Final = """
+ALTER TABLE warnings ADD COLUMN code TEXT NOT NULL DEFAULT 'unclassified';
+CREATE INDEX warnings_by_code ON warnings (code, experiment_id);
+"""
+
+
+def _warning_codes(connection: sqlite3.Connection) -> None:
+    """The code of every warning indexed before codes existed, from its wording (as a
+    result of schema 1.2 gets it when it is loaded)."""
+    from llem_schema.warning_codes import classify_legacy
+
+    rows = connection.execute("SELECT experiment_id, position, message FROM warnings").fetchall()
+    connection.executemany(
+        "UPDATE warnings SET code = ? WHERE experiment_id = ? AND position = ?",
+        [(classify_legacy(message), eid, position) for eid, position, message in rows],
+    )
+
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(1, "experiments, requests, warnings, studies", _V1),
+    Migration(2, "a code per warning", _V2, _warning_codes),
 )
 STORE_SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 
@@ -137,6 +158,8 @@ def migrate(
             continue
         for statement in _statements(migration.script):
             connection.execute(statement)
+        if migration.backfill is not None:
+            migration.backfill(connection)
         connection.execute(
             "INSERT INTO store_schema (version, description, applied_at) VALUES (?, ?, ?)",
             (migration.version, migration.description, datetime.now(UTC).isoformat()),

@@ -331,6 +331,7 @@ class ResultStore:
         until: datetime | None = None,
         min_output_tokens_per_j: float | None = None,
         study: str | None = None,
+        warning: str | None = None,
         sort: str = "created",
         descending: bool | None = None,
         limit: int | None = None,
@@ -339,7 +340,8 @@ class ResultStore:
         """Experiments matching every filter given, sorted, one page of them.
 
         ``statuses=None`` means any status; ``model`` and ``backend`` match a case-insensitive
-        part of the name; ``study`` is a study's id or name; ``since``/``until`` bound the start time; ``sort`` is a key of
+        part of the name; ``study`` is a study's id or name; ``warning`` a warning code the
+        experiment has (``llem_schema.WARNING_CODES``); ``since``/``until`` bound the start time; ``sort`` is a key of
         :data:`SORT_KEYS` (missing values last), ``descending`` defaults to the key's natural
         direction (newest, most efficient, fastest first).
         """
@@ -352,7 +354,7 @@ class ResultStore:
         column, natural = SORT_KEYS[sort]
         direction = "DESC" if (natural if descending is None else descending) else "ASC"
         where, parameters = self._filters(
-            statuses, model, backend, since, until, min_output_tokens_per_j, study
+            statuses, model, backend, since, until, min_output_tokens_per_j, study, warning
         )
         # SQLite sorts NULL first ascending and last descending: only an ascending sort on a
         # column that can be NULL needs the extra term, which would keep SQLite off the index
@@ -378,10 +380,11 @@ class ResultStore:
         until: datetime | None = None,
         min_output_tokens_per_j: float | None = None,
         study: str | None = None,
+        warning: str | None = None,
     ) -> int:
         """How many experiments :meth:`list_experiments` would return without a limit."""
         where, parameters = self._filters(
-            statuses, model, backend, since, until, min_output_tokens_per_j, study
+            statuses, model, backend, since, until, min_output_tokens_per_j, study, warning
         )
         with self._errors():
             row = self._connection.execute(
@@ -446,16 +449,17 @@ class ResultStore:
         config: dict[str, Any] = json.loads(text)
         return config
 
-    def warnings(self, experiment_id: str) -> list[tuple[str, str]]:
-        """The experiment's warnings as ``(source, message)``, source being ``measurement``
-        or ``aggregation``."""
+    def warnings(self, experiment_id: str) -> list[tuple[str, str, str]]:
+        """The experiment's warnings as ``(source, code, message)``, source being
+        ``measurement`` or ``aggregation``."""
         full_id = self.get(experiment_id).experiment_id
         with self._errors():
             rows = self._connection.execute(
-                "SELECT source, message FROM warnings WHERE experiment_id = ? ORDER BY position",
+                "SELECT source, code, message FROM warnings WHERE experiment_id = ? "
+                "ORDER BY position",
                 (full_id,),
             ).fetchall()
-        return [(str(source), str(message)) for source, message in rows]
+        return [(str(source), str(code), str(message)) for source, code, message in rows]
 
     def request_stats(self, experiment_id: str) -> "dict[str, LatencyStats | None]":
         """Statistics over the experiment's request rows: ``ttft_ms``, ``e2e_ms``, ``tpot_ms``
@@ -733,7 +737,11 @@ class ResultStore:
                     f"{directory}: two requests of process and request index "
                     f"{_first_duplicate(requests)} in one result; not indexed"
                 ) from None
-            connection.executemany("INSERT INTO warnings VALUES (?, ?, ?, ?)", warnings)
+            connection.executemany(
+                "INSERT INTO warnings (experiment_id, position, source, message, code) "
+                "VALUES (?, ?, ?, ?, ?)",
+                warnings,
+            )
         return outcome
 
     def _insert_experiment(self, row: dict[str, Any], *, conflict: str | None = None) -> None:
@@ -754,6 +762,7 @@ class ResultStore:
         until: datetime | None,
         min_output_tokens_per_j: float | None,
         study: str | None,
+        warning: str | None,
     ) -> tuple[str, list[object]]:
         clauses: list[str] = []
         parameters: list[object] = []
@@ -783,6 +792,9 @@ class ResultStore:
                 "study_id IN (SELECT study_id FROM studies WHERE study_id = ? OR name = ?)"
             )
             parameters += [study, study]
+        if warning is not None:
+            clauses.append("experiment_id IN (SELECT experiment_id FROM warnings WHERE code = ?)")
+            parameters.append(warning)
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), parameters
 
     def _summary(self, row: tuple[Any, ...]) -> ExperimentSummary:
