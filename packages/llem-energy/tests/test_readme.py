@@ -48,4 +48,6 @@ def test_the_example_runs_where_there_is_no_energy_source(
     monkeypatch.setattr(RaplReader, "open", classmethod(no_rapl))
     lines = run_example().splitlines()
     assert re.fullmatch(r"\d+\.\d\d s, None J in all", lines[0]), lines
-    assert lines[1].startswith("warning: no energy measured: no energy source could be opened")
+    assert lines[1].startswith(
+        "warning [no_energy]: no energy measured: no energy source could be opened"
+    )
