@@ -548,3 +548,16 @@ def test_without_counters_the_throttle_times_come_from_the_samples(
     assert reading.throttle is not None
     assert reading.throttle.source == "samples"
     assert not reading.throttle.detected
+
+
+def test_a_gpu_with_mig_enabled_is_recorded_so_and_warned_about(
+    clock: ManualClock, no_rapl: Path
+) -> None:
+    fake = FakeNvml([_idle_gpu(mig_enabled=True), _idle_gpu(uuid="GPU-b")], clock=clock)
+    with _meter(fake, clock, no_rapl) as meter:
+        assert [d.mig for d in meter.devices] == [True, False]  # the GPU's mode
+        window = meter.start()
+        clock.sleep(61.0)
+        reading = window.stop()
+    (mig,) = [w for w in reading.warnings if w.code == "mig_enabled"]
+    assert mig.figures["device"] == "GPU-a"

@@ -289,6 +289,11 @@ class EnergyWindow:
                 for state in self._at_start
                 if state.power_limit_w is not None
             },
+            start_temperature_c={
+                state.uuid: state.temperature_c
+                for state in self._at_start
+                if state.temperature_c is not None
+            },
             peak_power_w=_peaks_w(result.samples, {gpu.index: gpu.uuid for gpu in meter.gpus}),
             simulated=meter.simulated,
             mismatch_tolerance=meter.config.mismatch_tolerance,

@@ -85,6 +85,11 @@ _CODES: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
         "GPU, CPU and memory): power and integrated energy cover the whole module.",
         (),
     ),
+    "start_temperature": (
+        "A GPU opened the window far warmer than its idle temperature at baseline time: "
+        "still warm from earlier work, so runs start from different thermal states.",
+        (),
+    ),
     "thermal_drift": (
         "A GPU warmed by more than 10 °C during the window: it was not thermally steady.",
         ("during the window (more than",),
