@@ -210,6 +210,7 @@ def test_simulated_gpus_run_the_whole_energy_path_and_say_so(
     assert result.efficiency.output_tokens_per_j is not None
     assert result.energy_breakdown is not None
     assert result.energy_breakdown.baseline_method == "fresh"
+    assert "baseline_not_idle" not in [w.code for w in result.measurement_warnings]
     devices = [e for p in result.process_results for e in p.energy if e.domain == "gpu"]
     assert {e.power_reading for e in devices} == {"instant"}
     assert all(e.sample_rate_hz is not None and e.sample_rate_hz > 10 for e in devices)

@@ -220,13 +220,3 @@ def test_a_reading_above_the_power_limit_is_out_of_bounds() -> None:
     assert "read 800.0 W, above its 700.0 W power limit" in _one(facts, "power_out_of_bounds")
     fine = _clean(power_limit_w={"GPU-a": 700.0}, peak_power_w={"GPU-a": 760.0})
     assert measurement_warnings(fine) == []
-
-
-def test_a_window_opened_far_above_the_idle_temperature_is_a_start_temperature_warning() -> None:
-    warm = GOOD_BASELINE.model_copy(update={"temperature_c": 35.0})
-    facts = _clean(energy=[_gpu(baseline=warm)], start_temperature_c={"GPU-a": 58.0})
-    text = _one(facts, "start_temperature")
-    assert "opened the window at 58 °C, 23 °C above its idle temperature at baseline time" in text
-    assert "until_temperature_c" in text
-    steady = _clean(energy=[_gpu(baseline=warm)], start_temperature_c={"GPU-a": 55.0})
-    assert measurement_warnings(steady) == []  # 20 °C above idle: within the limit

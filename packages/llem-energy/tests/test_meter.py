@@ -275,6 +275,7 @@ def test_baseline_fresh_then_cached_and_adjusted_energy(
         assert fresh["GPU-a"].duration_s == 10.0
         assert fresh["GPU-a"].state == "device synchronised and idle"
         assert fresh["GPU-a"].problems == []
+        assert fresh["GPU-a"].attempts == 1
         assert fresh["GPU-a"].temperature_c is not None
         fake.gpus[0].power_w = 300.0
         window = meter.start()
@@ -429,6 +430,7 @@ def test_a_busy_gpu_at_baseline_is_measured_again_then_warned_and_not_cached(
         clock.sleep(61.0)
         reading = window.stop()
     assert found["GPU-a"].problems == ["utilisation up to 90 %"]
+    assert found["GPU-a"].attempts == 2
     assert found["GPU-a"].power_w == pytest.approx(300.0, rel=0.05)  # kept, with its problems
     assert measured >= 4  # two windows, each reading the counter at start and end
     (warned,) = [w for w in reading.warnings if w.code == "baseline_not_idle"]
@@ -561,3 +563,28 @@ def test_a_gpu_with_mig_enabled_is_recorded_so_and_warned_about(
         reading = window.stop()
     (mig,) = [w for w in reading.warnings if w.code == "mig_enabled"]
     assert mig.figures["device"] == "GPU-a"
+
+
+def test_a_gpu_starting_its_run_warm_is_a_start_temperature_warning(
+    clock: ManualClock, no_rapl: Path, tmp_path: Path
+) -> None:
+    gpu = _idle_gpu(temperature_c=32.0, temperature_rise_c_per_s=0.0)
+    fake = FakeNvml([gpu], clock=clock)
+    cold = BaselineConfig(duration_s=10.0, cache_ttl_s=0.0)  # measured every time
+    with _meter(fake, clock, no_rapl) as meter:
+        meter.measure_baseline(cold, cache_dir=tmp_path, sleep=clock.sleep)  # idle: 32 °C
+    gpu.temperature_c = 52.0  # the next run begins on a GPU still warm from the last
+    with _meter(fake, clock, no_rapl) as meter:
+        found = meter.measure_baseline(cold, cache_dir=tmp_path, sleep=clock.sleep)
+        window = meter.start()
+        clock.sleep(61.0)
+        reading = window.stop()
+    assert found["GPU-a"].temperature_c == pytest.approx(52.0)
+    (warm,) = [w for w in reading.warnings if w.code == "start_temperature"]
+    assert "GPU GPU-a started the run at 52 °C, 20 °C above its idle temperature of 32 °C" in (
+        warm.message
+    )
+    gpu.temperature_c = 45.0  # 13 °C above idle: within the limit
+    with _meter(fake, clock, no_rapl) as meter:
+        meter.measure_baseline(cold, cache_dir=tmp_path, sleep=clock.sleep)
+        assert "start_temperature" not in [w.code for w in meter.setup_warnings]

@@ -41,7 +41,14 @@ from llem_energy.errors import (
     RaplPermissionError,
     RaplUnavailableError,
 )
-from llem_energy.meter import EnergyMeter, EnergyReading, EnergyWindow, process_tree
+from llem_energy.meter import (
+    IDLE_STATE,
+    EnergyMeter,
+    EnergyReading,
+    EnergyWindow,
+    idle_problems,
+    process_tree,
+)
 from llem_energy.nvml import NvmlDevice, NvmlSession, resolve_gpu_indices
 from llem_energy.rapl import DEFAULT_POWERCAP_ROOT, RaplCounter, RaplReader, RaplZone, rapl_delta_uj
 from llem_energy.sampler import (
@@ -58,6 +65,7 @@ from llem_energy.throttle import THROTTLE_REASONS, summarise_throttle
 __all__ = [
     "DEFAULT_PACKAGES",
     "DEFAULT_POWERCAP_ROOT",
+    "IDLE_STATE",
     "MIN_PROMPTS",
     "MIN_WINDOW_S",
     "SIMULATED_GPUS_ENV",
@@ -89,6 +97,7 @@ __all__ = [
     "collect_environment",
     "cpu_model",
     "default_cache_dir",
+    "idle_problems",
     "in_container",
     "integrate_power_j",
     "machine_warnings",

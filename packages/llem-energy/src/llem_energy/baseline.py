@@ -64,6 +64,18 @@ class BaselineCache:
         and driver it was measured with), with its age; None if missing, stale or unusable."""
         if self.ttl_s <= 0.0:
             return None
+        found = self._read(device_id, conditions)
+        if found is None or found.age_s is None or found.age_s > self.ttl_s:
+            return None
+        return found
+
+    def idle_temperature_c(self, device_id: str, conditions: str = "") -> float | None:
+        """The temperature of the last idle figure cached for ``device_id`` under
+        ``conditions``, however old (a GPU's idle temperature barely moves); None if none."""
+        found = self._read(device_id, conditions)
+        return None if found is None else found.temperature_c
+
+    def _read(self, device_id: str, conditions: str) -> BaselineMeasurement | None:
         path = self.path_for(device_id, conditions)
         try:
             document = json.loads(path.read_bytes())
@@ -89,13 +101,10 @@ class BaselineCache:
         if age_s < -CLOCK_SKEW_S:
             logger.warning("ignoring baseline cache file %s: stamped in the future", path)
             return None
-        age_s = max(0.0, age_s)
-        if age_s > self.ttl_s:
-            return None
         return BaselineMeasurement(
             method="cached",
             power_w=power_w,
-            age_s=age_s,
+            age_s=max(0.0, age_s),
             duration_s=duration_s,
             state=document.get("state") if isinstance(document.get("state"), str) else None,
             temperature_c=temperature_c,

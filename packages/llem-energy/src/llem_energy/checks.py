@@ -25,7 +25,6 @@ __all__ = [
     "GAP_FACTOR",
     "MIN_PROMPTS",
     "MIN_WINDOW_S",
-    "START_TEMPERATURE_C",
     "THERMAL_DRIFT_C",
     "MeasurementFacts",
     "measurement_warnings",
@@ -37,9 +36,6 @@ MIN_WINDOW_S: Final = 60.0
 """A window shorter than this is dominated by start/stop effects."""
 THERMAL_DRIFT_C: Final = 10.0
 """A GPU whose temperature rises more than this in the window was not thermally steady."""
-START_TEMPERATURE_C: Final = 20.0
-"""A GPU opening the window more than this above its idle (baseline) temperature was still
-warm from earlier work."""
 MIN_PROMPTS: Final = 30
 """Fewer prompts than this give unstable percentiles and per-token figures."""
 GAP_FACTOR: Final = 2.0
@@ -86,8 +82,6 @@ class MeasurementFacts:
     """GPU UUIDs whose power is read for the whole module (Grace Hopper), not the GPU."""
     foreign_pids: Mapping[str, Sequence[int]] = field(default_factory=dict)
     """Per GPU UUID: compute processes not of this run, at window start or end."""
-    start_temperature_c: Mapping[str, float] = field(default_factory=dict)
-    """Per GPU UUID: its temperature when the window opened, deg C."""
     power_limit_w: Mapping[str, float] = field(default_factory=dict)
     """Per GPU UUID: the power limit in force at window start, W."""
     peak_power_w: Mapping[str, float] = field(default_factory=dict)
@@ -193,30 +187,6 @@ def _drift(facts: MeasurementFacts) -> list[MeasurementWarning]:
         for index, rise in sorted(facts.thermal_drift_c.items())
         if rise > THERMAL_DRIFT_C
     ]
-
-
-def _start_temperature(facts: MeasurementFacts) -> list[MeasurementWarning]:
-    found: list[MeasurementWarning] = []
-    for e in facts.energy:
-        start_c = facts.start_temperature_c.get(e.device_uuid)
-        idle_c = e.baseline.temperature_c if e.baseline is not None else None
-        if start_c is None or idle_c is None or start_c - idle_c <= START_TEMPERATURE_C:
-            continue
-        found.append(
-            warning(
-                "start_temperature",
-                f"GPU {e.device_uuid} opened the window at {start_c:.0f} °C, "
-                f"{start_c - idle_c:.0f} °C above its idle temperature at baseline time "
-                f"({idle_c:.0f} °C): it was still warm from earlier work, so runs compared "
-                "with this one started from other thermal states; let it cool between runs "
-                "(a study's gap: {until_temperature_c, max_s})",
-                device=e.device_uuid,
-                start_c=start_c,
-                idle_c=idle_c,
-                limit_c=START_TEMPERATURE_C,
-            )
-        )
-    return found
 
 
 def _persistence(facts: MeasurementFacts) -> list[MeasurementWarning]:
@@ -498,7 +468,6 @@ def measurement_warnings(facts: MeasurementFacts) -> list[MeasurementWarning]:
         _module,
         _foreign,
         _power_bounds,
-        _start_temperature,
         _drift,
         _throttle,
         _gaps,

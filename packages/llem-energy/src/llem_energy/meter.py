@@ -289,11 +289,6 @@ class EnergyWindow:
                 for state in self._at_start
                 if state.power_limit_w is not None
             },
-            start_temperature_c={
-                state.uuid: state.temperature_c
-                for state in self._at_start
-                if state.temperature_c is not None
-            },
             peak_power_w=_peaks_w(result.samples, {gpu.index: gpu.uuid for gpu in meter.gpus}),
             simulated=meter.simulated,
             mismatch_tolerance=meter.config.mismatch_tolerance,
@@ -327,6 +322,9 @@ IDLE_MAX_POWER_CV: Final = 0.15
 """Power varying more than this (standard deviation over mean) is not steady."""
 IDLE_MAX_COOLING_C: Final = 3.0
 """A device cooling by more than this while measured was still warm from earlier work."""
+IDLE_MAX_WARMTH_C: Final = 15.0
+"""A GPU this much above the temperature of its last idle figure is still warm from
+earlier work: the run starts from another thermal state (``start_temperature``)."""
 
 
 def idle_problems(reading: "EnergyReading", gpus: Sequence[NvmlDevice]) -> dict[str, list[str]]:
@@ -368,6 +366,30 @@ def _mean_temperatures(
         if sample.gpu_temperature_c is not None and sample.gpu_index in uuids:
             readings.setdefault(uuids[sample.gpu_index], []).append(sample.gpu_temperature_c)
     return {uuid: statistics.fmean(values) for uuid, values in readings.items()}
+
+
+def _warm_starts(
+    temperatures: Mapping[str, float], idle_c: Mapping[str, float]
+) -> list[MeasurementWarning]:
+    """A ``start_temperature`` warning for each GPU that began its run (its baseline) more
+    than IDLE_MAX_WARMTH_C above the temperature of its last idle figure."""
+    return [
+        warning(
+            "start_temperature",
+            f"GPU {uuid} started the run at {temperatures[uuid]:.0f} °C, "
+            f"{temperatures[uuid] - idle_c[uuid]:.0f} °C above its idle temperature of "
+            f"{idle_c[uuid]:.0f} °C (an earlier baseline): it was still warm from earlier work, "
+            "so this run started from another thermal state than runs compared with it, and "
+            "its idle figure is high; let the GPU cool between runs (a study's gap: "
+            "{until_temperature_c, max_s})",
+            device=uuid,
+            start_c=temperatures[uuid],
+            idle_c=idle_c[uuid],
+            limit_c=IDLE_MAX_WARMTH_C,
+        )
+        for uuid in sorted(temperatures)
+        if uuid in idle_c and temperatures[uuid] - idle_c[uuid] > IDLE_MAX_WARMTH_C
+    ]
 
 
 def process_tree(root_pid: int, proc: Path = Path("/proc")) -> set[int]:
@@ -716,6 +738,11 @@ class EnergyMeter:
             return {}
         cache = BaselineCache(cache_dir, ttl_s=config.cache_ttl_s, now=now)
         conditions = self._conditions(state)
+        idle_c = {
+            gpu.uuid: known
+            for gpu in self.gpus
+            if (known := cache.idle_temperature_c(gpu.uuid, conditions[gpu.uuid])) is not None
+        }
         found: dict[str, BaselineMeasurement] = {}
         for device_id in ids:
             cached = cache.load(device_id, conditions[device_id])
@@ -725,11 +752,16 @@ class EnergyMeter:
         if missing:
             reading = self._idle_reading(config, sleep)
             problems = idle_problems(reading, self.gpus)
+            attempts = 1
             if any(problems.get(device_id) for device_id in missing):
                 logger.info("devices not idle at baseline (%s): measuring again", problems)
                 reading = self._idle_reading(config, sleep)
                 problems = idle_problems(reading, self.gpus)
+                attempts = 2
             temperatures = _mean_temperatures(reading.samples, self.gpus)
+            warm = _warm_starts(temperatures, idle_c)
+            self.setup_warnings.extend(warm)
+            warm_ids = {w.figures["device"] for w in warm}
             for e in reading.energy:
                 if e.device_uuid not in missing or reading.duration_s <= 0.0:
                     continue
@@ -742,9 +774,12 @@ class EnergyMeter:
                     duration_s=reading.duration_s,
                     state=state,
                     temperature_c=temperatures.get(e.device_uuid),
+                    attempts=attempts,
                     problems=seen,
                 )
-                if not seen:
+                if seen:
+                    self._not_idle(e.device_uuid, power_w, seen)
+                elif e.device_uuid not in warm_ids:  # a warm GPU's idle figure is high
                     cache.store(
                         e.device_uuid,
                         power_w,
@@ -753,23 +788,24 @@ class EnergyMeter:
                         state=state,
                         temperature_c=temperatures.get(e.device_uuid),
                     )
-                    continue
-                self.setup_warnings.append(
-                    warning(
-                        "baseline_not_idle",
-                        f"{e.device_uuid} did not look idle while its baseline was measured, "
-                        f"twice ({'; '.join(seen)}): its {power_w:.1f} W idle figure and every "
-                        "adjusted figure may be off; stop other work on it, let it cool, and "
-                        "run again (the figure was not cached)",
-                        device=e.device_uuid,
-                        power_w=power_w,
-                        problems="; ".join(seen),
-                    )
-                )
         for device_id in ids:
             found.setdefault(device_id, BaselineMeasurement(method="unavailable", power_w=None))
         self.baselines = found
         return dict(found)
+
+    def _not_idle(self, device_id: str, power_w: float, seen: Sequence[str]) -> None:
+        self.setup_warnings.append(
+            warning(
+                "baseline_not_idle",
+                f"{device_id} did not look idle while its baseline was measured, twice "
+                f"({'; '.join(seen)}): its {power_w:.1f} W idle figure and every adjusted "
+                "figure may be off; stop other work on it, let it cool, and run again (the "
+                "figure was not cached)",
+                device=device_id,
+                power_w=power_w,
+                problems="; ".join(seen),
+            )
+        )
 
     def _idle_reading(
         self, config: BaselineConfig, sleep: Callable[[float], None]

@@ -4,8 +4,8 @@ the real one, so backend teams, CI and demos exercise the whole energy path (sam
 counters, baseline, warnings, the timeseries) on any machine.
 
 A simulated GPU's power follows the CPU load of the process that reads it: idle when the
-process is idle, towards its peak while the process works, and its energy counter is the
-exact integral of that power. Nothing about it is a measurement: a result of a simulated
+process is idle (or nearly: below a fifth of a core), towards its peak while the process
+works, and its energy counter is the exact integral of that power. Nothing about it is a measurement: a result of a simulated
 run says so (``simulated`` and the ``simulated_gpus`` warning).
 """
 
@@ -24,8 +24,15 @@ __all__ = ["SIMULATED_GPUS_ENV", "SimulatedGpu", "simulated_gpu_count", "simulat
 SIMULATED_GPUS_ENV: Final = "LLEM_SIMULATED_GPUS"
 MAX_SIMULATED_GPUS: Final = 16
 DRIVER_VERSION: Final = "simulated"
-_UPDATE_S: Final = 0.01
+_UPDATE_S: Final = 0.05
 """The load is re-read at most this often, s."""
+_IDLE_SHARE: Final = 0.2
+"""A process using less than this share of a core is idle to its simulated GPU: llem's own
+bookkeeping (sampling, reading /proc) comes in bursts a GPU would never see."""
+_LOOKBACK_S: Final = 0.5
+"""After a longer stretch without a reading, its average load goes into the energy, but the
+load read now starts afresh (idle until the next reading): as a GPU's utilisation covers
+only the driver's last sample period, not all the work since anyone last asked."""
 
 
 def simulated_gpu_count(environ: Mapping[str, str] | None = None) -> int | None:
@@ -66,8 +73,11 @@ class SimulatedGpu(FakeGpu):
             if elapsed_s < _UPDATE_S:
                 return
             cpu_s = time.process_time()
-            self._load = min(1.0, max(0.0, (cpu_s - self._last_cpu_s) / elapsed_s))
+            share = (cpu_s - self._last_cpu_s) / elapsed_s
+            self._load = min(1.0, max(0.0, (share - _IDLE_SHARE) / (1.0 - _IDLE_SHARE)))
             self._energy_j += self._power_w() * elapsed_s  # the interval's power, held
+            if elapsed_s > _LOOKBACK_S:
+                self._load = 0.0
             self._last_s, self._last_cpu_s = t_s, cpu_s
 
     def _power_w(self) -> float:

@@ -87,6 +87,13 @@ class BaselineMeasurement(FrozenModel):
     temperature_c: float | None = Field(
         default=None, description="Mean temperature while it was measured, deg C."
     )
+    attempts: NonNegativeInt | None = Field(
+        default=None,
+        description=(
+            "How often it was measured for this figure: 2 when the first did not look idle; "
+            "None for a cached or unavailable figure, or before schema 1.3."
+        ),
+    )
     problems: list[str] = Field(
         default_factory=list,
         description=(

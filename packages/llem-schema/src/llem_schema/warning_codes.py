@@ -86,7 +86,7 @@ _CODES: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
         (),
     ),
     "start_temperature": (
-        "A GPU opened the window far warmer than its idle temperature at baseline time: "
+        "A GPU began its run far warmer than its idle temperature at an earlier baseline: "
         "still warm from earlier work, so runs start from different thermal states.",
         (),
     ),
