@@ -445,7 +445,7 @@ def check_baseline(meter: EnergyMeter, plan: Plan, cache_dir: Path) -> dict[str,
         "temperature_c": baseline.temperature_c,
         "problems": list(baseline.problems),
         "idle": not baseline.problems,
-        "warnings": [w.code for w in meter.setup_warnings if w.code in warned],
+        "warnings": [w.code for w in meter.baseline_warnings if w.code in warned],
     }
 
 

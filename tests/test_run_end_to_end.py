@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from llem_energy.testing import FakeGpu, FakeNvml
 from llem_harness import run_experiment
 from llem_persistence import read_timeseries
 from llem_persistence.store import ResultStore
-from llem_schema import ExperimentConfig, ExperimentResult
+from llem_schema import ExperimentConfig, ExperimentResult, RawProcessResult
 
 
 def llem(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -214,8 +215,22 @@ def test_simulated_gpus_run_the_whole_energy_path_and_say_so(
     devices = [e for p in result.process_results for e in p.energy if e.domain == "gpu"]
     assert {e.power_reading for e in devices} == {"instant"}
     assert all(e.sample_rate_hz is not None and e.sample_rate_hz > 10 for e in devices)
-    # the windows open and close at common barriers
+    # the windows open and close at common barriers: the process with fewer requests keeps
+    # metering until the other's last token (without the closing barrier it would stop at
+    # its own, a request earlier)
     assert result.aggregation.temporal_overlap_verified
+
+    def window_end(raw: RawProcessResult) -> datetime:
+        return raw.start_time + timedelta(seconds=raw.duration_s)
+
+    def last_token(raw: RawProcessResult) -> datetime:
+        ends = [r.start_s + (r.e2e_ms or 0.0) / 1000 for r in raw.requests if r.start_s]
+        return raw.start_time + timedelta(seconds=max(ends))
+
+    many, few = sorted(result.process_results, key=lambda raw: -len(raw.requests))
+    assert (len(many.requests), len(few.requests)) == (4, 3)
+    assert window_end(few) >= last_token(many) - timedelta(milliseconds=5)
+    assert window_end(few) - last_token(few) > timedelta(milliseconds=10)
     assert result.aggregation.end_skew_s is not None
     assert result.aggregation.end_skew_s < 0.25
     assert result.timeseries is not None

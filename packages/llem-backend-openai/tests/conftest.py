@@ -337,9 +337,9 @@ class _Handler(BaseHTTPRequestHandler):
                 line = f"data: {json.dumps(event)}\r\n\r\n".encode()
                 self._chunk(line[:9])  # cut inside the JSON
                 time.sleep(0.05)
-                self._chunk(line[9:])
-                if index < numbers[0]:  # a token's line is whole only now
+                if index < numbers[0]:  # a token's line is whole only from now
                     received.chunk_times_s[-1] = time.perf_counter()
+                self._chunk(line[9:])
             leave()
             self._chunk(b"data: [DONE]")
             self._chunk(b"")

@@ -222,3 +222,20 @@ def test_an_event_whose_fields_have_the_wrong_type_is_a_malformed_stream(
     assert timing.error is not None
     assert timing.error.startswith("malformed event stream")
     assert (timing.output_tokens, counted) == (1, False)
+
+
+@pytest.mark.parametrize(
+    ("data", "lines", "rest"),
+    [
+        (b"data: 1\n\ndata: 2\n", [b"data: 1", b"", b"data: 2"], b""),
+        (b"data: 1\r\n\r\ndata: 2", [b"data: 1", b""], b"data: 2"),
+        (b"data: 1\r\rdata: 2\r", [b"data: 1", b""], b"data: 2\r"),  # bare CR; a CR held back
+        (b"data: 1\r", [], b"data: 1\r"),  # it may be half of a CRLF
+        (b"\ndata: 2", [b""], b"data: 2"),
+        (b"no line end yet", [], b"no line end yet"),
+    ],
+)
+def test_lines_end_in_crlf_lf_or_cr(data: bytes, lines: list[bytes], rest: bytes) -> None:
+    from llem_backend_openai.client import _lines
+
+    assert _lines(data) == (lines, rest)

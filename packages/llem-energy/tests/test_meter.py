@@ -15,7 +15,7 @@ import pytest
 
 from llem_energy import EnergyError, EnergyMeter, EnergySourceUnavailableError, process_tree
 from llem_energy.testing import FakeGpu, FakeNvml, ManualClock, write_rapl_zone
-from llem_schema import BaselineConfig, BaselineMeasurement, EnergyConfig
+from llem_schema import BaselineConfig, BaselineMeasurement, EnergyConfig, PowerSample
 
 QUIET = EnergyConfig(sample_rate_hz=0.001)
 
@@ -587,4 +587,68 @@ def test_a_gpu_starting_its_run_warm_is_a_start_temperature_warning(
     gpu.temperature_c = 45.0  # 13 °C above idle: within the limit
     with _meter(fake, clock, no_rapl) as meter:
         meter.measure_baseline(cold, cache_dir=tmp_path, sleep=clock.sleep)
-        assert "start_temperature" not in [w.code for w in meter.setup_warnings]
+        assert "start_temperature" not in [w.code for w in meter.baseline_warnings]
+
+
+def test_where_the_runs_processes_cannot_be_told_none_is_called_foreign(
+    clock: ManualClock, no_rapl: Path
+) -> None:
+    fake = FakeNvml([_idle_gpu(compute_pids=[4242])], clock=clock)
+    with EnergyMeter.create(
+        QUIET, nvml=fake, clock=clock, rapl_root=no_rapl, environ={}, own_pids=lambda: None
+    ) as meter:
+        window = meter.start()
+        clock.sleep(61.0)
+        reading = window.stop()
+    assert reading.environment is not None
+    (start,) = reading.environment.at_start
+    assert (start.compute_pids, start.foreign_pids) == ([4242], None)
+    assert "foreign_process" not in [w.code for w in reading.warnings]
+
+
+def test_the_power_limit_is_judged_on_power_over_a_second_not_on_a_spike() -> None:
+    from llem_energy.meter import _peaks_w
+
+    def row(t: float, w: float) -> PowerSample:
+        return PowerSample(timestamp_s=t, gpu_index=0, gpu_power_w=w, gpu_temperature_c=None)
+
+    steady = [row(i / 10, 650.0) for i in range(30)]
+    spike = [*steady[:15], row(1.5, 900.0), *steady[16:]]  # one 100 ms reading above 700 W
+    assert _peaks_w(spike, {0: "GPU-a"})["GPU-a"] < 700.0
+    over = [row(i / 10, 800.0 if 10 <= i < 22 else 650.0) for i in range(30)]
+    assert _peaks_w(over, {0: "GPU-a"})["GPU-a"] == pytest.approx(800.0)  # a whole second
+    short = [row(0.0, 600.0), row(0.1, 620.0)]  # a window under a second: its mean
+    assert _peaks_w(short, {0: "GPU-a"})["GPU-a"] == pytest.approx(610.0)
+
+
+def test_a_driver_that_refuses_the_field_values_still_meters_the_gpu(
+    clock: ManualClock, no_rapl: Path
+) -> None:
+    gpu = _idle_gpu(power_swing_w=0.0)
+    gpu.failures["nvmlDeviceGetFieldValues"] = pynvml.NVML_ERROR_INVALID_ARGUMENT
+    fake = FakeNvml([gpu], clock=clock)
+    with _meter(fake, clock, no_rapl) as meter:
+        window = meter.start()
+        clock.sleep(61.0)
+        reading = window.stop()
+    (energy,) = reading.energy
+    assert (energy.method, energy.power_reading) == ("counter", "averaged")
+    assert energy.energy_j == pytest.approx(80.0 * 61.0, rel=1e-3)
+
+
+def test_a_later_baseline_replaces_what_an_earlier_one_warned(
+    clock: ManualClock, no_rapl: Path, tmp_path: Path
+) -> None:
+    gpu = _idle_gpu(utilization_pct=90)
+    fake = FakeNvml([gpu], clock=clock)
+    config = BaselineConfig(duration_s=10.0, cache_ttl_s=0.0)
+    with _meter(fake, clock, no_rapl) as meter:
+        meter.measure_baseline(config, cache_dir=tmp_path, sleep=clock.sleep)
+        assert [w.code for w in meter.baseline_warnings] == ["baseline_not_idle"]
+        gpu.utilization_pct = 0
+        meter.measure_baseline(config, cache_dir=tmp_path, sleep=clock.sleep)
+        window = meter.start()
+        clock.sleep(61.0)
+        reading = window.stop()
+    assert meter.baseline_warnings == []
+    assert "baseline_not_idle" not in [w.code for w in reading.warnings]

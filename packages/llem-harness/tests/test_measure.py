@@ -374,3 +374,26 @@ def test_the_installed_pytorch_backend_measures_the_tiny_model(
     snapshot = measured.result.environment_snapshot
     assert snapshot is not None
     assert {"llem-harness", "llem-backend-pytorch", "torch"} <= set(snapshot.package_versions)
+
+
+def test_which_compute_processes_are_the_runs_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from llem_harness import worker
+    from llem_schema import ModelInfo, WorkerContext
+
+    def info(unknown: bool) -> ModelInfo:
+        return ModelInfo(
+            model="m", num_parameters=0, dtype="float32", device="cpu", devices_unknown=unknown
+        )
+
+    one = WorkerContext(process_index=0, num_processes=1, local_index=0, local_count=1)
+    two = WorkerContext(process_index=1, num_processes=2, local_index=1, local_count=2)
+    monkeypatch.setattr(worker, "in_container", lambda: False)
+    assert os.getpid() in (worker._run_pids(info(False), one)() or set())
+    siblings = worker._run_pids(info(False), two)() or set()
+    assert {os.getppid(), os.getpid()} <= siblings  # the launcher's tree
+    # a server llem only sends to: which processes are the run's cannot be told
+    assert worker._run_pids(info(True), one)() is None
+    monkeypatch.setattr(worker, "in_container", lambda: True)  # NVML's PIDs are the host's
+    assert worker._run_pids(info(False), one)() is None

@@ -301,8 +301,28 @@ def test_energy_from_some_processes_only_is_said_plainly() -> None:
     assert result.request_metrics is not None
     assert result.request_metrics.energy_per_request_j is None
     unmeasured = the_note(result, "processes_without_energy")
-    assert unmeasured.message.startswith("processes 1 reported no energy")
-    assert unmeasured.figures == {"processes": "1"}
+    assert unmeasured.message.startswith("processes 1 reported no GPU energy")
+    assert unmeasured.figures == {"processes": "1", "scope": "gpu"}
+
+
+def test_a_process_with_cpu_energy_only_does_not_lend_its_tokens_to_the_gpu_energy() -> None:
+    """NVML failed in process 1, which fell back to RAPL: its tokens were made with GPU
+    energy nobody measured, so a GPU-scope efficiency would count them twice as cheap."""
+    p0, p1 = two_processes()
+    rapl = DeviceEnergy(
+        device_uuid="rapl:host:package-0",
+        domain="cpu_package",
+        energy_j=50.0,
+        method="counter",
+        counter_energy_j=50.0,
+    )
+    result = aggregate_results([p0, changed(p1, energy=[rapl])], effective_config=EFFECTIVE)
+    assert (result.energy_scope, result.gpu_energy_j, result.cpu_energy_j) == ("gpu", 100.0, 50.0)
+    assert result.efficiency.output_tokens_per_j is None
+    assert the_note(result, "processes_without_energy").figures == {
+        "processes": "1",
+        "scope": "gpu",
+    }
 
 
 def test_a_device_without_baseline_makes_the_adjusted_figure_unavailable() -> None:

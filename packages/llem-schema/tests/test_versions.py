@@ -257,3 +257,32 @@ def test_warnings_of_1_2_get_the_code_their_wording_names() -> None:
     ]
     assert migrated["measurement_warnings"][3]["message"] == "something no llem ever said"
     assert migrated["aggregation"]["warnings"][0]["code"] == "window_overlap"
+
+
+def test_a_1_2_result_that_clamped_loads_with_its_adjusted_efficiency_withheld(
+    tmp_path: Path,
+) -> None:
+    document = json.loads((FIXTURES / "v1.2" / "result.json").read_text())
+    baseline_j = 300.0  # more than the 250 J measured: 1.2 clamped to 0 J and said 0 J/token
+    document["energy_breakdown"] |= {"baseline_energy_j": baseline_j, "adjusted_j": 0.0}
+    document["energy_adjusted_j"] = 0.0
+    document["efficiency"] |= {
+        "output_tokens_per_j_adjusted": None,
+        "energy_per_output_token_adjusted_j": 0.0,
+    }
+    (tmp_path / "result.json").write_text(json.dumps(document))
+    result = ExperimentResult.from_json(tmp_path)
+    assert result.energy_adjusted_j == 0.0
+    assert result.efficiency.energy_per_output_token_adjusted_j is None
+    assert "baseline_clamped" in [w.code for w in result.measurement_warnings]
+    assert "baseline_clamped" in [w.code for w in result.aggregation.warnings]
+
+
+def test_a_rapl_device_no_process_names_is_still_cpu_energy(tmp_path: Path) -> None:
+    document = _v1_2_with_rapl()
+    for process in document["process_results"]:
+        process["energy"] = [e for e in process["energy"] if e["domain"] == "gpu"]
+    (tmp_path / "result.json").write_text(json.dumps(document))
+    result = ExperimentResult.from_json(tmp_path)
+    assert (result.gpu_energy_j, result.cpu_energy_j) == (250.0, 50.0)
+    assert result.energy_scope == "total"

@@ -163,7 +163,7 @@ async def _read(
         rest = b""
         async for received in response.aiter_bytes():
             arrived_s = time.perf_counter()
-            *lines, rest = (rest + received).split(b"\n")
+            lines, rest = _lines(rest + received)
             for line in lines:
                 if line.startswith(b"data:"):
                     stream.data(line[5:], arrived_s)
@@ -173,6 +173,16 @@ async def _read(
         raise _RequestFailedError(
             "the stream ended before the response did (no [DONE], no finish_reason)"
         )
+
+
+def _lines(data: bytes) -> tuple[list[bytes], bytes]:
+    """The whole lines of ``data`` and what follows them. A line ends in CRLF, LF or CR, as
+    server-sent events allow; a CR at the very end waits for the next bytes (it may be the
+    first half of a CRLF)."""
+    end = max(data.rfind(b"\n"), data.rfind(b"\r", 0, len(data) - 1))
+    if end < 0:
+        return [], data
+    return data[: end + 1].splitlines(), data[end + 1 :]
 
 
 def _count(usage: Mapping[str, Any] | None, key: str) -> int | None:

@@ -139,7 +139,7 @@ class EnergyWindow:
             clock=self._clock,
             on_tick=[self._rapl.poll] if self._rapl is not None else [],
         )
-        self._extra: list[MeasurementWarning] = list(meter.setup_warnings)
+        self._extra: list[MeasurementWarning] = [*meter.setup_warnings, *meter.baseline_warnings]
         self._start_mj: dict[str, int] = {}
         self._stopped = False
         self._at_start = meter.device_states()
@@ -314,6 +314,8 @@ class EnergyWindow:
         )
 
 
+_PEAK_SPAN_S: Final = 1.0
+"""Power is compared with the power limit as a mean over this long, s."""
 IDLE_STATE: Final = "device synchronised and idle"
 """The state :meth:`EnergyMeter.measure_baseline` assumes unless told another."""
 IDLE_MAX_UTILIZATION_PCT: Final = 5.0
@@ -459,12 +461,28 @@ def _counted(
 
 
 def _peaks_w(samples: Sequence[PowerSample], uuids: Mapping[int, str]) -> dict[str, float]:
-    """Per GPU UUID: the highest power read in the window, W."""
-    peaks: dict[str, float] = {}
+    """Per GPU UUID: the highest power over any second of the window, W (the mean of the
+    readings in it; the whole window's where it is shorter). A power limit holds for power
+    averaged so; a single instant reading may spike above it on a healthy board."""
+    series: dict[str, list[tuple[float, float]]] = {}
     for sample in samples:
         if sample.gpu_power_w is not None and sample.gpu_index in uuids:
-            uuid = uuids[sample.gpu_index]
-            peaks[uuid] = max(peaks.get(uuid, 0.0), sample.gpu_power_w)
+            series.setdefault(uuids[sample.gpu_index], []).append(
+                (sample.timestamp_s, sample.gpu_power_w)
+            )
+    peaks: dict[str, float] = {}
+    for uuid, points in series.items():
+        first, total, best = 0, 0.0, None
+        for last, (time_s, power_w) in enumerate(points):
+            total += power_w
+            while time_s - points[first][0] > _PEAK_SPAN_S:
+                total -= points[first][1]
+                first += 1
+            if time_s - points[first][0] >= 0.5 * _PEAK_SPAN_S or last == len(points) - 1:
+                mean = total / (last - first + 1)
+                best = mean if best is None else max(best, mean)
+        if best is not None:
+            peaks[uuid] = best
     return peaks
 
 
@@ -513,7 +531,7 @@ class EnergyMeter:
         unavailable_reason: str | None = None,
         setup_warnings: Sequence[MeasurementWarning] = (),
         clock: Callable[[], float] = time.perf_counter,
-        own_pids: Callable[[], Collection[int]] | None = None,
+        own_pids: Callable[[], Collection[int] | None] | None = None,
     ) -> None:
         self.config = config
         self.session = session
@@ -521,6 +539,8 @@ class EnergyMeter:
         self.rapl = rapl
         self.unavailable_reason = unavailable_reason
         self.setup_warnings = list(setup_warnings)
+        self.baseline_warnings: list[MeasurementWarning] = []
+        """What the last :meth:`measure_baseline` found (a device not idle, a warm start)."""
         self.clock = clock
         self.baselines: dict[str, BaselineMeasurement] = {}
         self.persistence = {gpu.uuid: gpu.persistence_mode() for gpu in self.gpus}
@@ -540,7 +560,7 @@ class EnergyMeter:
         nvml: Any = None,
         clock: Callable[[], float] = time.perf_counter,
         environ: Mapping[str, str] | None = None,
-        own_pids: Callable[[], Collection[int]] | None = None,
+        own_pids: Callable[[], Collection[int] | None] | None = None,
     ) -> "EnergyMeter":
         """Open the sources ``config.source`` names.
 
@@ -556,7 +576,8 @@ class EnergyMeter:
         not there raises :class:`EnergySourceUnavailableError` with a hint.
 
         ``own_pids`` gives this run's processes, whose compute contexts
-        on a metered GPU are not foreign (default: this process and its descendants).
+        on a metered GPU are not foreign (default: this process and its descendants); where
+        it returns None, which processes are the run's cannot be told, and none is judged.
         """
         config = config or EnergyConfig()
         env = os.environ if environ is None else environ
@@ -682,8 +703,8 @@ class EnergyMeter:
         """Every metered GPU now (clocks, P-state, power limits, compute processes)."""
         if not self.gpus:
             return []
-        own = set(self.own_pids())
-        return [gpu.state(own) for gpu in self.gpus]
+        own = self.own_pids()
+        return [gpu.state(None if own is None else set(own)) for gpu in self.gpus]
 
     def process_environment(
         self, at_start: Sequence[DeviceState], at_end: Sequence[DeviceState]
@@ -732,6 +753,7 @@ class EnergyMeter:
         warned about (``baseline_not_idle``). The result (also attached to every later
         window's DeviceEnergy) says fresh, cached (with its age) or unavailable per device.
         """
+        self.baseline_warnings = []
         ids = self.device_ids
         if not config.enabled:
             self.baselines = {}
@@ -760,7 +782,7 @@ class EnergyMeter:
                 attempts = 2
             temperatures = _mean_temperatures(reading.samples, self.gpus)
             warm = _warm_starts(temperatures, idle_c)
-            self.setup_warnings.extend(warm)
+            self.baseline_warnings.extend(warm)
             warm_ids = {w.figures["device"] for w in warm}
             for e in reading.energy:
                 if e.device_uuid not in missing or reading.duration_s <= 0.0:
@@ -794,7 +816,7 @@ class EnergyMeter:
         return dict(found)
 
     def _not_idle(self, device_id: str, power_w: float, seen: Sequence[str]) -> None:
-        self.setup_warnings.append(
+        self.baseline_warnings.append(
             warning(
                 "baseline_not_idle",
                 f"{device_id} did not look idle while its baseline was measured, twice "

@@ -266,9 +266,14 @@ class NvmlDevice:
                 break
 
     def _supported(self, probe: Callable[[], object]) -> bool:
+        """Whether a reading works on this GPU. Any refusal but a lost GPU means no: a
+        driver that does not know a field or a power scope answers INVALID_ARGUMENT, and an
+        optional reading must not stop the GPU being metered."""
         try:
             self._session.call(f"probe of GPU {self.index}", probe)
-        except (NvmlNotSupportedError, NvmlPermissionError) as exc:
+        except GpuLostError:
+            raise
+        except NvmlError as exc:
             logger.debug("GPU %d: %s", self.index, exc)
             return False
         return True
@@ -333,9 +338,7 @@ class NvmlDevice:
         power brake), ns since the driver loaded; None where the driver does not count."""
         if not self.has_event_counters:
             return None
-        found: dict[str, int] | None = self._optional(
-            "clock-event durations", self._clock_event_ns
-        )
+        found: dict[str, int] | None = self._optional("clock-event durations", self._clock_event_ns)
         return found
 
     def _averaged_power_w(self) -> float:
@@ -412,9 +415,10 @@ class NvmlDevice:
         )
         return None if found is None else sorted(int(p.pid) for p in found)
 
-    def state(self, own_pids: Collection[int]) -> DeviceState:
+    def state(self, own_pids: Collection[int] | None) -> DeviceState:
         """This GPU now: clocks, P-state, power limits, temperature and compute processes,
-        those not in ``own_pids`` (this run's processes) named foreign."""
+        those not in ``own_pids`` (this run's processes) named foreign; ``None``: which are
+        this run's cannot be told (foreign_pids is None)."""
         nvml = self._nvml
         handle = self.handle
 
@@ -437,7 +441,9 @@ class NvmlDevice:
             if self.has_temperature
             else None,
             compute_pids=pids,
-            foreign_pids=None if pids is None else [p for p in pids if p not in own_pids],
+            foreign_pids=None
+            if pids is None or own_pids is None
+            else [p for p in pids if p not in own_pids],
         )
 
     def device_info(self) -> DeviceInfo:

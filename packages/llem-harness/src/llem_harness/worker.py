@@ -12,7 +12,14 @@ from collections.abc import Callable, Generator, Iterable, Sequence
 from pathlib import Path
 from typing import Final, cast
 
-from llem_energy import EnergyMeter, cpu_model, process_tree, simulated_gpu_count, warning
+from llem_energy import (
+    EnergyMeter,
+    cpu_model,
+    in_container,
+    process_tree,
+    simulated_gpu_count,
+    warning,
+)
 from llem_harness.arrivals import arrival_times, request_count, shard_indices
 from llem_harness.errors import HarnessError
 from llem_harness.progress import Stages
@@ -105,13 +112,10 @@ def measure_process(
     try:
         with stages.stage(f"loading {config.model}"):
             info = backend.load(config, context)
-        # A run's processes are this one's siblings (the launcher's children); one process
-        # runs in the caller's. Their compute contexts on a metered GPU are not foreign.
-        run_root = os.getppid() if context.num_processes > 1 else os.getpid()
         meter = EnergyMeter.create(
             config.energy,
             gpus=metered_gpus(config, info, context),
-            own_pids=lambda: process_tree(run_root),
+            own_pids=_run_pids(info, context),
         )
         if config.baseline.enabled:
             barrier()  # every process's model is loaded: every device is idle from here
@@ -282,6 +286,18 @@ def _span(indices: Sequence[int]) -> str:
     if list(indices) == list(range(indices[0], indices[0] + len(indices))):
         return f"{indices[0]}..{indices[-1]}"
     return ", ".join(map(str, indices[:8])) + (", ..." if len(indices) > 8 else "")
+
+
+def _run_pids(info: ModelInfo, context: WorkerContext) -> Callable[[], set[int] | None]:
+    """This run's processes, whose compute contexts on a metered GPU are not foreign: this
+    one's siblings (the launcher's children), or this one and its children (a managed
+    server) for a single process. Unknown (None) where a model runs in a process llem did
+    not start (a server it only sends to), and in a container, where NVML gives the host's
+    PIDs and /proc the container's."""
+    if info.devices_unknown or in_container():
+        return lambda: None
+    root = os.getppid() if context.num_processes > 1 else os.getpid()
+    return lambda: process_tree(root)
 
 
 def _cpu_device(device: str) -> DeviceInfo:

@@ -99,15 +99,23 @@ def aggregate_results(
     # Efficiency is of the GPUs where any was metered: host-wide RAPL energy depends on who
     # ran llem (root may read it) and on everything else the host did.
     scoped, scope_j = (gpus, gpu_j) if gpus else (cpus, cpu_j)
-    unmeasured = [raw.process_index for raw in raws if not raw.energy]
+    # A process without energy of the scope (no GPU figure, or RAPL only where NVML failed)
+    # would add its tokens to the others' energy.
+    unmeasured = [
+        raw.process_index
+        for raw in raws
+        if not any((e.domain == "gpu") == bool(gpus) for e in raw.energy)
+    ]
     if devices and unmeasured:
+        scope = "GPU" if gpus else "CPU"
         notes.append(
             _note(
                 "processes_without_energy",
-                f"processes {_indices(unmeasured)} reported no energy: total_energy_j covers "
-                "the other processes only, and no efficiency figure is given; check the energy "
-                "source on every worker",
+                f"processes {_indices(unmeasured)} reported no {scope} energy: the energy "
+                "figures cover the other processes only, and no efficiency figure is given; "
+                "check the energy source on every worker",
                 processes=_indices(unmeasured),
+                scope=scope.lower(),
             )
         )
     breakdown = _breakdown(scoped, windows, scope_j, duration_s) if scope_j is not None else None

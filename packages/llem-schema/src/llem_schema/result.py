@@ -351,6 +351,13 @@ class ExperimentResult(FrozenModel):
                 math.fsum(self.energy_per_device_j.values()), self.total_energy_j
             ):
                 raise ValueError("energy_per_device_j must sum to total_energy_j")
+        if self.energy_adjusted_j == 0.0 and (
+            self.efficiency.output_tokens_per_j_adjusted is not None
+            or self.efficiency.energy_per_output_token_adjusted_j is not None
+        ):
+            raise ValueError(
+                "adjusted energy clamped to 0 J: the adjusted efficiency figures must be None"
+            )
         expected = EfficiencyMetrics.from_energy(
             self.output_tokens, self.scope_energy_j(), self.energy_adjusted_j
         )

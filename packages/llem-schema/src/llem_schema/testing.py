@@ -270,7 +270,9 @@ def example_result(
         flops=FlopsEstimate(total_flops=math.fsum(flops), method="2 x parameters x tokens")
         if flops
         else None,
-        efficiency=EfficiencyMetrics.from_energy(output_tokens, scope_j, adjusted),
+        efficiency=EfficiencyMetrics.from_energy(
+            output_tokens, scope_j, None if adjusted == 0.0 else adjusted
+        ),  # clamped: withheld, as aggregation does
         request_metrics=RequestMetrics.from_requests(
             requests,
             duration_s=duration_s,

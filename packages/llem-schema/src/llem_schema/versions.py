@@ -185,13 +185,15 @@ def _result_1_3(document: dict[str, Any]) -> dict[str, Any]:
             if isinstance(energy, dict) and isinstance(energy.get("device_uuid"), str):
                 domains[energy["device_uuid"]] = str(energy.get("domain"))
     per_device = document.get("energy_per_device_j") or {}
-    gpu = [j for uuid, j in per_device.items() if domains.get(uuid, "gpu") == "gpu"]
-    cpu = [j for uuid, j in per_device.items() if domains.get(uuid, "gpu") != "gpu"]
+    for uuid in per_device:  # a device no process names: RAPL ids say so themselves
+        domains.setdefault(uuid, "cpu_package" if str(uuid).startswith("rapl:") else "gpu")
+    gpu = [j for uuid, j in per_device.items() if domains[uuid] == "gpu"]
+    cpu = [j for uuid, j in per_device.items() if domains[uuid] != "gpu"]
     document["gpu_energy_j"] = math.fsum(gpu) if gpu else None
     document["cpu_energy_j"] = math.fsum(cpu) if cpu else None
     order = ["gpu", "cpu_package", "dram"]
     document["energy_domains"] = sorted(
-        {domains.get(uuid, "gpu") for uuid in per_device},
+        {domains[uuid] for uuid in per_device},
         key=lambda d: order.index(d) if d in order else len(order),
     )
     # The figures of 1.2 divided the energy of every domain: a result with both keeps them,
@@ -201,4 +203,29 @@ def _result_1_3(document: dict[str, Any]) -> dict[str, Any]:
         scope, document["gpu_energy_j"] = "gpu", document["total_energy_j"]
         document["energy_domains"] = ["gpu"]
     document["energy_scope"] = scope
+    _withhold_clamped(document)
     return document
+
+
+def _withhold_clamped(document: dict[str, Any]) -> None:
+    """1.2 gave 0 J/token where adjusted energy clamped to 0: withheld now, and said."""
+    adjusted, efficiency = document.get("energy_adjusted_j"), document.get("efficiency")
+    total = document.get("total_energy_j")
+    if adjusted != 0 or not isinstance(efficiency, dict) or not total:
+        return
+    document["efficiency"] = efficiency | {
+        "output_tokens_per_j_adjusted": None,
+        "energy_per_output_token_adjusted_j": None,
+    }
+    clamped = {
+        "code": "baseline_clamped",
+        "message": (
+            "idle power over the window came to more than the energy measured: adjusted "
+            "energy is clamped to 0 J and every adjusted efficiency figure withheld "
+            "(withheld when this result was read; it was written before schema 1.3)"
+        ),
+    }
+    for holder in (document, document.get("aggregation")):
+        if isinstance(holder, dict):
+            key = "measurement_warnings" if holder is document else "warnings"
+            holder[key] = [*(holder.get(key) or []), clamped]

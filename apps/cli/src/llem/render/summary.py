@@ -1,6 +1,7 @@
 """The end-of-run summary (step 6): energy, throughput, latency, efficiency, warnings, path."""
 
 from pathlib import Path
+from typing import Final
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -9,6 +10,10 @@ from rich.text import Text
 from llem_schema import ExperimentResult, LatencyStats
 
 __all__ = ["summary"]
+
+
+_SCOPES: Final = {"gpu": "GPU", "cpu": "host CPU, RAPL", "total": "GPU + host CPU"}
+"""How each energy scope is named beside the energy it gives the efficiency figures."""
 
 
 def _num(value: float | None, unit: str, digits: int = 2) -> str:
@@ -29,10 +34,16 @@ def summary(result: ExperimentResult, directory: Path) -> RenderableType:
     table.add_column("metric", style="bold")
     table.add_column("value")
     efficiency = result.efficiency
+    scope_j = result.scope_energy_j() if result.energy_scope else result.total_energy_j
     rows = [
         ("duration", _num(result.duration_s, "s")),
         ("tokens in / out", f"{result.input_tokens:,} / {result.output_tokens:,}"),
-        ("energy (raw)", _num(result.total_energy_j, "J")),
+        (f"energy ({_SCOPES.get(str(result.energy_scope), 'raw')})", _num(scope_j, "J")),
+        *(
+            [("  GPU + host CPU", _num(result.total_energy_j, "J"))]
+            if result.energy_scope == "gpu" and result.cpu_energy_j is not None
+            else []
+        ),
         ("energy (baseline-adjusted)", _num(result.energy_adjusted_j, "J")),
         ("baseline power", _num(result.baseline_power_w, "W")),
         ("throughput", _num(result.output_tokens_per_s, "output tokens/s")),

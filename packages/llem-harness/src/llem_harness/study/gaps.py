@@ -16,8 +16,10 @@ from collections.abc import Sequence
 from itertools import pairwise
 from typing import Protocol, TextIO
 
-from llem_energy import EnergyError, NvmlDevice, NvmlSession, resolve_gpu_indices
-from llem_schema import StudyConfig
+from llem_energy import NvmlDevice, NvmlSession, resolve_gpu_indices
+from llem_schema import LlemError, StudyConfig
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "EnterSkips",
@@ -124,35 +126,50 @@ class Thermometer(Protocol):
 
 
 class NvmlThermometer:
-    """Reads GPU temperatures through NVML, opened on first use and kept open."""
+    """Reads GPU temperatures through NVML, opened on first use and kept open. A lane whose
+    GPUs cannot be read gets no cooldown (said once); NVML that cannot be opened, none."""
 
     def __init__(self) -> None:
         self._session: NvmlSession | None = None
         self._devices: dict[int, NvmlDevice] = {}
         self._failed = False
+        self._failed_lanes: set[str | None] = set()
 
     def hottest_c(self, device: str | None) -> float | None:
-        if self._failed:
+        if self._failed or device in self._failed_lanes:
             return None
         try:
             if self._session is None:
                 self._session = NvmlSession.open()
-            visible = device if device is not None else os.environ.get("CUDA_VISIBLE_DEVICES")
+        except LlemError as exc:
+            self._give_up(f"the cooldown cannot read GPU temperatures ({exc})")
+            return None
+        visible = device if device is not None else os.environ.get("CUDA_VISIBLE_DEVICES")
+        try:
             readings = []
             for index in resolve_gpu_indices(self._session, visible):
                 if index not in self._devices:
                     self._devices[index] = self._session.device(index)
                 readings.append(self._devices[index].temperature_c())
-        except EnergyError as exc:
-            logging.getLogger(__name__).warning(
-                "the cooldown cannot read GPU temperatures (%s): only the fixed gaps apply", exc
+        except LlemError as exc:
+            self._failed_lanes.add(device)
+            logger.warning(
+                "the cooldown cannot read the GPUs of lane %s (%s): only the fixed gaps apply "
+                "there",
+                visible or "all",
+                exc,
             )
-            self._failed = True
             return None
         known = [reading for reading in readings if reading is not None]
         return max(known) if known else None
+
+    def _give_up(self, reason: str) -> None:
+        logger.warning("%s: only the fixed gaps apply", reason)
+        self._failed = True
+        self.close()
 
     def close(self) -> None:
         if self._session is not None:
             self._session.close()
             self._session = None
+            self._devices.clear()

@@ -147,6 +147,7 @@ class StudyRunner:
             if settling and self.skip.skippable and self.skip.pressed():
                 for slot in settling:
                     slot.settle_until = slot.cool_until = now
+                    slot.hot_c = None  # skipped, not given up on
                 settling = []
             for slot in slots:
                 if queue and slot.active is None and slot not in settling:

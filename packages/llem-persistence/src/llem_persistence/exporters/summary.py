@@ -193,15 +193,30 @@ SUMMARY_COLUMNS: Final[tuple[Column[ExperimentResult], ...]] = (
     ),
     # energy
     number(
-        "total_energy_j", "Energy over distinct physical devices, J.", lambda r: r.total_energy_j
+        "total_energy_j",
+        "Energy of every metered domain (GPUs plus host-wide CPU where read), J.",
+        lambda r: r.total_energy_j,
+    ),
+    number("gpu_energy_j", "Energy of the metered GPUs, J.", lambda r: r.gpu_energy_j),
+    number(
+        "cpu_energy_j",
+        "Host-wide CPU energy (RAPL package + DRAM), J.",
+        lambda r: r.cpu_energy_j,
+    ),
+    text(
+        "energy_scope",
+        "What the efficiency and adjusted figures are of: gpu, cpu, or total (before 1.3).",
+        lambda r: r.energy_scope,
     ),
     number(
         "energy_adjusted_j",
-        "Baseline-adjusted energy: max(0, total - baseline x duration), J.",
+        "The energy_scope's energy less idle power x the window, at least 0, J.",
         lambda r: r.energy_adjusted_j,
     ),
     number(
-        "baseline_power_w", "Idle power of the measured devices, W.", lambda r: r.baseline_power_w
+        "baseline_power_w",
+        "Idle power of the energy_scope's devices, W.",
+        lambda r: r.baseline_power_w,
     ),
     integer(
         "num_energy_devices",
@@ -243,7 +258,7 @@ SUMMARY_COLUMNS: Final[tuple[Column[ExperimentResult], ...]] = (
     # efficiency
     number(
         "efficiency_output_tokens_per_j",
-        "Output tokens per joule of raw energy.",
+        "Output tokens per joule of the energy_scope's raw energy.",
         lambda r: r.efficiency.output_tokens_per_j,
     ),
     number(
@@ -294,8 +309,18 @@ SUMMARY_COLUMNS: Final[tuple[Column[ExperimentResult], ...]] = (
     # throttling
     boolean(
         "thermal_throttle_detected",
-        "Any throttling seen in the window.",
+        "Any throttle reason seen in the window, the software power cap included.",
         lambda r: None if r.thermal_throttle is None else r.thermal_throttle.detected,
+    ),
+    number(
+        "thermal_throttle_slowdown_s",
+        "Seconds of thermal or hardware slowdown or power brake (warned about).",
+        lambda r: None if r.thermal_throttle is None else r.thermal_throttle.slowdown_s,
+    ),
+    number(
+        "thermal_throttle_power_cap_s",
+        "Seconds at the software power cap (information: normal at full load).",
+        lambda r: None if r.thermal_throttle is None else r.thermal_throttle.power_cap_s,
     ),
     number(
         "thermal_throttle_throttled_s",
