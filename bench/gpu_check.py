@@ -24,7 +24,7 @@ seconds, and says so in the table and the JSON (``"simulated": true``): nothing 
 then a measurement. ``--quick`` keeps the windows short on a GPU too.
 
 Run: uv run --frozen python bench/gpu_check.py [--quick] [--json PATH]
-On the device machine: see bench/gpu_check.md (wheels to carry, the one command).
+On the device machine: see bench/README.md, "GPU check" (wheels to carry, the one command).
 """
 
 import argparse

@@ -112,3 +112,45 @@ def test_sampler_refuses_a_nonpositive_rate_and_double_use() -> None:
     with pytest.raises(RuntimeError, match="already running"):
         sampler.start(0.0)
     sampler.stop()
+
+
+def test_stop_wakes_the_thread_instead_of_waiting_out_the_period() -> None:
+    fake = FakeNvml.with_gpus(1)
+    with NvmlSession.open(fake) as session:
+        sampler = PowerSampler([session.device(0)], rate_hz=0.01)  # a 100 s period
+        sampler.start(time.perf_counter())
+        time.sleep(0.05)  # the thread is waiting for its first tick
+        began = time.monotonic()
+        result = sampler.stop()
+        took_s = time.monotonic() - began
+    assert took_s < 2.0  # a fiftieth of the period, with room for a loaded machine
+    assert len(result.samples) == 2  # start and stop; the thread never ticked
+
+
+def test_a_stalled_tick_is_not_made_up_by_a_burst_and_every_tick_runs_on_tick() -> None:
+    # One tick stalls for ten periods; the next must come a period after it, not at once
+    # ten times over to catch up. Load can only delay ticks, never add any.
+    period_s = 0.02
+    ticks: list[float] = []
+    stalled: list[float] = []
+
+    def on_tick() -> None:
+        ticks.append(time.perf_counter())
+        if len(ticks) == 3:
+            time.sleep(10 * period_s)
+            stalled.append(time.perf_counter())
+
+    fake = FakeNvml.with_gpus(1)
+    with NvmlSession.open(fake) as session:
+        sampler = PowerSampler([session.device(0)], rate_hz=1 / period_s, on_tick=[on_tick])
+        sampler.start(time.perf_counter())
+        deadline = time.monotonic() + 10.0
+        while (not stalled or time.perf_counter() < stalled[0] + 0.1) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.01)
+        result = sampler.stop()
+    assert stalled, "the third tick never came"
+    soon_after = [t for t in ticks if stalled[0] < t <= stalled[0] + 1.5 * period_s]
+    assert len(soon_after) <= 2
+    assert len(ticks) == len(result.samples)  # on_tick ran with every sample, start and stop too

@@ -53,6 +53,7 @@ from llem_energy.nvml import NvmlDevice, NvmlSession, resolve_gpu_indices
 from llem_energy.rapl import DEFAULT_POWERCAP_ROOT, RaplCounter, RaplReader, RaplZone, rapl_delta_uj
 from llem_energy.sampler import (
     PowerSampler,
+    SampleColumns,
     SampleGap,
     SamplerResult,
     achieved_rate_hz,
@@ -91,6 +92,7 @@ __all__ = [
     "RaplReader",
     "RaplUnavailableError",
     "RaplZone",
+    "SampleColumns",
     "SampleGap",
     "SamplerResult",
     "achieved_rate_hz",

@@ -40,7 +40,7 @@ from llem_energy.errors import (
 )
 from llem_energy.nvml import NvmlDevice, NvmlSession, resolve_gpu_indices
 from llem_energy.rapl import DEFAULT_POWERCAP_ROOT, RaplCounter, RaplReader
-from llem_energy.sampler import PowerSampler, integrate_power_j, sample_gaps
+from llem_energy.sampler import PowerSampler, SampleColumns, integrate_power_j, sample_gaps
 from llem_energy.throttle import summarise_throttle
 from llem_schema import (
     BaselineConfig,
@@ -94,6 +94,8 @@ class EnergyReading:
     """What the warnings were judged from."""
     environment: ProcessEnvironment | None = None
     """The metered GPUs at window start and end, and the driver; None without NVML."""
+    timeseries: SampleColumns = dataclasses.field(default_factory=SampleColumns)
+    """The same samples as columns, as ``llem_persistence.write_timeseries`` takes them."""
 
     @property
     def sample_count(self) -> int:
@@ -311,6 +313,7 @@ class EnergyWindow:
             warnings=measurement_warnings(facts),
             facts=facts,
             environment=meter.process_environment(self._at_start, at_end),
+            timeseries=result.columns,
         )
 
 

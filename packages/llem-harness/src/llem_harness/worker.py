@@ -170,7 +170,7 @@ def measure_process(
             else []
         )
         timeseries = staging.timeseries_path(experiment_id, context.process_index)
-        has_samples = write_timeseries(reading.samples, timeseries)
+        has_samples = write_timeseries(reading.timeseries, timeseries)
         memory = backend.peak_memory()
         raw = RawProcessResult(
             experiment_id=experiment_id,

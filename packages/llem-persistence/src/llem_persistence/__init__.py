@@ -41,7 +41,12 @@ if TYPE_CHECKING:
         ResultStore,
         StudySummary,
     )
-    from llem_persistence.timeseries import merge_timeseries, read_timeseries, write_timeseries
+    from llem_persistence.timeseries import (
+        TimeseriesColumns,
+        merge_timeseries,
+        read_timeseries,
+        write_timeseries,
+    )
 
 __all__ = [
     "DEFAULT_STORE_FILE",
@@ -65,6 +70,7 @@ __all__ = [
     "StoreError",
     "StoreLookupError",
     "StudySummary",
+    "TimeseriesColumns",
     "UnsafePathError",
     "aggregate_results",
     "export",
@@ -113,6 +119,7 @@ _EXPORTS: dict[str, str] = {
     "merge_timeseries": "llem_persistence.timeseries",
     "read_timeseries": "llem_persistence.timeseries",
     "write_timeseries": "llem_persistence.timeseries",
+    "TimeseriesColumns": "llem_persistence.timeseries",
 }
 
 

@@ -5,12 +5,18 @@ the window's start), ``gpu_index`` (int32, NVML index), ``gpu_power_w`` and
 ``gpu_temperature_c`` (float64), then memory, utilisation and clock-event reasons. Cumulative
 energy is derived at analysis time, never stored. Files are zstd-compressed and written
 atomically.
+
+:func:`write_timeseries` takes rows (``PowerSample`` s) or columns (:class:`TimeseriesColumns`,
+what ``llem_energy``'s sampler collects): columns held in ``array.array`` s of the column's
+type become Arrow arrays without a copy, so writing them costs about what ``pq.write_table``
+of a ready table does, where rows cost a Python conversion of every value first.
 """
 
-from collections.abc import Iterable, Sequence
+from array import array
+from collections.abc import Iterable, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol, cast, runtime_checkable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -20,7 +26,13 @@ from llem_persistence.errors import PersistenceError
 from llem_schema import RESULT_FILE, TIMESERIES_COLUMNS, ExperimentResult, PowerSample
 from llem_schema.io import atomic_path
 
-__all__ = ["TIMESERIES_SCHEMA", "merge_timeseries", "read_timeseries", "write_timeseries"]
+__all__ = [
+    "TIMESERIES_SCHEMA",
+    "TimeseriesColumns",
+    "merge_timeseries",
+    "read_timeseries",
+    "write_timeseries",
+]
 
 _FIELDS: "Final[list[pa.Field[Any]]]" = [
     pa.field("timestamp_s", pa.float64(), nullable=False),
@@ -37,6 +49,36 @@ TIMESERIES_SCHEMA: Final = pa.schema(
 assert tuple(TIMESERIES_SCHEMA.names) == TIMESERIES_COLUMNS, "schema and PowerSample disagree"
 
 _COMPRESSION: Final = "zstd"
+_DICTIONARY: Final = [
+    "gpu_index",
+    "gpu_temperature_c",
+    "gpu_memory_used_mb",
+    "gpu_utilization_pct",
+    "clock_event_reasons",
+]
+"""The columns with few distinct values, dictionary-encoded. Timestamps (all distinct) and
+power (mostly distinct) are not: Parquet would build a dictionary only to give it up, about
+a fifth of the time of writing bench/bench_persistence.py's 1,000,000 rows."""
+
+
+@runtime_checkable
+class TimeseriesColumns(Protocol):
+    """Samples as columns (``llem_energy``'s sampler hands these out as
+    ``SamplerResult.columns``).
+
+    ``values[name]``, for every name of ``TIMESERIES_COLUMNS``, holds that column's value for
+    each row; ``present[name]``, where given, a flag for each row: 0 where the row has no
+    value (None), whatever ``values`` holds there. A column held as an ``array.array`` of
+    its type (type code ``"d"`` for float64, a 4-byte signed one for ``gpu_index``, an 8-byte
+    unsigned one for ``clock_event_reasons``, flags as ``"B"``) is written without a copy,
+    and cannot grow while it is written; any other sequence is converted value by value.
+    """
+
+    @property
+    def values(self) -> Mapping[str, Sequence[Any]]: ...
+
+    @property
+    def present(self) -> Mapping[str, Sequence[int]]: ...
 
 
 def _table(samples: Sequence[PowerSample]) -> pa.Table:
@@ -44,17 +86,70 @@ def _table(samples: Sequence[PowerSample]) -> pa.Table:
     return pa.Table.from_pydict(columns, schema=TIMESERIES_SCHEMA)
 
 
+def _column_table(columns: TimeseriesColumns) -> pa.Table:
+    missing = [name for name in TIMESERIES_COLUMNS if name not in columns.values]
+    if missing:
+        raise ValueError(f"timeseries columns missing: {', '.join(missing)}")
+    rows = len(columns.values[TIMESERIES_COLUMNS[0]])
+    arrays = [
+        _arrow_column(field, columns.values[field.name], columns.present.get(field.name), rows)
+        for field in _FIELDS
+    ]
+    return pa.Table.from_arrays(arrays, schema=TIMESERIES_SCHEMA)
+
+
+def _arrow_column(
+    field: "pa.Field[Any]", values: Sequence[Any], present: Sequence[int] | None, rows: int
+) -> "pa.Array[Any]":
+    if len(values) != rows or (present is not None and len(present) != rows):
+        raise ValueError(f"timeseries column {field.name} does not have {rows} rows")
+    data = _shared(values, field.type) or pa.array(values, type=field.type)
+    if present is None:
+        return data
+    flags = _shared(present, pa.uint8()) or pa.array(present, type=pa.uint8())
+    has_value = pc.not_equal(flags, pa.scalar(0, pa.uint8()))
+    return cast("pa.Array[Any]", pc.if_else(has_value, data, pa.scalar(None, field.type)))
+
+
+def _shared(values: Sequence[Any], arrow_type: "pa.DataType") -> "pa.Array[Any] | None":
+    """``values`` as an Arrow array over the same memory, where it is an ``array.array``
+    laid out as ``arrow_type``; else None."""
+    if not isinstance(values, array) or values.itemsize * 8 != arrow_type.bit_width:
+        return None
+    if pa.types.is_floating(arrow_type):
+        codes = "fd"
+    elif pa.types.is_signed_integer(arrow_type):
+        codes = "bhilq"
+    else:
+        codes = "BHILQ"
+    if values.typecode not in codes:
+        return None
+    return pa.Array.from_buffers(arrow_type, len(values), [None, pa.py_buffer(values)])
+
+
 def _write(table: pa.Table, path: Path) -> None:
     with atomic_path(path) as temporary:
-        pq.write_table(table, temporary, compression=_COMPRESSION)
+        pq.write_table(
+            table,
+            temporary,
+            compression=_COMPRESSION,
+            # pyarrow takes a list of columns here; pyarrow-stubs types the argument as bool
+            use_dictionary=_DICTIONARY,  # type: ignore[arg-type]
+        )
 
 
-def write_timeseries(samples: Iterable[PowerSample], path: str | PathLike[str]) -> bool:
-    """Write ``samples`` to ``path`` atomically; returns False (writing nothing) if empty."""
-    rows = list(samples)
-    if not rows:
+def write_timeseries(
+    samples: Iterable[PowerSample] | TimeseriesColumns, path: str | PathLike[str]
+) -> bool:
+    """Write ``samples``, rows or columns, to ``path`` atomically; returns False (writing
+    nothing) if there are none."""
+    if isinstance(samples, TimeseriesColumns):
+        table = _column_table(samples)
+    else:
+        table = _table(list(samples))
+    if table.num_rows == 0:
         return False
-    _write(_table(rows), Path(path))
+    _write(table, Path(path))
     return True
 
 
