@@ -191,7 +191,7 @@ def test_the_current_fixture_records_where_the_model_was_placed() -> None:
 def _v1_2_with_rapl() -> dict[str, Any]:
     """The 1.2 fixture as a run that also read host RAPL (package + DRAM) would have been
     written then: every figure of the total, GPU and CPU energy added."""
-    document = json.loads((FIXTURES / "v1.2" / "result.json").read_text())
+    document: dict[str, Any] = json.loads((FIXTURES / "v1.2" / "result.json").read_text())
     rapl = {"rapl:example-host:package-0": 40.0, "rapl:example-host:dram-0": 10.0}
     process = document["process_results"][0]
     for uuid, joules in rapl.items():
