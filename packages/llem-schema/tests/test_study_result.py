@@ -142,6 +142,7 @@ def test_cycles_that_disagree_warn_what_was_seen_and_what_to_do() -> None:
     assert len(warned) == len(point.warnings)
     assert warned == {
         "total_energy_j",
+        "energy_j",  # the GPU energy, here all of it
         "energy_adjusted_j",
         "output_tokens_per_j",
         "energy_per_output_token_j",
@@ -161,6 +162,7 @@ def test_the_bootstrap_seed_follows_the_design_and_the_point() -> None:
     assert study == again
     expected = cycle_statistics([100.0, 130.0, 160.0], seed=point_seed(manifest.design_hash, 0))
     assert study.configurations[0].metrics["total_energy_j"] == expected
+    assert study.configurations[0].metrics["energy_j"] == expected  # GPU energy only here
     assert point_seed(manifest.design_hash, 0) != point_seed(manifest.design_hash, 2)
 
 

@@ -54,6 +54,7 @@ STUDY_RESULT_FILE: Final = "study.json"
 STUDY_METRICS: Final[Mapping[str, Callable[[ExperimentResult], float | None]]] = {
     "output_tokens_per_s": lambda r: r.output_tokens_per_s,
     "total_energy_j": lambda r: r.total_energy_j,
+    "energy_j": lambda r: r.scope_energy_j() if r.energy_scope else r.total_energy_j,
     "energy_adjusted_j": lambda r: r.energy_adjusted_j,
     "output_tokens_per_j": lambda r: r.efficiency.output_tokens_per_j,
     "energy_per_output_token_j": lambda r: r.efficiency.energy_per_output_token_j,
@@ -62,7 +63,9 @@ STUDY_METRICS: Final[Mapping[str, Callable[[ExperimentResult], float | None]]] =
     "e2e_median_ms": lambda r: r.latency.e2e.median_ms if r.latency.e2e else None,
     "duration_s": lambda r: r.duration_s,
 }
-"""The metrics summarised across cycles, each read from an :class:`ExperimentResult`."""
+"""The metrics summarised across cycles, each read from an :class:`ExperimentResult`.
+``energy_j`` is the energy the efficiency figures divide (the GPUs' where any was metered,
+see ``ExperimentResult.energy_scope``); ``total_energy_j`` adds host-wide CPU energy."""
 
 _HEX16: Final = r"^[0-9a-f]{16}$"
 
