@@ -216,6 +216,7 @@ class Workload:
                 input_ids=self.input_ids,
                 attention_mask=self.attention_mask,
                 max_new_tokens=self.new_tokens,
+                min_new_tokens=self.new_tokens,  # no row stops early and is padded
                 do_sample=False,
                 num_beams=1,
                 eos_token_id=None,  # EOS ignored: every call makes the same tokens
@@ -678,7 +679,11 @@ def run_check(quick: bool, command: str, save: Callable[[dict[str, Any]], None])
     work, result["model"] = load_workload(gpu_uuid)
     target: list[int | str] = [gpu_uuid] if gpu_uuid is not None else [0]
     meters = {
-        rate: EnergyMeter.create(EnergyConfig(source="nvml", sample_rate_hz=rate), gpus=target)
+        # own_pids None: on a sandboxed machine NVML's PIDs are the host's, so this process's
+        # own context could pass for foreign; the compute PIDs are still recorded
+        rate: EnergyMeter.create(
+            EnergyConfig(source="nvml", sample_rate_hz=rate), gpus=target, own_pids=lambda: None
+        )
         for rate in RATES_HZ
     }
     meter = meters[OVERHEAD_RATE_HZ]
@@ -736,7 +741,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--json", type=Path, default=Path("gpu_check.json"), help="where to write the figures"
     )
+    parser.add_argument(
+        "--require-gpu",
+        action="store_true",
+        help="fail (exit 2) instead of falling back to a simulated GPU",
+    )
     args = parser.parse_args(argv)
+    if args.require_gpu:
+        _, reason = find_gpu()
+        if reason is not None:
+            print(f"error: --require-gpu, but {reason}", file=sys.stderr)
+            return 2
     command = " ".join(["bench/gpu_check.py", *(sys.argv[1:] if argv is None else argv)])
     started_s = time.perf_counter()
     path: Path = args.json

@@ -117,3 +117,18 @@ def test_gpu_check_runs_simulated_without_a_gpu(tmp_path: Path, llem_env: dict[s
     assert baseline["busy_window_idle"] is False
     assert baseline["busy_window_problems"]
     assert 0 < document["wall_time_s"] < document["budget_s"]
+
+
+def test_require_gpu_refuses_the_simulated_path(tmp_path: Path, llem_env: dict[str, str]) -> None:
+    completed = subprocess.run(
+        [sys.executable, "bench/gpu_check.py", "--require-gpu", "--json", str(tmp_path / "x.json")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=llem_env | {"CUDA_VISIBLE_DEVICES": ""},
+        check=False,
+        cwd=ROOT,
+    )
+    assert completed.returncode == 2
+    assert completed.stderr.strip() == "error: --require-gpu, but torch sees no CUDA GPU"
+    assert not (tmp_path / "x.json").exists()

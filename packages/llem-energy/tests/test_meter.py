@@ -652,3 +652,46 @@ def test_a_later_baseline_replaces_what_an_earlier_one_warned(
         reading = window.stop()
     assert meter.baseline_warnings == []
     assert "baseline_not_idle" not in [w.code for w in reading.warnings]
+
+
+def test_a_burst_at_the_window_start_is_judged_over_a_whole_second() -> None:
+    from llem_energy.meter import _peaks_w
+
+    def row(t: float, w: float) -> PowerSample:
+        return PowerSample(timestamp_s=t, gpu_index=0, gpu_power_w=w, gpu_temperature_c=None)
+
+    burst = [row(i / 10, 900.0 if i < 6 else 600.0) for i in range(30)]  # 0.6 s of prefill
+    assert _peaks_w(burst, {0: "GPU-a"})["GPU-a"] == pytest.approx((6 * 900 + 5 * 600) / 11)
+
+
+def test_a_reading_the_columns_cannot_hold_is_a_read_error_and_the_meter_goes_on(
+    clock: ManualClock, no_rapl: Path
+) -> None:
+    fake = FakeNvml([_idle_gpu()], clock=clock)
+    with _meter(fake, clock, no_rapl) as meter:
+        fake.gpus[0].clock_event_reasons = lambda t: -1  # no mask is negative
+        window = meter.start()
+        clock.sleep(61.0)
+        reading = window.stop()
+        assert "sample_read_errors" in [w.code for w in reading.warnings]
+        fake.gpus[0].clock_event_reasons = lambda t: 0
+        again = meter.start()  # the meter is not left with a window open
+        clock.sleep(1.0)
+        assert again.stop().sample_count == 2
+
+
+def test_a_warm_start_is_warned_about_when_the_baseline_comes_from_the_cache(
+    clock: ManualClock, no_rapl: Path, tmp_path: Path
+) -> None:
+    gpu = _idle_gpu(temperature_c=32.0, temperature_rise_c_per_s=0.0)
+    fake = FakeNvml([gpu], clock=clock)
+    cached = BaselineConfig(duration_s=10.0, cache_ttl_s=3600.0)
+    with _meter(fake, clock, no_rapl) as meter:
+        meter.measure_baseline(cached, cache_dir=tmp_path, sleep=clock.sleep)
+    gpu.temperature_c = 75.0  # the next run of a study, straight after the last
+    with _meter(fake, clock, no_rapl) as meter:
+        found = meter.measure_baseline(cached, cache_dir=tmp_path, sleep=clock.sleep)
+        assert found["GPU-a"].method == "cached"
+        (warm,) = meter.baseline_warnings
+    assert warm.code == "start_temperature"
+    assert "started the run at 75 °C, 43 °C above its idle temperature of 32 °C" in warm.message

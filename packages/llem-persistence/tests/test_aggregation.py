@@ -698,3 +698,14 @@ def test_one_process_s_warnings_are_kept_as_they_are() -> None:
     result = aggregate_results([raw], effective_config=EFFECTIVE)
     # neither named by process nor marked as every process's
     assert result.measurement_warnings == [short_window(10.0), ecc]
+
+
+def test_a_window_that_measured_0_j_aggregates_without_an_adjusted_figure() -> None:
+    """A window shorter than the counter's update period can read 0 J: nothing clamped,
+    nothing to warn about, and no 0 J/token either."""
+    raw = example_raw_result(energy_j=0.0, baseline_power_w=5.0)
+    result = aggregate_results([raw], effective_config=EFFECTIVE)
+    assert (result.total_energy_j, result.energy_adjusted_j) == (0.0, 0.0)
+    assert result.efficiency.energy_per_output_token_adjusted_j is None
+    assert result.efficiency.output_tokens_per_j_adjusted is None
+    assert "baseline_clamped" not in [w.code for w in result.measurement_warnings]

@@ -193,8 +193,10 @@ class EnergyWindow:
             end_s = self._clock()
             end_time = datetime.now(UTC)
         finally:
-            result = self._sampler.stop()
-            meter.window_closed()
+            try:
+                result = self._sampler.stop()
+            finally:
+                meter.window_closed()  # a new window may open, whatever the sampler did
         at_end = meter.device_states()
         events_end = meter.clock_events()
         duration_s = max(0.0, end_s - self._origin_s)
@@ -478,14 +480,15 @@ def _peaks_w(samples: Sequence[PowerSample], uuids: Mapping[int, str]) -> dict[s
         first, total, best = 0, 0.0, None
         for last, (time_s, power_w) in enumerate(points):
             total += power_w
-            while time_s - points[first][0] > _PEAK_SPAN_S:
+            while time_s - points[first + 1][0] >= _PEAK_SPAN_S if first < last else False:
                 total -= points[first][1]
                 first += 1
-            if time_s - points[first][0] >= 0.5 * _PEAK_SPAN_S or last == len(points) - 1:
+            if time_s - points[first][0] >= _PEAK_SPAN_S:  # a whole second, no less
                 mean = total / (last - first + 1)
                 best = mean if best is None else max(best, mean)
-        if best is not None:
-            peaks[uuid] = best
+        if best is None:  # a window under a second: its mean
+            best = math.fsum(power_w for _, power_w in points) / len(points)
+        peaks[uuid] = best
     return peaks
 
 
@@ -768,6 +771,10 @@ class EnergyMeter:
             for gpu in self.gpus
             if (known := cache.idle_temperature_c(gpu.uuid, conditions[gpu.uuid])) is not None
         }
+        now_c = {s.uuid: s.temperature_c for s in self.device_states() if s.temperature_c}
+        warm = _warm_starts(now_c, idle_c)  # judged cached figure or not
+        self.baseline_warnings.extend(warm)
+        warm_ids = {w.figures["device"] for w in warm}
         found: dict[str, BaselineMeasurement] = {}
         for device_id in ids:
             cached = cache.load(device_id, conditions[device_id])
@@ -778,15 +785,12 @@ class EnergyMeter:
             reading = self._idle_reading(config, sleep)
             problems = idle_problems(reading, self.gpus)
             attempts = 1
-            if any(problems.get(device_id) for device_id in missing):
+            if any(problems.get(device_id) for device_id in missing):  # all measured again
                 logger.info("devices not idle at baseline (%s): measuring again", problems)
                 reading = self._idle_reading(config, sleep)
                 problems = idle_problems(reading, self.gpus)
                 attempts = 2
             temperatures = _mean_temperatures(reading.samples, self.gpus)
-            warm = _warm_starts(temperatures, idle_c)
-            self.baseline_warnings.extend(warm)
-            warm_ids = {w.figures["device"] for w in warm}
             for e in reading.energy:
                 if e.device_uuid not in missing or reading.duration_s <= 0.0:
                     continue

@@ -264,7 +264,8 @@ class PowerSampler:
                     self._columns.append(device.read_sample(timestamp_s))
                     if device.has_energy_counter:
                         self._note_counter(device.uuid, device.energy_mj(), timestamp_s)
-                except EnergyError as exc:
+                except (EnergyError, TypeError, OverflowError) as exc:  # also a reading
+                    # the columns cannot hold (a negative mask): that GPU's sample is lost
                     count, first = self._errors.get(device.uuid, (0, str(exc)))
                     self._errors[device.uuid] = (count + 1, first)
                     logger.debug("sample of GPU %d failed: %s", device.index, exc)

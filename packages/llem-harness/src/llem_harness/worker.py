@@ -294,7 +294,8 @@ def _run_pids(info: ModelInfo, context: WorkerContext) -> Callable[[], set[int] 
     server) for a single process. Unknown (None) where a model runs in a process llem did
     not start (a server it only sends to), and in a container, where NVML gives the host's
     PIDs and /proc the container's."""
-    if info.devices_unknown or in_container():
+    managed = info.details.get("managed") is True  # a server llem started: its child
+    if (info.devices_unknown and not managed) or in_container():
         return lambda: None
     root = os.getppid() if context.num_processes > 1 else os.getpid()
     return lambda: process_tree(root)

@@ -122,8 +122,9 @@ def aggregate_results(
     # Tokens of processes without energy over energy of the others would overstate efficiency.
     efficiency_j = None if unmeasured else scope_j
     efficiency_adjusted_j = None if unmeasured or breakdown is None else breakdown.adjusted_j
-    if breakdown is not None and breakdown.adjusted_j == 0.0 and breakdown.raw_j > 0.0:
+    if breakdown is not None and breakdown.adjusted_j == 0.0:
         efficiency_adjusted_j = None  # 0 J would read as infinitely efficient
+    if breakdown is not None and breakdown.adjusted_j == 0.0 and breakdown.raw_j > 0.0:
         notes.append(
             _note(
                 "baseline_clamped",

@@ -115,7 +115,11 @@ class ModelInfo(FrozenModel):
     )
     details: dict[str, JsonValue] = Field(
         default_factory=dict,
-        description="What else the backend tells of how it ran (a server's URL and version).",
+        description=(
+            "What else the backend tells of how it ran (a server's URL and version); "
+            "'managed': true says the model runs in a process the backend started, a child of "
+            "the worker, so its compute contexts are the run's own."
+        ),
     )
     warnings: list[str] = Field(
         default_factory=list,

@@ -90,8 +90,9 @@ class BaselineMeasurement(FrozenModel):
     attempts: NonNegativeInt | None = Field(
         default=None,
         description=(
-            "How often it was measured for this figure: 2 when the first did not look idle; "
-            "None for a cached or unavailable figure, or before schema 1.3."
+            "How often the devices were measured for this figure (together): 2 when one did "
+            "not look idle the first time; None for a cached or unavailable figure, or before "
+            "schema 1.3."
         ),
     )
     problems: list[str] = Field(

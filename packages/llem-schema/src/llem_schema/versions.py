@@ -210,13 +210,14 @@ def _result_1_3(document: dict[str, Any]) -> dict[str, Any]:
 def _withhold_clamped(document: dict[str, Any]) -> None:
     """1.2 gave 0 J/token where adjusted energy clamped to 0: withheld now, and said."""
     adjusted, efficiency = document.get("energy_adjusted_j"), document.get("efficiency")
-    total = document.get("total_energy_j")
-    if adjusted != 0 or not isinstance(efficiency, dict) or not total:
+    if adjusted != 0 or not isinstance(efficiency, dict):
         return
     document["efficiency"] = efficiency | {
         "output_tokens_per_j_adjusted": None,
         "energy_per_output_token_adjusted_j": None,
     }
+    if not document.get("total_energy_j"):
+        return  # nothing measured, nothing clamped
     clamped = {
         "code": "baseline_clamped",
         "message": (
