@@ -14,7 +14,6 @@ from typing import Final
 
 from llem_energy.sampler import SampleGap
 from llem_schema import (
-    WARNING_CODES,
     DeviceEnergy,
     MeasurementWarning,
     PowerSample,
@@ -98,9 +97,7 @@ def warning(
     code: str, message: str, **figures: float | int | str | bool | None
 ) -> MeasurementWarning:
     """A warning of ``code``, which must be one of ``llem_schema.WARNING_CODES``."""
-    if code not in WARNING_CODES:
-        raise ValueError(f"{code!r} is not a documented warning code (llem_schema.WARNING_CODES)")
-    return MeasurementWarning(code=code, message=message, figures=dict(figures))
+    return MeasurementWarning.of(code, message, **figures)
 
 
 def thermal_drift_c(samples: Iterable[PowerSample]) -> dict[int, float]:

@@ -40,7 +40,6 @@ from llem_schema import (
     measurement_config_hash,
 )
 from llem_schema.measurement import BaselineMethod
-from llem_schema.warning_codes import WARNING_CODES
 
 __all__ = ["AGGREGATION_METHOD", "MIN_OVERLAP_FRACTION", "aggregate_results"]
 
@@ -109,7 +108,7 @@ def aggregate_results(
     if devices and unmeasured:
         scope = "GPU" if gpus else "CPU"
         notes.append(
-            _note(
+            MeasurementWarning.of(
                 "processes_without_energy",
                 f"processes {_indices(unmeasured)} reported no {scope} energy: the energy "
                 "figures cover the other processes only, and no efficiency figure is given; "
@@ -126,7 +125,7 @@ def aggregate_results(
         efficiency_adjusted_j = None  # 0 J would read as infinitely efficient
     if breakdown is not None and breakdown.adjusted_j == 0.0 and breakdown.raw_j > 0.0:
         notes.append(
-            _note(
+            MeasurementWarning.of(
                 "baseline_clamped",
                 f"idle power over the window ({breakdown.baseline_energy_j:.1f} J) came to more "
                 f"than the energy measured ({breakdown.raw_j:.1f} J): adjusted energy is "
@@ -141,7 +140,7 @@ def aggregate_results(
     missing = [i for i in range(expected) if i not in {raw.process_index for raw in raws}]
     if missing:
         notes.append(
-            _note(
+            MeasurementWarning.of(
                 "incomplete",
                 f"incomplete: processes {_indices(missing)} of {expected} have no result; the "
                 "figures cover the processes that finished",
@@ -151,7 +150,7 @@ def aggregate_results(
     interrupted = [raw.process_index for raw in raws if raw.interrupted]
     if interrupted:
         notes.append(
-            _note(
+            MeasurementWarning.of(
                 "interrupted",
                 f"incomplete: the run was stopped before every request of processes "
                 f"{_indices(interrupted)} finished; the figures cover the requests that did",
@@ -165,11 +164,11 @@ def aggregate_results(
     )
     steady, steady_note = steady_state(raws, offsets, load, samples)
     if steady_note is not None:
-        notes.append(_note("no_steady_state", steady_note))
+        notes.append(MeasurementWarning.of("no_steady_state", steady_note))
     if request_metrics.failed_requests:
         first_error = next(r.error for raw in raws for r in raw.requests if r.error is not None)
         notes.append(
-            _note(
+            MeasurementWarning.of(
                 "failed_requests",
                 f"{request_metrics.failed_requests} of {request_metrics.requests} requests "
                 f"failed (first: {first_error}); latency and energy per request cover the "
@@ -181,7 +180,7 @@ def aggregate_results(
     overlap_ok = _overlap_verified(raws)
     if not overlap_ok:
         notes.append(
-            _note(
+            MeasurementWarning.of(
                 "window_overlap",
                 f"processes did not run together for at least {MIN_OVERLAP_FRACTION:.0%} of "
                 "the shortest one: the window and throughput span idle gaps; check for "
@@ -193,7 +192,7 @@ def aggregate_results(
     skew_limit_s = max(MAX_SKEW_S, MAX_SKEW_FRACTION * duration_s)
     if max(start_skew_s or 0.0, end_skew_s or 0.0) > skew_limit_s:
         notes.append(
-            _note(
+            MeasurementWarning.of(
                 "window_skew",
                 f"the processes' windows started {start_skew_s or 0.0:.3f} s and ended "
                 f"{end_skew_s or 0.0:.3f} s apart (more than {skew_limit_s:.3f} s): their "
@@ -369,7 +368,7 @@ def _distinct_devices(
     }
     for uuid, procs in sorted(shared_gpus.items()):
         notes.append(
-            _note(
+            MeasurementWarning.of(
                 "shared_device",
                 f"device {uuid} was measured by processes {_indices(procs)}; its energy is "
                 "counted once; give each process its own device",
@@ -475,11 +474,6 @@ def _throttle(infos: Sequence[ThermalThrottleInfo]) -> ThermalThrottleInfo | Non
         temperature_start_c=max(starts) if starts else None,
         temperature_peak_c=max(peaks) if peaks else None,
     )
-
-
-def _note(code: str, message: str, **figures: JsonValue) -> MeasurementWarning:
-    assert code in WARNING_CODES, code
-    return MeasurementWarning(code=code, message=message, figures=figures)
 
 
 _TEXT_IS_SUBJECT: Final = frozenset({"backend", "unclassified"})

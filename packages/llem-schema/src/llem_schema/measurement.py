@@ -385,5 +385,17 @@ class MeasurementWarning(FrozenModel):
         description="The figures the warning was judged from (device, measured value, limit).",
     )
 
+    @classmethod
+    def of(cls, code: str, message: str, **figures: JsonValue) -> Self:
+        """A warning llem gives: ``code`` must be one of the documented ones
+        (:data:`~llem_schema.WARNING_CODES`); a result read from a newer llem may hold others."""
+        from llem_schema.warning_codes import WARNING_CODES
+
+        if code not in WARNING_CODES:
+            raise ValueError(
+                f"{code!r} is not a documented warning code (llem_schema.WARNING_CODES)"
+            )
+        return cls(code=code, message=message, figures=figures)
+
     def __str__(self) -> str:
         return self.message
