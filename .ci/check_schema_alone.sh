@@ -53,3 +53,32 @@ assert len(result.process_results) == 2
 print(f"llem-schema alone read {directory.name}: {result.total_energy_j} J, "
       f"{result.output_tokens} output tokens, schema {result.schema_version}")
 PY
+
+# llem-store beside it, and nothing more: it indexes that result and queries it
+uv pip install --quiet --no-deps --python "$work/venv/bin/python" "$dist"/llem_store-*.whl
+installed=$(uv pip freeze --quiet --python "$work/venv/bin/python" | sed -E 's/[ =@].*//' | sort)
+expected=$( (echo "$expected"; echo llem-store) | sort)
+if [ "$expected" != "$installed" ]; then
+  echo "FAIL llem-store needs more than llem-schema:" >&2
+  diff <(echo "$expected") <(echo "$installed") >&2 || true
+  exit 1
+fi
+
+"$work/venv/bin/python" - "$work/results" <<'PY'
+import importlib.util
+import sys
+from pathlib import Path
+
+from llem_store import ExperimentFilter, ResultStore
+
+for heavy in ("pyarrow", "numpy", "torch", "typer", "rich"):
+    assert importlib.util.find_spec(heavy) is None, f"{heavy} is importable next to llem-store"
+root = Path(sys.argv[1])
+with ResultStore(root / "llem.db") as store:
+    report = store.import_tree(root)
+    assert len(report.added) == 1, report
+    (summary,) = store.list_experiments(ExperimentFilter(statuses=None), sort="tokens_per_j")
+    assert store.count_experiments() == 1
+print(f"llem-store alone indexed and listed {summary.experiment_id}: {summary.energy_j} J "
+      f"({summary.energy_scope}), {summary.requests} requests")
+PY

@@ -16,6 +16,7 @@ EXPECTED = {
     "llem",
     "llem-schema",
     "llem-persistence",
+    "llem-store",
     "llem-energy",
     "llem-harness",
     "llem-backend-pytorch",
@@ -31,15 +32,17 @@ ONLY_IN = {
 }
 # requirement -> distributions that must not declare it (extras aside): nothing of llem
 # requires a backend, which llem finds by entry point; llem-schema stays pydantic only
+BACKENDS = {"llem-backend-pytorch", "llem-backend-openai"}
+LLEM_ITSELF = EXPECTED - BACKENDS - {"llem-schema"}
 NEVER_IN = {
-    "pyarrow": {"llem-schema"},
-    "llem-backend-pytorch": {"llem", "llem-harness", "llem-energy", "llem-persistence"},
-    "llem-backend-openai": {"llem", "llem-harness", "llem-energy", "llem-persistence"},
+    "pyarrow": {"llem-schema", "llem-store"},
+    "llem-backend-pytorch": LLEM_ITSELF,
+    "llem-backend-openai": LLEM_ITSELF,
     "typer": {"llem-harness"},
     "rich": {"llem-harness"},
 }
 # distribution -> its complete set of requirements
-EXACTLY = {"llem-schema": {"pydantic"}}
+EXACTLY = {"llem-schema": {"pydantic"}, "llem-store": {"llem-schema"}}
 
 
 def normalize(name: str) -> str:

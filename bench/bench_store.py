@@ -14,17 +14,25 @@
     experiments): list (completed, newest first, 50), filtered by model, by backend and start
     date, by minimum tokens per joule, sorted by tokens per joule, count, get by id and by a
     prefix, compare of 10, per-request statistics of one. Target: each under 50 ms.
-(3) Export of one 1,000-request result through ``llem_persistence.export`` to xlsx (summary,
-    per-request, config and warnings sheets, chart) and csv (one summary row), from a loaded
-    result, and loaded from its directory first (what ``llem results export`` does).
-    Baseline: ``json.loads`` and the same summary scalars and request rows written with bare
-    xlsxwriter (constant memory, no formats) and ``csv.writer``. Target: each under 2 s.
-(4) ``llem results list --db DB`` over the ingested store, the installed console script run as
-    a subprocess (wall time). Baselines: ``python -c`` running the same SELECT with
-    ``sqlite3`` and printing the rows, and ``python -c pass``. Target: under 0.5 s, without
-    importing torch. The modules it loads (torch, pyarrow, pydantic, ...) and who imports
-    them come from ``python -X importtime``. While the command does not exist yet, its rows
-    say ``n/a`` with the reason.
+(3) Export. One result of 1,000 requests through ``llem_persistence.export`` to xlsx (summary,
+    per-request, config and warnings sheets, chart) and csv (one summary row), loaded and
+    loaded from its directory first; target: each under 2 s. Then ``llem results export
+    --all`` of the tree's first 1,000 results (100 requests each): ``ExperimentResult.from_json``
+    one at a time streamed into ``export``, to csv, parquet and xlsx; targets (issue 14): csv
+    and parquet under 2 s, xlsx under 10 s. Baselines: ``json.loads`` of the same files and the
+    summary scalars (every scalar outside the lists, nested objects flattened) written with
+    bare ``csv.writer``, pyarrow (``Table.from_pylist``, zstd) and xlsxwriter (constant memory,
+    ``write_row``, the request rows too). Two more rows split the xlsx export: ``from_json``
+    alone, and ``from_json`` with every row of llem's workbook built but nothing written.
+(4) ``llem results list --db DB`` (one page of 50) and ``llem results list --limit 0 --json --db
+    DB`` (every completed experiment) over the ingested store, the installed console script
+    run as a subprocess (wall time), with bytecode cached and, where PYTHONDONTWRITEBYTECODE
+    is set, as is. Targets (issue 14): under 0.3 s and 0.6 s with bytecode cached, without
+    importing torch. Baselines: ``python -c`` running the same SELECT and printing the rows
+    (``json.dumps(indent=2)`` of a dict per row for ``--json``), ``python -c pass``, and the
+    floors ``import llem.cli`` and ``import llem.cli, typer._adapters`` (typer's pydantic).
+    The modules it loads (torch, pyarrow, pydantic, ...) and who imports them come from
+    ``python -X importtime``. If the command fails, its rows say ``n/a`` with the reason.
 
 Setup is not timed. The result tree is built from a few templates made with
 ``llem_schema.testing`` (each a valid ``ExperimentResult``) and written 10,000 times with only
@@ -32,16 +40,19 @@ ids, names, models, backends and times changed (nothing any validator checks); a
 loaded back with ``ExperimentResult.from_json`` to prove it. With ``--workdir`` the tree is kept
 there and reused by later runs. Each measurement: one warm-up (ingest: none), then rounds
 alternating the baseline and llem; the table shows the median and the spread (max - min).
-``--profile N`` adds a cProfile split of ``import_tree`` over N results (where ingest time goes).
+``--profile N`` adds a cProfile split of ``import_tree`` over N results (where ingest time goes),
+``--profile-export N`` one of the xlsx export of N results.
 
 Run: uv run --frozen python bench/bench_store.py [--experiments N] [--requests-per-experiment R]
-     [--workdir DIR] [--repeat K] [--ingest-rounds K] [--profile N]
+     [--workdir DIR] [--repeat K] [--ingest-rounds K] [--bulk-exports N] [--export-rounds K]
+     [--profile N] [--profile-export N]
 """
 
 import argparse
 import contextlib
 import cProfile
 import csv
+import functools
 import gc
 import hashlib
 import json
@@ -56,21 +67,31 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import openpyxl
+import pyarrow as pa
+import pyarrow.parquet as pq
 import xlsxwriter
 
-from llem_persistence import ResultStore, export
-from llem_persistence.exporters import SUMMARY_COLUMN_NAMES
-from llem_persistence.store._schema import MIGRATIONS
+from llem_persistence import export
 from llem_schema import ExperimentResult
 from llem_schema.ids import model_slug, timestamp_slug
+from llem_schema.tabular import (
+    REQUEST_COLUMNS,
+    SUMMARY_COLUMN_NAMES,
+    each_request,
+    flatten_config,
+    row_values,
+    summary_row,
+)
 from llem_schema.testing import example_config, example_raw_result, example_result
+from llem_store import ExperimentFilter, ResultStore
+from llem_store.migrations import MIGRATIONS
 
 EXPERIMENTS = 10_000
 REQUESTS = 100
@@ -84,7 +105,11 @@ COMPARE_COUNT = 10
 INGEST_TARGET_S = 20.0
 QUERY_TARGET_S = 0.050
 EXPORT_TARGET_S = 2.0
-CLI_TARGET_S = 0.5
+BULK_EXPORTS = 1_000
+EXPORT_ROUNDS = 5
+BULK_EXPORT_TARGET_S = {"csv": 2.0, "parquet": 2.0, "xlsx": 10.0}
+CLI_TARGET_S = 0.3
+CLI_JSON_TARGET_S = 0.6
 
 TREE_FORMAT = 1  # bump when the generated tree changes, so a cached one is rebuilt
 TEMPLATES = 12  # the last one is an incomplete run (1 of 2 processes)
@@ -498,7 +523,7 @@ def bench_ingest(root: Path, work: Path, experiments: int, rounds: int) -> tuple
 
 
 def summary_columns() -> str:
-    from llem_persistence.store.models import SUMMARY_FIELDS
+    from llem_store.models import SUMMARY_FIELDS
 
     return ", ".join(SUMMARY_FIELDS)
 
@@ -533,13 +558,15 @@ def bench_queries(db: Path, repeat: int, experiments: int) -> list[Row]:
             ),
             (
                 f"list: model {FILTER_MODEL!r}",
-                lambda: store.list_experiments(model=FILTER_MODEL, limit=LIST_LIMIT),
+                lambda: store.list_experiments(
+                    ExperimentFilter(model=FILTER_MODEL), limit=LIST_LIMIT
+                ),
                 sql(f"{completed} AND model LIKE ? {newest}", f"%{FILTER_MODEL}%"),
             ),
             (
                 f"list: backend {FILTER_BACKEND!r} since {since:%Y-%m-%d}",
                 lambda: store.list_experiments(
-                    backend=FILTER_BACKEND, since=since, limit=LIST_LIMIT
+                    ExperimentFilter(backend=FILTER_BACKEND, since=since), limit=LIST_LIMIT
                 ),
                 sql(
                     f"{completed} AND backend LIKE ? AND created_at >= ? {newest}",
@@ -549,7 +576,9 @@ def bench_queries(db: Path, repeat: int, experiments: int) -> list[Row]:
             ),
             (
                 f"list: tokens/J >= {threshold:.2f}",
-                lambda: store.list_experiments(min_output_tokens_per_j=threshold, limit=LIST_LIMIT),
+                lambda: store.list_experiments(
+                    ExperimentFilter(min_output_tokens_per_j=threshold), limit=LIST_LIMIT
+                ),
                 sql(f"{completed} AND output_tokens_per_j >= ? {newest}", threshold),
             ),
             (
@@ -637,50 +666,84 @@ def check(name: str, mine: Sequence[Any], theirs: Sequence[Any]) -> None:
 # -- (3) export ------------------------------------------------------------------------------
 
 
-def plain_export_xlsx(doc: dict[str, Any], path: Path) -> None:
-    """Bare xlsxwriter: the top-level scalars on one sheet, the request rows on another."""
+def plain_scalars(doc: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The bare baselines' summary row: every scalar of a ``result.json`` outside its lists,
+    nested objects flattened (``latency_ttft_p95_ms``, ``effective_config_decoder_mode``)."""
+    scalars: dict[str, Any] = {}
+    for key, value in doc.items():
+        if isinstance(value, dict):
+            scalars |= plain_scalars(value, f"{prefix}{key}_")
+        elif not isinstance(value, list):
+            scalars[prefix + key] = value
+    return scalars
+
+
+PLAIN_REQUEST_HEADER = ("experiment_id", "process_index", "request_index", "batch_index")
+
+
+def plain_request_rows(doc: dict[str, Any]) -> Iterator[list[Any]]:
+    """The bare baselines' per-request rows: the ten values of llem's requests sheet."""
+    experiment_id = doc["experiment_id"]
+    for process in doc["process_results"]:
+        index = process["process_index"]
+        for r in process["requests"]:
+            gaps, out = r["itl_ms"], r["output_tokens"]
+            yield [
+                experiment_id,
+                index,
+                r["request_index"],
+                r["batch_index"],
+                r["input_tokens"],
+                out,
+                r["ttft_ms"],
+                r["e2e_ms"],
+                math.fsum(gaps) / len(gaps) if gaps else None,
+                (r["e2e_ms"] - r["ttft_ms"]) / (out - 1) if out > 1 else None,
+            ]
+
+
+def plain_xlsx(docs: Iterable[dict[str, Any]], path: Path) -> None:
+    """Bare xlsxwriter (constant memory, ``write_row``, no formats): the summary scalars on
+    one sheet, the request rows on another."""
     workbook = xlsxwriter.Workbook(str(path), {"constant_memory": True})
     summary = workbook.add_worksheet("summary")
-    scalars = {k: v for k, v in doc.items() if not isinstance(v, dict | list)}
-    summary.write_row(0, 0, list(scalars))
-    summary.write_row(1, 0, list(scalars.values()))
-    sheet = workbook.add_worksheet("per-request")
-    sheet.write_row(0, 0, ["experiment_id", "process_index", "request_index", "batch_index"])
-    line = 1
-    for process in doc["process_results"]:
-        for r in process["requests"]:
-            gaps = r["itl_ms"]
-            sheet.write_row(
-                line,
-                0,
-                [
-                    doc["experiment_id"],
-                    process["process_index"],
-                    r["request_index"],
-                    r["batch_index"],
-                    r["input_tokens"],
-                    r["output_tokens"],
-                    r["ttft_ms"],
-                    r["e2e_ms"],
-                    math.fsum(gaps) / len(gaps) if gaps else None,
-                    (r["e2e_ms"] - r["ttft_ms"]) / (r["output_tokens"] - 1)
-                    if r["output_tokens"] > 1
-                    else None,
-                ],
-            )
+    requests = workbook.add_worksheet("per-request")
+    requests.write_row(0, 0, PLAIN_REQUEST_HEADER)
+    header: list[str] = []
+    line = 0
+    for row, doc in enumerate(docs, start=1):
+        scalars = plain_scalars(doc)
+        if not header:
+            header = list(scalars)
+            summary.write_row(0, 0, header)
+        summary.write_row(row, 0, [scalars.get(key) for key in header])
+        for values in plain_request_rows(doc):
             line += 1
+            requests.write_row(line, 0, values)
     workbook.close()
 
 
-def plain_export_csv(doc: dict[str, Any], path: Path) -> None:
-    scalars = {k: v for k, v in doc.items() if not isinstance(v, dict | list)}
+def plain_csv(docs: Iterable[dict[str, Any]], path: Path) -> None:
+    """Bare ``csv.writer``: the summary scalars, one row a result."""
     with path.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(scalars)
-        writer.writerow(scalars.values())
+        header: list[str] = []
+        for doc in docs:
+            scalars = plain_scalars(doc)
+            if not header:
+                header = list(scalars)
+                writer.writerow(header)
+            writer.writerow([scalars.get(key) for key in header])
+
+
+def plain_parquet(docs: Iterable[dict[str, Any]], path: Path) -> None:
+    """Bare pyarrow: the summary scalars as a table (types inferred), zstd as llem writes."""
+    table = pa.Table.from_pylist([plain_scalars(doc) for doc in docs])
+    pq.write_table(table, path, compression="zstd")
 
 
 def bench_export(directory: Path, work: Path, repeat: int) -> list[Row]:
+    """One result of EXPORT_REQUESTS requests, to xlsx and csv."""
     out = work / "export"
     out.mkdir(exist_ok=True)
     result = ExperimentResult.from_json(directory)
@@ -689,13 +752,13 @@ def bench_export(directory: Path, work: Path, repeat: int) -> list[Row]:
     doc = json.loads(text)
     xlsx, csv_file = out / "llem.xlsx", out / "llem.csv"
     cases: dict[str, Callable[[], object]] = {
-        "plain_xlsx": lambda: plain_export_xlsx(doc, out / "plain.xlsx"),
+        "plain_xlsx": lambda: plain_xlsx([doc], out / "plain.xlsx"),
         "llem_xlsx": lambda: export([result], xlsx),
-        "plain_csv": lambda: plain_export_csv(doc, out / "plain.csv"),
+        "plain_csv": lambda: plain_csv([doc], out / "plain.csv"),
         "llem_csv": lambda: export([result], csv_file),
-        "plain_load_xlsx": lambda: plain_export_xlsx(json.loads(text), out / "plain.xlsx"),
+        "plain_load_xlsx": lambda: plain_xlsx([json.loads(text)], out / "plain.xlsx"),
         "llem_load_xlsx": lambda: export([ExperimentResult.from_json(directory)], xlsx),
-        "plain_load_csv": lambda: plain_export_csv(json.loads(text), out / "plain.csv"),
+        "plain_load_csv": lambda: plain_csv([json.loads(text)], out / "plain.csv"),
         "llem_load_csv": lambda: export([ExperimentResult.from_json(directory)], csv_file),
     }
     times = alternate(cases, repeat)
@@ -711,28 +774,128 @@ def bench_export(directory: Path, work: Path, repeat: int) -> list[Row]:
     label = f"{requests:,}-request result"
     return [
         Row(
-            f"export xlsx, {label} (loaded)",
+            f"export xlsx, one {label} (loaded)",
             times["llem_xlsx"],
             times["plain_xlsx"],
             EXPORT_TARGET_S,
         ),
         Row(
-            f"export csv, {label} (loaded; one summary row)",
+            f"export csv, one {label} (loaded; one summary row)",
             times["llem_csv"],
             times["plain_csv"],
             EXPORT_TARGET_S,
         ),
         Row(
-            f"from_json + export xlsx, {label}",
+            f"from_json + export xlsx, one {label}",
             times["llem_load_xlsx"],
             times["plain_load_xlsx"],
             EXPORT_TARGET_S,
         ),
         Row(
-            f"from_json + export csv, {label}",
+            f"from_json + export csv, one {label}",
             times["llem_load_csv"],
             times["plain_load_csv"],
             EXPORT_TARGET_S,
+        ),
+    ]
+
+
+def llem_rows(result: ExperimentResult) -> int:
+    """Every value llem's xlsx export writes for ``result``, built and dropped."""
+    cells = len(summary_row(result))
+    for request in each_request(result):
+        cells += len(row_values(REQUEST_COLUMNS, request))
+    for _setting in flatten_config(result.effective_config):
+        cells += 3
+    return cells
+
+
+def bench_bulk_export(root: Path, work: Path, count: int, rounds: int) -> list[Row]:
+    """``llem results export --all`` of ``count`` results: each ``result.json`` loaded with
+    ``ExperimentResult.from_json`` one at a time, streamed into ``llem_persistence.export``
+    (the command's ``_load``; its store query, a few ms, is left out)."""
+    out = work / "bulk-export"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    directories = sorted(p for p in root.iterdir() if p.is_dir())[:count]
+
+    def results() -> Iterator[ExperimentResult]:
+        for directory in directories:
+            yield ExperimentResult.from_json(directory)
+
+    def docs() -> Iterator[dict[str, Any]]:
+        for directory in directories:
+            yield json.loads((directory / "result.json").read_bytes())
+
+    def plain(write: Callable[[Iterable[dict[str, Any]], Path], None], kind: str) -> None:
+        write(docs(), out / f"p.{kind}")
+
+    def llem(kind: str) -> None:
+        export(results(), out / f"llem.{kind}")
+
+    cases: dict[str, Callable[[], object]] = {
+        "plain_load": lambda: sum(1 for _ in docs()),
+        "llem_load": lambda: sum(1 for _ in results()),
+        "llem_rows": lambda: sum(llem_rows(result) for result in results()),
+    }
+    for kind, write in (("csv", plain_csv), ("parquet", plain_parquet), ("xlsx", plain_xlsx)):
+        cases[f"plain_{kind}"] = functools.partial(plain, write, kind)
+        cases[f"llem_{kind}"] = functools.partial(llem, kind)
+    times = alternate(cases, rounds)
+    # What was timed wrote what it should: read the files back.
+    requests = sum(len(p["requests"]) for d in docs() for p in d["process_results"])
+    with (out / "llem.csv").open(encoding="utf-8", newline="") as handle:
+        lines = list(csv.reader(handle))
+    assert len(lines) == count + 1, len(lines)
+    assert lines[0] == list(SUMMARY_COLUMN_NAMES), lines[0][:3]
+    assert pq.read_metadata(out / "llem.parquet").num_rows == count
+    book = openpyxl.load_workbook(out / "llem.xlsx", read_only=True)
+    assert book["summary"].max_row == count + 1, book["summary"].max_row
+    assert book["per-request"].max_row == requests + 1, book["per-request"].max_row
+    book.close()
+    with (out / "p.csv").open(encoding="utf-8", newline="") as handle:
+        plain_columns = len(next(csv.reader(handle)))
+    cells = llem_rows(next(results())) * count
+    shutil.rmtree(out)
+    label = f"{count:,} results x {requests // count:,} requests"
+    return [
+        Row(
+            f"export --all csv, {label} (from_json each, streamed)",
+            times["llem_csv"],
+            times["plain_csv"],
+            BULK_EXPORT_TARGET_S["csv"],
+            f"baseline: json.loads + csv.writer of {plain_columns} flattened scalars a result "
+            f"(llem: {len(SUMMARY_COLUMN_NAMES)} summary columns)",
+        ),
+        Row(
+            f"export --all parquet, {label}",
+            times["llem_parquet"],
+            times["plain_parquet"],
+            BULK_EXPORT_TARGET_S["parquet"],
+            "baseline: json.loads + pyarrow Table.from_pylist + write_table (zstd)",
+        ),
+        Row(
+            f"export --all xlsx, {label}",
+            times["llem_xlsx"],
+            times["plain_xlsx"],
+            BULK_EXPORT_TARGET_S["xlsx"],
+            "baseline: json.loads + bare xlsxwriter (constant memory, write_row): the "
+            "summary scalars and the request rows; llem also writes the config and warnings "
+            f"sheets, formats, colour scales and a chart (about {cells:,} cells in all)",
+        ),
+        Row(
+            f"xlsx, part: from_json of the {count:,} (nothing exported)",
+            times["llem_load"],
+            times["plain_load"],
+            None,
+            "baseline: json.loads of the same files",
+        ),
+        Row(
+            "xlsx, part: from_json + the rows of llem's xlsx built (nothing written)",
+            times["llem_rows"],
+            times["plain_load"],
+            None,
+            "summary_row, REQUEST_COLUMNS over each_request, flatten_config; baseline: json.loads",
         ),
     ]
 
@@ -840,34 +1003,67 @@ def probe_imports(db: Path, env: dict[str, str]) -> tuple[Imports, int | str | N
     return imports, code
 
 
+def plain_json() -> str:
+    """The ``--limit 0 --json`` baseline: the same SELECT, ``json.dumps(indent=2)`` of a dict
+    per row."""
+    return (
+        "import json, sqlite3, sys\n"
+        "connection = sqlite3.connect(sys.argv[1])\n"
+        f'cursor = connection.execute("SELECT {summary_columns()} FROM experiments '
+        "WHERE status = 'completed' ORDER BY created_at DESC, experiment_id DESC\")\n"
+        "names = [column[0] for column in cursor.description]\n"
+        "print(json.dumps([dict(zip(names, row)) for row in cursor], indent=2))\n"
+    )
+
+
 def bench_cli(db: Path, work: Path, repeat: int) -> tuple[list[Row], list[str]]:
-    command = [*llem_command(), "results", "list", "--db", str(db)]
-    shown = " ".join(["llem", *command[-4:-1], "DB"])
-    plain = [sys.executable, "-c", PLAIN_LIST, str(db)]
-    nothing = [sys.executable, "-c", "pass"]
-    skeleton = [sys.executable, "-c", "import llem.cli"]
+    script = llem_command()
+    listing = [*script, "results", "list", "--db", str(db)]
+    everything = [*script, "results", "list", "--limit", "0", "--json", "--db", str(db)]
+    shown = "llem results list --db DB"
+    shown_json = "llem results list --limit 0 --json --db DB"
     pycache = work / "pycache"
     shutil.rmtree(pycache, ignore_errors=True)
     cached = python_env(pycache)
     as_is = python_env(None)
     no_bytecode = bool(os.environ.get("PYTHONDONTWRITEBYTECODE"))
+    commands = {
+        "pass": [sys.executable, "-c", "pass"],
+        "plain": [sys.executable, "-c", PLAIN_LIST, str(db)],
+        "plain_json": [sys.executable, "-c", plain_json(), str(db)],
+        "skeleton": [sys.executable, "-c", "import llem.cli"],
+        "typer_floor": [sys.executable, "-c", "import llem.cli, typer._adapters"],
+        "llem": listing,
+        "llem_json": everything,
+    }
     notes: list[str] = []
-    probe = run(command, cached)
-    available = probe.returncode == 0
+    probe = run(listing, cached)
+    probe_json = run(everything, cached)
+    available = probe.returncode == 0 and probe_json.returncode == 0
+    if available:
+        with contextlib.closing(sqlite3.connect(db)) as connection:
+            (completed,) = connection.execute(
+                "SELECT count(*) FROM experiments WHERE status = 'completed'"
+            ).fetchone()
+        listed = json.loads(probe_json.stdout)
+        assert len(listed) == completed, (len(listed), completed)
+        expected = json.loads(run(commands["plain_json"], cached).stdout)
+        assert [r["experiment_id"] for r in listed] == [r["experiment_id"] for r in expected]
+        notes.append(
+            f"`{shown}` printed {len(probe.stdout.splitlines())} lines; `{shown_json}` "
+            f"{len(probe_json.stdout) / 1e6:.1f} MB ({completed:,} experiments)"
+        )
+    else:
+        notes.append(f"`{shown}` not measured: {failure(probe)}; {failure(probe_json)}")
+        for name in ("llem", "llem_json"):
+            del commands[name]
     cases: dict[str, Callable[[], object]] = {
-        "pass": lambda: run(nothing, cached),
-        "plain": lambda: run(plain, cached),
-        "skeleton": lambda: run(skeleton, cached),
+        name: functools.partial(run, command, cached) for name, command in commands.items()
     }
     if no_bytecode:
-        cases["as_is_plain"] = lambda: run(plain, as_is)
-    if available:
-        cases["llem"] = lambda: run(command, cached)
-        if no_bytecode:
-            cases["as_is_llem"] = lambda: run(command, as_is)
-        notes.append(f"`{shown}` printed {len(probe.stdout.splitlines())} lines")
-    else:
-        notes.append(f"`{shown}` not measured: {failure(probe)}")
+        for name in ("plain", "plain_json", "llem", "llem_json"):
+            if name in commands:
+                cases[f"as_is_{name}"] = functools.partial(run, commands[name], as_is)
     times = alternate(cases, repeat)
     rows = [
         Row(
@@ -883,21 +1079,43 @@ def bench_cli(db: Path, work: Path, repeat: int) -> tuple[list[Row], list[str]]:
             times["pass"],
             CLI_TARGET_S,
         ),
-        Row("python -c 'import llem.cli' (the CLI's floor)", times["skeleton"], times["pass"]),
-        Row("python -c sqlite3 SELECT + print (baseline)", times["plain"], times["pass"]),
+        Row(
+            f"`{shown_json}`, bytecode cached (baseline: python -c SELECT + json.dumps)",
+            times.get("llem_json"),
+            times["plain_json"],
+            CLI_JSON_TARGET_S,
+            "baseline: the same SELECT of every completed experiment, json.dumps(indent=2) "
+            "of a dict per row, printed",
+        ),
     ]
     if no_bytecode:
-        rows.insert(
-            2,
+        rows += [
             Row(
                 f"`{shown}`, this environment as is (baseline: the same SELECT)",
                 times.get("as_is_llem"),
                 times["as_is_plain"],
-                CLI_TARGET_S,
+                None,
                 "PYTHONDONTWRITEBYTECODE=1 is set here and the venv holds no __pycache__, so "
                 "every third-party and llem module is compiled from source at each start",
             ),
-        )
+            Row(
+                f"`{shown_json}`, this environment as is (baseline: the same)",
+                times.get("as_is_llem_json"),
+                times["as_is_plain_json"],
+            ),
+        ]
+    rows += [
+        Row("python -c 'import llem.cli' (the CLI's floor)", times["skeleton"], times["pass"]),
+        Row(
+            "python -c 'import llem.cli, typer._adapters' (+ typer's pydantic)",
+            times["typer_floor"],
+            times["pass"],
+            None,
+            "typer 0.29 imports typer._adapters (pydantic) to coerce any option that is not a "
+            "bool flag, so every command with one pays this floor",
+        ),
+        Row("python -c sqlite3 SELECT + print (baseline)", times["plain"], times["pass"]),
+    ]
     imports, code = probe_imports(db, cached)
     if available and code == 0:
         heavy = [m for m in HEAVY_MODULES if m in imports.loaded]
@@ -921,14 +1139,18 @@ def bench_cli(db: Path, work: Path, repeat: int) -> tuple[list[Row], list[str]]:
     return rows, notes
 
 
-# -- where ingest time goes ------------------------------------------------------------------
+# -- where ingest and export time goes -------------------------------------------------------
 
-PROFILE_PARTS: dict[str, tuple[tuple[str, str], ...]] = {
+ProfileParts = dict[str, tuple[tuple[str, str], ...]]
+"""Each part: (file suffix, function name) pairs whose cumulative time it sums; the name
+``*`` sums the own time of every function of that file instead."""
+
+INGEST_PROFILE_PARTS: ProfileParts = {
     "ExperimentResult.from_json (read + pydantic validation)": (("result.py", "from_json"),),
-    "row building (_rows.py)": (
-        ("_rows.py", "experiment_row"),
-        ("_rows.py", "request_rows"),
-        ("_rows.py", "warning_rows"),
+    "row building (rows.py)": (
+        ("rows.py", "experiment_row"),
+        ("rows.py", "requests_table_rows"),
+        ("rows.py", "warnings_table_rows"),
     ),
     "sqlite statements (execute/executemany, BEGIN/COMMIT)": (
         ("~", "<method 'execute' of 'sqlite3.Connection' objects>"),
@@ -940,11 +1162,64 @@ PROFILE_PARTS: dict[str, tuple[tuple[str, str], ...]] = {
         ("~", "<method 'hexdigest' of '_hashlib.HASH' objects>"),
     ),
     "paths (_result_dir, _stored_path)": (
-        ("store.py", "_result_dir"),
-        ("store.py", "_stored_path"),
+        ("ingest.py", "_result_dir"),
+        ("connection.py", "_stored_path"),
     ),
-    "directory walk (_result_dirs)": (("store.py", "_result_dirs"),),
+    "directory walk (result_dirs)": (("_sqlite.py", "result_dirs"),),
 }
+
+EXPORT_PROFILE_PARTS: ProfileParts = {
+    "ExperimentResult.from_json (read + pydantic validation)": (("result.py", "from_json"),),
+    "row values (row_values: the summary's and the requests' column getters)": (
+        ("columns.py", "row_values"),
+    ),
+    "each_request (a RequestRow per request)": (("requests.py", "each_request"),),
+    "config rows (flatten_config)": (("config.py", "flatten_config"),),
+    "xlsxwriter: cell writes (write_*, rows flushed as XML)": (
+        ("xlsxwriter/worksheet.py", "cell_wrapper"),
+    ),
+    "xlsxwriter: close (sheets assembled, zipped)": (("xlsxwriter/workbook.py", "close"),),
+    "llem's writer itself (own time in xlsx.py)": (("exporters/xlsx.py", "*"),),
+}
+
+
+def profile_split(
+    title: str, top: str, parts: ProfileParts, action: Callable[[], object]
+) -> list[str]:
+    """cProfile of ``action``, split into ``parts`` (shares of the time inside ``top``)."""
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    profiler.enable()
+    action()
+    profiler.disable()
+    elapsed = time.perf_counter() - started
+    stats: dict[tuple[str, int, str], tuple[int, int, float, float, object]]
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    total = next(value[3] for key, value in stats.items() if key[2] == top)
+    lines = [
+        f"cProfile of {title}: {elapsed:.2f} s with the profiler ({total:.2f} s inside {top}; "
+        "the profiler's cost per call inflates the parts made of many small calls)",
+        "",
+        "| part | cumulative | share |",
+        "|---|---|---|",
+    ]
+    for part, functions in parts.items():
+        spent = 0.0
+        for (file, _, name), value in stats.items():
+            for suffix, wanted in functions:
+                if file.endswith(suffix) and wanted == "*":
+                    spent += value[2]
+                elif file.endswith(suffix) and name == wanted:
+                    spent += value[3]
+        lines.append(f"| {part} | {spent:.3f} s | {spent / total:.0%} |")
+    lines += ["", "top 12 by own time:", ""]
+    ranked = sorted(stats.items(), key=lambda item: -item[1][2])[:12]
+    for (file, line, name), (_, calls, own, cumulative, _c) in ranked:
+        where = f"{Path(file).name}:{line}" if file != "~" else "builtin"
+        lines.append(
+            f"- {name} ({where}): {own:.3f} s own, {cumulative:.3f} s cum, {calls:,} calls"
+        )
+    return lines
 
 
 def profile_ingest(root: Path, work: Path, count: int) -> list[str]:
@@ -956,39 +1231,29 @@ def profile_ingest(root: Path, work: Path, count: int) -> list[str]:
         os.link(directory / "result.json", subset / directory.name / "result.json")
     db = work / "profile.db"
     remove_db(db)
-    profiler = cProfile.Profile()
     with ResultStore(db) as store:
-        started = time.perf_counter()
-        profiler.enable()
-        store.import_tree(subset)
-        profiler.disable()
-        elapsed = time.perf_counter() - started
-    stats: dict[tuple[str, int, str], tuple[int, int, float, float, object]]
-    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
-    total = next(value[3] for key, value in stats.items() if key[2] == "import_tree")
-    lines = [
-        f"cProfile of import_tree over {count:,} results: {elapsed:.2f} s with the profiler "
-        f"({total:.2f} s inside import_tree)",
-        "",
-        "| part | cumulative | share |",
-        "|---|---|---|",
-    ]
-    for part, functions in PROFILE_PARTS.items():
-        spent = sum(
-            value[3]
-            for (file, _, name), value in stats.items()
-            if any(file.endswith(f) and name == n for f, n in functions)
-        )
-        lines.append(f"| {part} | {spent:.3f} s | {spent / total:.0%} |")
-    lines += ["", "top 12 by own time:", ""]
-    ranked = sorted(stats.items(), key=lambda item: -item[1][2])[:12]
-    for (file, line, name), (_, calls, own, cumulative, _c) in ranked:
-        where = f"{Path(file).name}:{line}" if file != "~" else "builtin"
-        lines.append(
-            f"- {name} ({where}): {own:.3f} s own, {cumulative:.3f} s cum, {calls:,} calls"
+        lines = profile_split(
+            f"import_tree over {count:,} results",
+            "import_tree",
+            INGEST_PROFILE_PARTS,
+            lambda: store.import_tree(subset),
         )
     shutil.rmtree(subset)
     remove_db(db)
+    return lines
+
+
+def profile_export(root: Path, work: Path, count: int) -> list[str]:
+    """cProfile of the xlsx export of ``count`` results, loaded one at a time."""
+    directories = sorted(p for p in root.iterdir() if p.is_dir())[:count]
+    target = work / "profile.xlsx"
+    lines = profile_split(
+        f"export of {count:,} results to xlsx (from_json each)",
+        "export",
+        EXPORT_PROFILE_PARTS,
+        lambda: export((ExperimentResult.from_json(d) for d in directories), target),
+    )
+    target.unlink()
     return lines
 
 
@@ -1017,7 +1282,24 @@ def main() -> None:
     )
     parser.add_argument("--ingest-rounds", type=int, default=INGEST_ROUNDS)
     parser.add_argument(
+        "--bulk-exports",
+        type=int,
+        default=BULK_EXPORTS,
+        metavar="N",
+        help="results in the bulk export (the first N of the tree)",
+    )
+    parser.add_argument(
+        "--export-rounds", type=int, default=EXPORT_ROUNDS, help="timed rounds of bulk exports"
+    )
+    parser.add_argument(
         "--profile", type=int, default=0, metavar="N", help="cProfile import_tree over N results"
+    )
+    parser.add_argument(
+        "--profile-export",
+        type=int,
+        default=0,
+        metavar="N",
+        help="cProfile the xlsx export of N results",
     )
     args = parser.parse_args()
     print(
@@ -1028,14 +1310,17 @@ def main() -> None:
     with working_directory(args.workdir) as work:
         root = result_tree(work, args.experiments, args.requests_per_experiment)
         size = tree_size(root)
+        bulk = min(args.bulk_exports, args.experiments)
         print(
             f"tree: {args.experiments:,} results x {args.requests_per_experiment} requests, "
             f"{size / 1e6:,.0f} MB of result.json; {args.ingest_rounds} ingest rounds, "
-            f"{args.repeat} rounds of everything else after one warm-up"
+            f"{args.export_rounds} rounds of bulk exports ({bulk:,} results), "
+            f"{args.repeat} rounds of everything else; one warm-up before each but ingest"
         )
         rows, db = bench_ingest(root, work, args.experiments, args.ingest_rounds)
         rows += bench_queries(db, args.repeat, args.experiments)
         rows += bench_export(export_fixture(work), work, args.repeat)
+        rows += bench_bulk_export(root, work, bulk, args.export_rounds)
         cli_rows, notes = bench_cli(db, work, args.repeat)
         rows += cli_rows
         lines = ["", *table(rows), ""]
@@ -1043,6 +1328,8 @@ def main() -> None:
         lines += [f"- {note}" for note in notes]
         if args.profile:
             lines += ["", *profile_ingest(root, work, args.profile)]
+        if args.profile_export:
+            lines += ["", *profile_export(root, work, min(args.profile_export, args.experiments))]
         remove_db(db)
     print("\n".join(lines))
 

@@ -15,12 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from llem_persistence.store import ResultStore
 from llem_schema import ExperimentResult
+from llem_store import ResultStore
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = ROOT / "examples" / "backend-plugin"
 LLEM = ["packages/llem-schema", "packages/llem-energy", "packages/llem-persistence"]
+LLEM += ["packages/llem-store"]
 LLEM += ["packages/llem-harness", "apps/cli"]
 
 

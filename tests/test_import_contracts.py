@@ -69,12 +69,36 @@ def test_middle_packages_importing_each_other_breaks_independence(tree: Path) ->
     add_import(tree, "llem_persistence.errors", "import llem_energy")
     completed = lint(tree)
     assert completed.returncode == 1
-    assert "Backends, energy and persistence never import each other BROKEN" in completed.stdout
+    assert (
+        "Backends, energy, persistence and the store never import each other BROKEN"
+        in completed.stdout
+    )
+
+
+@pytest.mark.parametrize("external", ["pyarrow", "numpy", "rich"])
+def test_the_store_importing_a_heavy_package_breaks_its_contract(tree: Path, external: str) -> None:
+    add_import(tree, "llem_store.queries", f"import {external}")
+    completed = lint(tree)
+    assert completed.returncode == 1
+    assert (
+        "llem_store imports llem_schema and the standard library: no pyarrow, numpy, torch or "
+        "pynvml BROKEN"
+    ) in " ".join(completed.stdout.split())
+    assert f"llem_store.queries -> {external}" in completed.stdout
+
+
+def test_the_store_importing_persistence_breaks_independence(tree: Path) -> None:
+    add_import(tree, "llem_store.errors", "import llem_persistence")
+    completed = lint(tree)
+    assert completed.returncode == 1
+    assert "Backends, energy, persistence and the store never import each other BROKEN" in (
+        " ".join(completed.stdout.split())
+    )
 
 
 LAYERS = (
-    "The app sits above the harness, which sits above energy and persistence, which sit above "
-    "llem_schema BROKEN"
+    "The app sits above the harness, which sits above energy, persistence and the store, which "
+    "sit above llem_schema BROKEN"
 )
 
 

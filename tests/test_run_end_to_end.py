@@ -16,8 +16,8 @@ from llem_energy import nvml as nvml_module
 from llem_energy.testing import FakeGpu, FakeNvml
 from llem_harness import run_experiment
 from llem_persistence import read_timeseries
-from llem_persistence.store import ResultStore
 from llem_schema import ExperimentConfig, ExperimentResult, RawProcessResult
+from llem_store import ExperimentFilter, ResultStore
 
 
 def llem(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -392,5 +392,5 @@ def test_ctrl_c_saves_what_finished_marked_incomplete_and_exits_130(
     assert not result.aggregation.complete
     assert not any((tmp_path / ".staging").glob("*/process_*.json"))
     with ResultStore(tmp_path / "llem.db", create=False) as store:
-        (interrupted,) = store.list_experiments(statuses=None)
+        (interrupted,) = store.list_experiments(ExperimentFilter(statuses=None))
     assert (interrupted.experiment_id, interrupted.status) == (result.experiment_id, "incomplete")

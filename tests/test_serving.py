@@ -18,8 +18,8 @@ import httpx2
 import pytest
 import yaml
 
-from llem_persistence.store import ResultStore
 from llem_schema import ExperimentResult, StudyResult
+from llem_store import ResultStore
 
 TRANSFORMERS = Path(sys.executable).parent / "transformers"
 

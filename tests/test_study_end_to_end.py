@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from llem_persistence.store import ResultStore
 from llem_schema import StudyManifest, StudyResult
+from llem_store import ExperimentFilter, ResultStore
 
 BASE = """\
 base:
@@ -119,7 +119,9 @@ def assert_kept_exactly_once(study_dir: Path, db: Path) -> StudyManifest:
         assert entry.experiment_id is not None
         assert dirs[entry.experiment_id] == study_dir / entry.result_path
     with ResultStore(db, create=False) as store:
-        rows = store.list_experiments(study=manifest.study_id, statuses=("completed",))
+        rows = store.list_experiments(
+            ExperimentFilter(study=manifest.study_id, statuses=("completed",))
+        )
     assert sorted(row.experiment_id for row in rows) == ids
     return manifest
 
@@ -171,7 +173,7 @@ def test_a_2x2_sweep_with_2_cycles_completes_every_run(sweep: Sweep) -> None:
     assert not list((study_dir / ".staging").glob("*"))
 
     with ResultStore(sweep.output / "llem.db", create=False) as store:
-        rows = store.list_experiments(study="sweep", statuses=None)
+        rows = store.list_experiments(ExperimentFilter(study="sweep", statuses=None))
         (registered,) = store.studies()
     assert len(rows) == 8
     assert {row.study_id for row in rows} == {study_dir.name}
@@ -337,7 +339,7 @@ def test_a_killed_study_and_a_ctrl_c_both_resume_keeping_every_result_once(
     with ResultStore(db, create=False) as store:
         attempts = {
             row.experiment_id: (row.status, row.error)
-            for row in store.list_experiments(study="story", statuses=None)
+            for row in store.list_experiments(ExperimentFilter(study="story", statuses=None))
         }
     assert attempts[killed_id or ""] == ("failed", "interrupted")
     assert attempts[interrupted_id or ""] == ("failed", "interrupted")
@@ -371,7 +373,7 @@ def test_a_failing_configuration_is_recorded_and_a_fixed_file_resumes_with_force
     # refused by the backend's prepare() before anything ran: the manifest and the run's log
     # keep why; the store indexes experiments that started, and this one never did
     with ResultStore(output / "llem.db", create=False) as store:
-        rows = store.list_experiments(study="fails", statuses=None)
+        rows = store.list_experiments(ExperimentFilter(study="fails", statuses=None))
     assert [row.experiment_id for row in rows] == [good.experiment_id]
 
     # the researcher drops the broken configuration and keeps what was measured

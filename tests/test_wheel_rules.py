@@ -13,9 +13,10 @@ GOOD = {
         "typer>=0.12",
         'llem-backend-pytorch; extra == "pytorch"',
     ],
-    "llem-harness": ["llem-schema", "llem-energy", "llem-persistence", "pyyaml>=6"],
+    "llem-harness": ["llem-schema", "llem-energy", "llem-persistence", "llem-store", "pyyaml>=6"],
     "llem-schema": ["pydantic<3,>=2.9"],
     "llem-persistence": ["llem-schema", "pyarrow>=18"],
+    "llem-store": ["llem-schema"],
     "llem-energy": ["llem-schema", "nvidia-ml-py>=12"],
     "llem-backend-pytorch": ["llem-schema", "torch>=2.4", "transformers>=4.45"],
     "llem-backend-openai": ["llem-schema", "httpx2>=2.16"],
@@ -45,7 +46,18 @@ def check(directory: Path) -> subprocess.CompletedProcess[str]:
 def test_wheels_that_follow_the_rules_pass(tmp_path: Path) -> None:
     completed = check(build(tmp_path / "dist", GOOD))
     assert completed.returncode == 0, completed.stderr
-    assert "7 wheels checked, 0 problem(s)" in completed.stdout
+    assert "8 wheels checked, 0 problem(s)" in completed.stdout
+
+
+def test_the_store_requiring_more_than_the_schema_fails(tmp_path: Path) -> None:
+    completed = check(
+        build(tmp_path / "dist", GOOD | {"llem-store": ["llem-schema", "pyarrow>=18"]})
+    )
+    assert completed.returncode == 1
+    assert completed.stderr.splitlines() == [
+        "FAIL llem-store requires pyarrow, which it must never require",
+        "FAIL llem-store must require exactly llem-schema; it requires llem-schema, pyarrow",
+    ]
 
 
 def test_pyarrow_in_the_schema_fails(tmp_path: Path) -> None:

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from llem.cli import main
-from llem_persistence.store import ResultStore
 from llem_schema import ExperimentResult
 from llem_schema.testing import EXAMPLE_START, example_config, example_raw_result, example_result
+from llem_store import ResultStore
 
 
 @dataclass(frozen=True)

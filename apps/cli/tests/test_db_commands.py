@@ -7,8 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from llem_persistence.store import STORE_SCHEMA_VERSION, ResultStore
 from llem_schema import ExperimentResult
+from llem_store import STORE_SCHEMA_VERSION, ExperimentFilter, ResultStore
 
 
 class Outcome(Protocol):
@@ -26,7 +26,9 @@ MakeResult = Callable[..., ExperimentResult]
 
 def indexed_ids(db: Path) -> list[str]:
     with ResultStore(db, create=False) as store:
-        return sorted(s.experiment_id for s in store.list_experiments(statuses=None))
+        return sorted(
+            s.experiment_id for s in store.list_experiments(ExperimentFilter(statuses=None))
+        )
 
 
 def test_init_creates_a_store_then_reports_it(llem: Llem, tmp_path: Path) -> None:
@@ -157,27 +159,33 @@ def test_check_passes_on_a_sound_store(llem: Llem, results: Path) -> None:
     assert (outcome.exit_code, outcome.stdout) == (0, "ok: 4 experiments checked\n")
 
 
-def test_check_finds_a_deleted_and_a_modified_result(llem: Llem, results: Path) -> None:
+def test_check_finds_a_deleted_a_modified_and_a_corrupt_result(llem: Llem, results: Path) -> None:
     db = results / "llem.db"
     with ResultStore(db) as store:
         deleted = store.get("exp_0").result_path
         modified = store.get("exp_2").result_path
+        corrupt = store.get("exp_1").result_path
     assert deleted is not None
     assert modified is not None
+    assert corrupt is not None
     shutil.rmtree(deleted)
     document = json.loads((modified / "result.json").read_text())
-    document["measurement_warnings"].append("edited by hand")
+    document["measurement_warnings"].append({"code": "unclassified", "message": "by hand"})
     (modified / "result.json").write_text(json.dumps(document, indent=2))
+    text = (corrupt / "result.json").read_text()
+    (corrupt / "result.json").write_text(text[: len(text) // 2])  # cut short
 
     outcome = llem("db", "check", "--db", str(db))
     assert outcome.exit_code == 1
-    assert outcome.stdout.splitlines() == [
-        f"exp_0: {deleted / 'result.json'} is missing (moved or deleted)",
-        f"exp_2: {modified / 'result.json'} changed since it was indexed",
-    ]
+    lines = outcome.stdout.splitlines()
+    assert lines[0] == f"exp_0: {deleted / 'result.json'} is missing (moved or deleted)"
+    assert lines[1].startswith(f"exp_1: {corrupt / 'result.json'} is corrupt (")
+    assert lines[2] == f"exp_2: {modified / 'result.json'} changed since it was indexed"
+    assert len(lines) == 3
     assert outcome.stderr == (
-        f"2 problems in {db} (4 experiments checked); a result moved, deleted or changed is "
-        "indexed again with `llem results import DIR`\n"
+        f"3 problems in {db} (4 experiments checked); a result moved, deleted or changed is "
+        "indexed again with `llem results import DIR`; a corrupt result.json cannot be: "
+        "restore it from a copy, or remove it with `llem results delete ID`\n"
     )
 
     quick = llem("db", "check", "--quick", "--db", str(db))

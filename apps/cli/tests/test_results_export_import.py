@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from llem_persistence import aggregate_results
-from llem_persistence.store import ResultStore
 from llem_schema import ExperimentResult
 from llem_schema.testing import example_config, example_raw_result
+from llem_store import ResultStore
 
 
 class Outcome(Protocol):
@@ -163,7 +163,7 @@ def test_export_of_a_study_takes_its_experiments_only(
     missing = llem("results", "export", "--study", "nope", "-o", str(target), *db)
     assert (missing.exit_code, missing.stderr) == (
         2,
-        f"error: study 'nope' has no experiment with a result in {results / 'llem.db'}\n",
+        f"error: no study 'nope' in {results / 'llem.db'}\n",
     )
 
 
@@ -197,7 +197,7 @@ def test_import_indexes_a_tree_and_names_what_it_skipped(
     db = tmp_path / "llem.db"
 
     outcome = llem("results", "import", str(tree), "--db", str(db))
-    assert outcome.exit_code == 0
+    assert outcome.exit_code == 1  # the good ones indexed, the bad one named, then exit 1
     assert outcome.stdout == f"indexed 3 (added 3, updated 0, unchanged 0) into {db}\n"
     (warning,) = outcome.stderr.splitlines()
     assert warning.startswith(f"warning: skipped {corrupt}: ")
@@ -209,7 +209,7 @@ def test_import_indexes_a_tree_and_names_what_it_skipped(
     assert again.stdout == f"indexed 3 (added 0, updated 0, unchanged 3) into {db}\n"
 
 
-def test_import_of_only_corrupt_results_is_exit_1(llem: Llem, tmp_path: Path) -> None:
+def test_import_of_only_corrupt_results_is_exit_1_too(llem: Llem, tmp_path: Path) -> None:
     corrupt = tmp_path / "tree" / "run"
     corrupt.mkdir(parents=True)
     (corrupt / "result.json").write_text("not json")

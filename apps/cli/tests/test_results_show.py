@@ -10,7 +10,7 @@ from typing import Protocol
 
 import pytest
 
-from llem_persistence.store import ResultStore
+from llem_store import ResultStore
 
 
 class Outcome(Protocol):
@@ -93,7 +93,8 @@ def test_show_json_holds_summary_statistics_warnings_and_config(llem: Llem, resu
         assert shown["summary"] == store.get("exp_1").to_json_dict()
         assert shown["config"] == store.config("exp_1")
         stats = store.request_stats("exp_1")
-    assert sorted(shown) == ["config", "request_stats", "summary", "warnings"]
+    assert sorted(shown) == ["config", "request_stats", "result_file", "summary", "warnings"]
+    assert shown["result_file"] == "matches"
     assert shown["warnings"] == [
         {
             "source": "measurement",

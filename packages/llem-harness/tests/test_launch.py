@@ -20,8 +20,8 @@ import pytest
 
 from llem_harness import ProgressEvent, RunFailedError, measure
 from llem_harness import backends as registry
-from llem_persistence.store import ResultStore
 from llem_schema import ExperimentConfig, ExperimentResult
+from llem_store import ExperimentFilter, ResultStore
 
 EXAMPLE_PLUGIN = Path(__file__).resolve().parents[3] / "examples" / "backend-plugin" / "src"
 
@@ -171,5 +171,5 @@ def test_ctrl_c_and_sigterm_stop_every_worker_and_record_an_interruption(
         time.sleep(0.1)
     assert workers_of(marker) == []
     with ResultStore(results / "llem.db", create=False) as store:
-        (row,) = store.list_experiments(statuses=None)
+        (row,) = store.list_experiments(ExperimentFilter(statuses=None))
     assert (row.status, row.error) == ("failed", "interrupted")

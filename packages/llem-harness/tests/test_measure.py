@@ -26,7 +26,6 @@ from llem_harness import (
     run_experiment,
 )
 from llem_harness.errors import exit_code_for
-from llem_persistence.store import ResultStore
 from llem_schema import (
     ConfigError,
     ExperimentConfig,
@@ -36,6 +35,7 @@ from llem_schema import (
     RequestTiming,
     WorkerContext,
 )
+from llem_store import ResultStore
 
 EXAMPLE_PLUGIN = Path(__file__).resolve().parents[3] / "examples" / "backend-plugin" / "src"
 if str(EXAMPLE_PLUGIN) not in sys.path:

@@ -29,9 +29,9 @@ from llem_harness.study.session import (
     study_from_config,
 )
 from llem_harness.study.spec import ChildSpec
-from llem_persistence.store import ResultStore
 from llem_schema import ExperimentResult, StudyConfig, StudyManifest, StudyPlan, StudyResult
 from llem_schema.testing import EXAMPLE_EXPERIMENT_ID, example_raw_result, example_result
+from llem_store import ExperimentFilter, ResultStore
 
 FAKE_CHILD = r"""
 import json, os, signal, sys, time
@@ -170,7 +170,9 @@ def assert_each_result_kept_once(outcome: StudyOutcome, db: Path) -> None:
         assert entry.result_path is not None
         assert dirs[entry.experiment_id or ""] == outcome.layout.root / entry.result_path
     with ResultStore(db) as store:
-        rows = store.list_experiments(study=outcome.manifest.study_id, statuses=("completed",))
+        rows = store.list_experiments(
+            ExperimentFilter(study=outcome.manifest.study_id, statuses=("completed",))
+        )
     assert sorted(row.experiment_id for row in rows) == sorted(ids)
 
 

@@ -13,13 +13,13 @@ from llem_persistence.exporters import (
     Column,
     summary_row,
 )
-from llem_persistence.exporters.config import flatten_config
 from llem_schema import (
     EnvironmentSnapshot,
     ExperimentResult,
     GpuInfo,
     ThermalThrottleInfo,
 )
+from llem_schema.tabular import flatten_config
 from llem_schema.testing import example_config, example_raw_result, example_result
 
 # The documented order, written out: a change here must be deliberate (append only).
@@ -59,6 +59,7 @@ EXPECTED_ORDER: Final = (
     "aggregation_method", "aggregation_expected_processes", "aggregation_complete",
     "aggregation_missing_processes", "aggregation_temporal_overlap_verified",
     "aggregation_device_attribution_verified", "aggregation_num_warnings", "timeseries",
+    "energy_j",
 )  # fmt: skip
 
 UNIT_SUFFIXES: Final = ("_j", "_w", "_s", "_ms", "_mb", "_c", "_hz", "_flops", "_utc")

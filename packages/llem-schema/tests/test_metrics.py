@@ -51,6 +51,28 @@ def test_latency_stats_match_numpy(values: list[float]) -> None:
     assert stats.max_ms == float(array.max())
 
 
+@given(latencies)
+def test_latency_stats_from_sorted_are_those_of_the_values(values: list[float]) -> None:
+    assert LatencyStats.from_sorted(sorted(values)) == LatencyStats.from_values(values)
+
+
+def test_latency_stats_from_a_sorted_numpy_array_are_plain_floats() -> None:
+    array = np.sort(np.array([40.0, 10.0, 30.0, 20.0, 25.0]))
+    stats = LatencyStats.from_sorted(array, total_ms=float(array.sum()))
+    assert stats == LatencyStats.from_values([40.0, 10.0, 30.0, 20.0, 25.0])
+    assert stats is not None
+    assert all(type(value) is float for name, value in stats if name != "count")
+    assert LatencyStats.from_sorted(np.array([], dtype=np.float64)) is None
+
+
+def test_latency_stats_from_sorted_take_the_total_they_are_given() -> None:
+    assert LatencyStats.from_sorted([1.0, 2.0, 6.0]) == LatencyStats.from_values([6.0, 1.0, 2.0])
+    stats = LatencyStats.from_sorted([1.0, 2.0, 6.0], total_ms=7.5)  # the caller's sum
+    assert stats is not None
+    assert (stats.count, stats.mean_ms, stats.median_ms) == (3, 2.5, 2.0)
+    assert LatencyStats.from_sorted([]) is None
+
+
 def test_latency_stats_refuse_disordered_percentiles() -> None:
     with pytest.raises(ValidationError, match="min <= median <= p90"):
         LatencyStats(

@@ -18,7 +18,8 @@ from llem_harness.errors import (
     UsageError,
 )
 from llem_harness.errors import exit_code_for as harness_exit_code
-from llem_persistence.errors import (
+from llem_schema import BackendNotFoundError, LlemError
+from llem_store.errors import (
     CorruptStoreError,
     ForeignDatabaseError,
     NoStoreError,
@@ -26,7 +27,6 @@ from llem_persistence.errors import (
     StoreLookupError,
     UnknownExperimentError,
 )
-from llem_schema import BackendNotFoundError, LlemError
 
 if TYPE_CHECKING:
     from llem_harness.indexing import NotIndexed

@@ -50,7 +50,7 @@ class StoreIndex:
 
         ``study_id`` (registered with :meth:`register_study`) makes the run part of a study.
         """
-        from llem_persistence.store import ResultStore
+        from llem_store import ResultStore
 
         if self.path is None:
             return
@@ -62,7 +62,7 @@ class StoreIndex:
 
     def mark_failed(self, experiment_id: str, reason: str) -> None:
         """Best effort: the run is failing already; its error is what the user needs."""
-        from llem_persistence.store import ResultStore
+        from llem_store import ResultStore
 
         if self.path is None:
             return
@@ -74,7 +74,7 @@ class StoreIndex:
 
     def ingest(self, directory: Path) -> NotIndexed | None:
         """Index the saved result; returns the warning to show when that failed, else None."""
-        from llem_persistence.store import ResultStore
+        from llem_store import ResultStore
 
         if self.path is None:
             return None
@@ -93,7 +93,7 @@ class StoreIndex:
         self, study_id: str, name: str, *, design_hash: str, created: datetime, study_dir: Path
     ) -> str | None:
         """Record a study (again, on a resume); returns the warning to show when that failed."""
-        from llem_persistence.store import ResultStore
+        from llem_store import ResultStore
 
         if self.path is None:
             return None
@@ -115,7 +115,7 @@ class StoreIndex:
     ) -> NotIndexed | None:
         """Index the saved result of ``experiment_id`` (if it is not already) as part of
         ``study_id``; returns the warning to show when that failed, else None."""
-        from llem_persistence.store import ResultStore
+        from llem_store import ResultStore
 
         if self.path is None:
             return None

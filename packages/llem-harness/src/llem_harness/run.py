@@ -37,7 +37,7 @@ from llem_harness.errors import (
 from llem_harness.indexing import NotIndexed, StoreIndex
 from llem_harness.launch import run_workers
 from llem_harness.progress import ProgressCallback, Stages
-from llem_persistence import DEFAULT_STORE_FILE, StagingRepository, finalize_experiment
+from llem_persistence import StagingRepository, finalize_experiment
 from llem_schema import (
     EnvironmentSnapshot,
     ExperimentConfig,
@@ -48,6 +48,7 @@ from llem_schema import (
     resolve_backend_settings,
     validate_experiment_id,
 )
+from llem_store import DEFAULT_STORE_FILE
 
 __all__ = ["Measurement", "measure", "resolve_config", "run_experiment"]
 
@@ -155,13 +156,14 @@ def run_experiment(
     staging.begin(
         config, experiment_id, config.num_processes, environment=_environment(config.backend)
     )
-    index.mark_running(experiment_id, config, started, study_id=study_id)
     stages.note(
         f"experiment {experiment_id}: {config.n} prompts, {config.num_processes} process(es), "
         f"backend {config.backend}"
     )
-    # held until the result is saved: a recovery of staged runs leaves a live run alone
+    # held until the result is saved: a recovery of staged runs leaves a live run alone, and
+    # a row recorded as running whose lock is free was abandoned (so it is recorded after)
     with staging.running(experiment_id), _terminate_as_interrupt():
+        index.mark_running(experiment_id, config, started, study_id=study_id)
         try:
             run_workers(
                 config,

@@ -5,20 +5,23 @@ once from it (percentiles of all values, never an average of per-process average
 summed over distinct physical devices: a device (by UUID) that two processes both measured
 counts once. Tokens and FLOPs are summed; the window runs from the earliest start to the
 latest end; throughput is total output tokens over that window, and the per-process mean is
-kept beside it, labelled. The latency statistics follow llem_schema's definitions, computed
-with pyarrow over the concatenated values (see ``_stats``).
+kept beside it, labelled. The latency statistics are llem_schema's
+(:meth:`~llem_schema.LatencyStats.from_sorted`), given each metric's concatenated values
+sorted and summed with numpy.
 """
 
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
+from itertools import chain
 from typing import Final
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 from pydantic import JsonValue, ValidationError
 
-from llem_persistence._stats import latency_metrics
 from llem_persistence.errors import AggregationError
 from llem_persistence.steady_state import steady_state
 from llem_schema import (
@@ -30,18 +33,27 @@ from llem_schema import (
     ExperimentConfig,
     ExperimentResult,
     FlopsEstimate,
+    LatencyMetrics,
+    LatencyStats,
     LoadConfig,
     MeasurementWarning,
     MultiGPUMetrics,
     RawProcessResult,
     RequestMetrics,
+    RequestRecord,
     SloConfig,
     ThermalThrottleInfo,
     measurement_config_hash,
 )
 from llem_schema.measurement import BaselineMethod
 
-__all__ = ["AGGREGATION_METHOD", "MIN_OVERLAP_FRACTION", "aggregate_results"]
+__all__ = [
+    "AGGREGATION_METHOD",
+    "MIN_OVERLAP_FRACTION",
+    "aggregate_results",
+    "latency_metrics",
+    "latency_stats",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +98,10 @@ def aggregate_results(
     duration_s = max((raw.start_time - start).total_seconds() + raw.duration_s for raw in raws)
     if duration_s <= 0:
         raise AggregationError(f"experiment {first.experiment_id}: measurement window is empty")
-    input_tokens = sum(raw.input_tokens for raw in raws)
-    output_tokens = sum(raw.output_tokens for raw in raws)
+    requests = [r for raw in raws for r in raw.requests]
+    input_tokens = sum(r.input_tokens for r in requests)
+    produced = [raw.output_tokens for raw in raws]  # each a sum over its requests: once
+    output_tokens = sum(produced)
 
     devices, windows, attribution_ok = _distinct_devices(raws, notes)
     total_j = math.fsum(d.energy_j for d in devices.values()) if devices else None
@@ -160,13 +174,13 @@ def aggregate_results(
     offsets = [(raw.start_time - start).total_seconds() for raw in raws]
     load = LoadConfig.model_validate(effective_config.get("load") or {})
     request_metrics = _request_metrics(
-        raws, offsets, duration_s, efficiency_j, load, effective_config
+        raws, requests, offsets, duration_s, efficiency_j, load, effective_config
     )
     steady, steady_note = steady_state(raws, offsets, load, samples)
     if steady_note is not None:
         notes.append(MeasurementWarning.of("no_steady_state", steady_note))
     if request_metrics.failed_requests:
-        first_error = next(r.error for raw in raws for r in raw.requests if r.error is not None)
+        first_error = next(r.error for r in requests if r.error is not None)
         notes.append(
             MeasurementWarning.of(
                 "failed_requests",
@@ -235,10 +249,12 @@ def aggregate_results(
         output_tokens_per_s=output_tokens / duration_s,
         total_tokens_per_s=(input_tokens + output_tokens) / duration_s,
         mean_process_output_tokens_per_s=math.fsum(
-            raw.output_tokens / raw.duration_s for raw in raws if raw.duration_s > 0
+            tokens / raw.duration_s
+            for raw, tokens in zip(raws, produced, strict=True)
+            if raw.duration_s > 0
         )
         / max(1, sum(1 for raw in raws if raw.duration_s > 0)),
-        latency=latency_metrics([r for raw in raws for r in raw.requests]),
+        latency=latency_metrics(requests),
         flops=_flops(raws),
         efficiency=EfficiencyMetrics.from_energy(
             output_tokens, efficiency_j, efficiency_adjusted_j
@@ -271,25 +287,56 @@ def aggregate_results(
 
 def _request_metrics(
     raws: Sequence[RawProcessResult],
+    requests: Sequence[RequestRecord],
     offsets_s: Sequence[float],
     duration_s: float,
     energy_j: float | None,
     load: LoadConfig,
     effective_config: Mapping[str, JsonValue],
 ) -> RequestMetrics:
-    """The requests of every process, their starts on one clock (each process counts from
-    its own window's start, ``offsets_s`` after the experiment's)."""
+    """The ``requests`` of every process (concatenated in ``raws``' order), their starts on
+    one clock (each process counts from its own window's start, ``offsets_s`` after the
+    experiment's)."""
     starts: list[float] = []
     for raw, offset_s in zip(raws, offsets_s, strict=True):
         starts.extend(offset_s + r.start_s for r in raw.requests if r.start_s is not None)
     slo = effective_config.get("slo")
     return RequestMetrics.from_requests(
-        [r for raw in raws for r in raw.requests],
+        requests,
         duration_s=duration_s,
         starts_s=starts,
         energy_j=energy_j,
         requested_rate_per_s=load.rate_per_s,
         slo=None if slo is None else SloConfig.model_validate(slo),
+    )
+
+
+def latency_stats(values_ms: npt.NDArray[np.float64]) -> LatencyStats | None:
+    """:meth:`LatencyStats.from_values` of a float array: sorted and summed with numpy (its
+    vectorised sort beats ``np.percentile``'s partitioning on millions of values), the
+    statistics themselves llem_schema's :meth:`~LatencyStats.from_sorted`."""
+    ordered = np.sort(values_ms)
+    return LatencyStats.from_sorted(ordered, total_ms=float(ordered.sum()))
+
+
+def latency_metrics(requests: Sequence[RequestRecord]) -> LatencyMetrics:
+    """:meth:`LatencyMetrics.from_requests` of ``requests`` (all processes concatenated),
+    each metric's values gathered straight into one array."""
+    completed = [r for r in requests if r.error is None]  # failed ones: not latencies
+    gaps = sum(len(r.itl_ms) for r in completed)
+    return LatencyMetrics(
+        ttft=latency_stats(
+            np.fromiter((r.ttft_ms for r in completed if r.ttft_ms is not None), np.float64)
+        ),
+        itl=latency_stats(
+            np.fromiter(chain.from_iterable(r.itl_ms for r in completed), np.float64, gaps)
+        ),
+        tpot=latency_stats(
+            np.fromiter((t for r in completed if (t := r.tpot_ms) is not None), np.float64)
+        ),
+        e2e=latency_stats(
+            np.fromiter((r.e2e_ms for r in completed if r.e2e_ms is not None), np.float64)
+        ),
     )
 
 

@@ -4,23 +4,9 @@ Each says what is wrong and carries what it concerns (a path, an experiment id);
 right with the ``llem`` command is the command's to add.
 """
 
-from pathlib import Path
-
 from llem_schema import LlemError
 
-__all__ = [
-    "AggregationError",
-    "CorruptStoreError",
-    "DuplicateResultError",
-    "ForeignDatabaseError",
-    "NoStoreError",
-    "NotAStoreError",
-    "PersistenceError",
-    "StoreError",
-    "StoreLookupError",
-    "UnknownExperimentError",
-    "UnsafePathError",
-]
+__all__ = ["AggregationError", "PersistenceError", "UnsafePathError"]
 
 
 class PersistenceError(LlemError):
@@ -33,53 +19,3 @@ class UnsafePathError(PersistenceError):
 
 class AggregationError(PersistenceError):
     """Per-process results cannot be combined (mixed models, duplicates, nothing to combine)."""
-
-
-class StoreError(PersistenceError):
-    """The results store failed: a corrupt database, a write that did not go through."""
-
-
-class StoreLookupError(StoreError, LookupError):
-    """Asked for something the store does not have: an unknown experiment id, a missing
-    result directory, no database at the given path."""
-
-
-class NoStoreError(StoreLookupError):
-    """There is no results store at ``path`` (no file, or an empty one) and none was to be
-    created."""
-
-    def __init__(self, message: str, *, path: Path) -> None:
-        super().__init__(message)
-        self.path = path
-
-
-class UnknownExperimentError(StoreLookupError):
-    """The store knows no experiment ``experiment_id`` names (nor one it begins)."""
-
-    def __init__(self, message: str, *, experiment_id: str) -> None:
-        super().__init__(message)
-        self.experiment_id = experiment_id
-
-
-class ForeignDatabaseError(StoreError):
-    """The database file is not an llem results store (another application's, or not SQLite)."""
-
-
-class NotAStoreError(ForeignDatabaseError):
-    """The file opened as the results store (``path``) is not one."""
-
-    def __init__(self, message: str, *, path: Path) -> None:
-        super().__init__(message)
-        self.path = path
-
-
-class DuplicateResultError(StoreError):
-    """A second live copy of an experiment that is already indexed from another directory."""
-
-
-class CorruptStoreError(StoreError):
-    """The database file at ``path`` is damaged: restore a backup or rebuild the index."""
-
-    def __init__(self, message: str, *, path: Path) -> None:
-        super().__init__(message)
-        self.path = path

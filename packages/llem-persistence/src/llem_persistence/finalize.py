@@ -5,9 +5,7 @@ what finished after a failed or interrupted run (marked ``complete = False``).
 """
 
 import contextlib
-import fcntl
 import logging
-import os
 from collections.abc import Iterator
 from os import PathLike
 from pathlib import Path
@@ -15,6 +13,7 @@ from typing import Final
 
 from llem_persistence.aggregation import aggregate_results
 from llem_persistence.errors import AggregationError, PersistenceError
+from llem_persistence.locks import exclusive
 from llem_persistence.staging import StagingRepository
 from llem_persistence.timeseries import merge_timeseries, read_timeseries
 from llem_schema import (
@@ -51,7 +50,7 @@ def finalize_experiment(
     instead of being saved twice.
     """
     directory = staging.experiment_dir(experiment_id)
-    with _exclusive(directory / _LOCK):
+    with _finalizing(directory):
         manifest = staging.load_manifest(experiment_id)
         raws = staging.load_all_raw(experiment_id)
         if not raws:
@@ -102,17 +101,14 @@ def finalize_experiment(
 
 
 @contextlib.contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    """An advisory lock released by the kernel when its holder exits, even by SIGKILL."""
-    try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    except FileNotFoundError:
-        raise PersistenceError(f"{lock_path.parent}: no staged experiment here") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+def _finalizing(directory: Path) -> Iterator[None]:
+    """Hold the staged experiment's finalize lock (one finalizer at a time)."""
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(exclusive(directory / _LOCK))
+        except FileNotFoundError:
+            raise PersistenceError(f"{directory}: no staged experiment here") from None
         yield
-    finally:
-        os.close(fd)
 
 
 def _already_saved(output_dir: Path, result: ExperimentResult) -> Path | None:

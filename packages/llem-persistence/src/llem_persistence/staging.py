@@ -15,10 +15,8 @@ root, also through symlinks.
 """
 
 import contextlib
-import fcntl
 import hashlib
 import json
-import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -31,6 +29,7 @@ from typing import Any, Final
 from pydantic import Field, PositiveInt, ValidationError
 
 from llem_persistence.errors import PersistenceError, UnsafePathError
+from llem_persistence.locks import exclusive, is_locked
 from llem_schema import (
     EnvironmentSnapshot,
     ExperimentConfig,
@@ -203,28 +202,16 @@ class StagingRepository:
         An advisory lock: the kernel releases it when the process ends, even by SIGKILL, so
         :meth:`is_running` tells a live run from one that died and left its staging.
         """
-        path = self._inside(self.experiment_dir(experiment_id) / _RUN_LOCK)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with exclusive(self._run_lock(experiment_id)):
             yield
-        finally:
-            os.close(fd)
 
     def is_running(self, experiment_id: str) -> bool:
-        """Whether a live process is running the experiment (see :meth:`running`)."""
-        path = self._inside(self.experiment_dir(experiment_id) / _RUN_LOCK)
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)
-        return False
+        """Whether a live process is running the experiment (see :meth:`running`): False
+        for a staging whose run ended or died, or that was never run."""
+        return is_locked(self._run_lock(experiment_id))
+
+    def _run_lock(self, experiment_id: str) -> Path:
+        return self._inside(self.experiment_dir(experiment_id) / _RUN_LOCK)
 
     def list_staged(self) -> list[str]:
         """Experiment ids with a staging directory, sorted."""

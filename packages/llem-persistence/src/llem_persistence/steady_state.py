@@ -17,99 +17,137 @@ import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import accumulate, pairwise
-from typing import Final
+from itertools import chain, pairwise
+from typing import Final, TypeAlias
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from llem_schema import LoadConfig, RawProcessResult, RequestRecord, SteadyStateMetrics
+from llem_schema import LoadConfig, RawProcessResult, SteadyStateMetrics
 
-__all__ = ["MIN_STEADY_STATE_S", "Interval", "in_flight", "steady_state", "steady_window"]
+__all__ = [
+    "MIN_STEADY_STATE_S",
+    "Arrivals",
+    "Steps",
+    "arrivals",
+    "in_flight",
+    "steady_state",
+    "steady_window",
+    "target_concurrency",
+    "window_energy_j",
+]
 
 MIN_STEADY_STATE_S: Final = 30.0
 """A steady state shorter than this is too short to read energy figures from: a warning."""
 
+Floats: TypeAlias = npt.NDArray[np.float64]
+Ints: TypeAlias = npt.NDArray[np.int64]
+
 
 @dataclass(frozen=True)
-class Interval:
-    """One request on the experiment's clock: when it started and ended, and when each of
-    its output tokens arrived."""
+class Arrivals:
+    """The requests that know their start, on the experiment's clock: when each started and
+    ended (its last token; its start if it had none), and when every output token arrived
+    (in no particular order)."""
 
-    start_s: float
-    end_s: float
-    token_times_s: tuple[float, ...]
+    starts_s: Floats
+    ends_s: Floats
+    token_times_s: Floats
 
 
-def intervals(raws: Sequence[RawProcessResult], offsets_s: Sequence[float]) -> list[Interval]:
+@dataclass(frozen=True)
+class Steps:
+    """The requests in flight, a step function in time order: ``levels[i]`` of them from
+    ``times_s[i]`` until the next time."""
+
+    times_s: Floats
+    levels: Ints
+
+
+def arrivals(raws: Sequence[RawProcessResult], offsets_s: Sequence[float]) -> Arrivals:
     """Every request that knows its start, on one clock (each process's shifted by its
-    window's offset from the experiment's start)."""
-    found: list[Interval] = []
-    for raw, offset in zip(raws, offsets_s, strict=True):
-        for record in raw.requests:
-            if record.start_s is not None:
-                found.append(_interval(record, offset))
-    return found
+    window's offset from the experiment's start).
 
-
-def _interval(record: RequestRecord, offset_s: float) -> Interval:
-    start = offset_s + (record.start_s or 0.0)
-    if record.ttft_ms is None:
-        return Interval(start, start, ())
-    first = start + record.ttft_ms / 1000.0
-    times = tuple(accumulate((gap / 1000.0 for gap in record.itl_ms), initial=first))
-    return Interval(start, times[-1], times)
-
-
-def in_flight(requests: Sequence[Interval]) -> list[tuple[float, int]]:
-    """The requests in flight as steps: ``(time, level from then on)``, in time order."""
-    events = sorted(
-        [(r.start_s, 1) for r in requests] + [(r.end_s, -1) for r in requests],
-        key=lambda event: (event[0], -event[1]),
+    A request's first token arrives at its start + TTFT, each later one its inter-token gap
+    after the one before: a running sum, gap by gap, whose last value is the request's end
+    to the bit. Requests with the same number of tokens are summed together, as the rows of
+    one array.
+    """
+    timed = [[r for r in raw.requests if r.start_s is not None] for raw in raws]
+    records = list(chain.from_iterable(timed))
+    size = len(records)
+    shifts = np.repeat(np.asarray(offsets_s, np.float64), [len(t) for t in timed])
+    starts = shifts + np.fromiter((r.start_s or 0.0 for r in records), np.float64, size)
+    firsts = starts + np.fromiter((r.ttft_ms or 0.0 for r in records), np.float64, size) / 1e3
+    tokens = np.fromiter(
+        (0 if r.ttft_ms is None else 1 + len(r.itl_ms) for r in records), np.int64, size
     )
-    steps: list[tuple[float, int]] = []
-    level = 0
-    for time_s, change in events:
-        level += change
-        if steps and steps[-1][0] == time_s:
-            steps[-1] = (time_s, level)
-        else:
-            steps.append((time_s, level))
-    return steps
+    # One row per request with tokens, shortest first: a placeholder for its first token's
+    # time, then its gaps in ms.
+    by_tokens = np.argsort(tokens, kind="stable")
+    produced = by_tokens[size - np.count_nonzero(tokens) :].tolist()
+    rows = chain.from_iterable((0.0, *records[i].itl_ms) for i in produced)
+    times = np.fromiter(rows, np.float64, int(tokens.sum()))
+    ends = starts.copy()
+    lengths, counts = np.unique(tokens[by_tokens], return_counts=True)
+    request_at, token_at = 0, 0
+    for length, count in zip(lengths.tolist(), counts.tolist(), strict=True):
+        members = by_tokens[request_at : request_at + count]
+        request_at += count
+        if length == 0:
+            continue
+        block = times[token_at : token_at + count * length].reshape(count, length)
+        token_at += count * length
+        block[:, 0] = firsts[members]
+        block[:, 1:] /= 1e3  # ms to s
+        np.add.accumulate(block, axis=1, out=block)
+        ends[members] = block[:, -1]
+    return Arrivals(starts_s=starts, ends_s=ends, token_times_s=times)
 
 
-def steady_window(steps: Sequence[tuple[float, int]], target: int) -> tuple[float, float] | None:
+def in_flight(starts_s: Floats, ends_s: Floats) -> Steps:
+    """The requests in flight as steps, from the requests' start and end times (a request
+    that starts as another ends counts as overlapping it for that instant)."""
+    times = np.concatenate([starts_s, ends_s])
+    changes = np.concatenate([np.ones(starts_s.size, np.int64), np.full(ends_s.size, -1, np.int64)])
+    order = np.lexsort((-changes, times))  # by time, starts before ends
+    times, levels = times[order], np.cumsum(changes[order])
+    last = np.append(times[1:] != times[:-1], True)  # the level each instant ends with
+    return Steps(times_s=times[last], levels=levels[last])
+
+
+def steady_window(steps: Steps, target: int) -> tuple[float, float] | None:
     """From the first time the level reaches ``target`` to the last time it leaves it;
     None if it never does (or only for an instant)."""
-    reached = [i for i, (_, level) in enumerate(steps) if level >= target]
-    if not reached:
+    reached = np.flatnonzero(steps.levels >= target)
+    if reached.size == 0:
         return None
-    first, last = reached[0], reached[-1]
-    if last + 1 >= len(steps):
+    first, last = int(reached[0]), int(reached[-1])
+    if last + 1 >= steps.times_s.size:
         return None
-    start, end = steps[first][0], steps[last + 1][0]
+    start, end = float(steps.times_s[first]), float(steps.times_s[last + 1])
     return (start, end) if end > start else None
 
 
-def target_concurrency(
-    load: LoadConfig, steps: Sequence[tuple[float, int]], arrivals_end_s: float
-) -> int | None:
+def target_concurrency(load: LoadConfig, steps: Steps, arrivals_end_s: float) -> int | None:
     """Under an arrival rate, the median level weighted by time while requests arrive (at
     least 1; the rate, not a bound it may never reach, sets the load); with every request
     sent at once, ``load.max_concurrency``; None for a load with neither."""
     if load.rate_per_s is None:
         return load.max_concurrency
-    weights: dict[int, float] = {}
-    for (t0, level), (t1, _) in pairwise(steps):
-        overlap = min(t1, arrivals_end_s) - t0
-        if overlap > 0:
-            weights[level] = weights.get(level, 0.0) + overlap
-    if not weights:
+    overlap = np.minimum(steps.times_s[1:], arrivals_end_s) - steps.times_s[:-1]
+    counted = overlap > 0
+    if not counted.any():
         return 1
-    total = math.fsum(weights.values())
+    levels = steps.levels[:-1][counted]
+    weights = np.bincount(levels, weights=overlap[counted])  # seconds at each level
+    present: list[int] = np.unique(levels).tolist()
+    total = math.fsum(weights[present].tolist())
     running = 0.0
-    for level in sorted(weights):
-        running += weights[level]
+    for level in present:
+        running += float(weights[level])
         if running >= total / 2:
             return max(1, min(level, load.max_concurrency or level))
     return 1  # pragma: no cover - the loop always reaches half
@@ -123,23 +161,25 @@ def steady_state(
 ) -> tuple[SteadyStateMetrics | None, str | None]:
     """The steady-state figures of the run, and a warning when there is none to report or
     it is too short; (None, None) where the load defines no steady state."""
-    requests = intervals(raws, offsets_s)
-    if len(requests) < 2:
+    if load.rate_per_s is None and load.max_concurrency is None:
+        return None, None  # everything at once with no bound: no target (see above)
+    requests = arrivals(raws, offsets_s)
+    if requests.starts_s.size < 2:
         return None, None
-    steps = in_flight(requests)
-    arrivals_end = max(r.start_s for r in requests)
-    target = target_concurrency(load, steps, arrivals_end)
+    steps = in_flight(requests.starts_s, requests.ends_s)
+    target = target_concurrency(load, steps, float(requests.starts_s.max()))
     if target is None:
         return None, None
     window = steady_window(steps, target)
     if window is None:
-        peak = max(level for _, level in steps)
+        peak = int(steps.levels.max())
         return None, (
             f"the run never reached a steady state: requests in flight peaked at {peak}, "
             f"below the target of {target}; send more requests, or faster, to measure one"
         )
     start, end = window
-    tokens = sum(1 for r in requests for t in r.token_times_s if start <= t <= end)
+    times = requests.token_times_s
+    tokens = int(np.count_nonzero((times >= start) & (times <= end)))
     energy = None if samples is None else window_energy_j(samples, start, end)
     metrics = SteadyStateMetrics(
         steady_state_window=(start, end),

@@ -12,6 +12,8 @@ type become Arrow arrays without a copy, so writing them costs about what ``pq.w
 of a ready table does, where rows cost a Python conversion of every value first.
 """
 
+import json
+import warnings
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from os import PathLike
@@ -23,12 +25,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from llem_persistence.errors import PersistenceError
-from llem_schema import RESULT_FILE, TIMESERIES_COLUMNS, ExperimentResult, PowerSample
+from llem_schema import RESULT_FILE, TIMESERIES_COLUMNS, ExperimentResult, LlemError, PowerSample
 from llem_schema.io import atomic_path
 
 __all__ = [
     "TIMESERIES_SCHEMA",
     "TimeseriesColumns",
+    "check_timeseries",
     "merge_timeseries",
     "read_timeseries",
     "write_timeseries",
@@ -203,3 +206,40 @@ def _read_file(path: Path, columns: Sequence[str] | None = None) -> pa.Table:
             f"{path}: not an llem timeseries (columns {', '.join(table.schema.names[:4])})"
         )
     return table
+
+
+def check_timeseries(result_dir: str | PathLike[str]) -> str | None:
+    """What is wrong with the timeseries sidecar a result names, or ``None``: the file is
+    there, reads as an llem timeseries, and holds samples of as many GPUs as the result
+    integrated power for. A result that names no sidecar has nothing to check."""
+    directory = Path(result_dir)
+    file = directory / RESULT_FILE
+    try:
+        name = json.loads(file.read_bytes()).get("timeseries")
+        with warnings.catch_warnings():  # the sidecar missing: reported below, in one line
+            warnings.simplefilter("ignore")
+            result = ExperimentResult.from_json(file)
+    except (OSError, ValueError, AttributeError, LlemError) as exc:
+        return f"{file}: unreadable ({exc})"
+    if not isinstance(name, str):
+        return None
+    path = directory / name
+    try:
+        table = _read_file(path, ["gpu_index"])
+    except PersistenceError as exc:
+        return str(exc)
+    sampled = {
+        e.device_uuid
+        for p in result.process_results
+        for e in p.energy
+        if e.domain == "gpu" and e.integrated_energy_j is not None
+    }
+    devices = len(pc.unique(table.column("gpu_index")))
+    if table.num_rows == 0 and sampled:
+        return f"{path}: no samples, though the result integrated power of {len(sampled)} GPUs"
+    if devices != len(sampled):
+        return (
+            f"{path}: samples of {devices} GPUs ({table.num_rows} rows), but the result "
+            f"integrated power of {len(sampled)}"
+        )
+    return None

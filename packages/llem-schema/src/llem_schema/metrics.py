@@ -23,9 +23,9 @@ too): percentiles are never averaged.
 """
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import pairwise
-from typing import Literal, Self
+from typing import Literal, Protocol, Self
 
 from pydantic import (
     Field,
@@ -45,6 +45,7 @@ __all__ = [
     "LatencyMetrics",
     "LatencyStats",
     "RequestMetrics",
+    "SortedValues",
     "SteadyStateMetrics",
     "adjusted_energy_j",
     "energy_per_token_j",
@@ -55,19 +56,30 @@ __all__ = [
 _REL_TOL = 1e-9
 
 
-def percentile(sorted_values: Sequence[float], q: float) -> float:
+class SortedValues(Protocol):
+    """Ascending numbers that can be counted and indexed: a sorted list, or a sorted float
+    array (numpy's, whose items are float subclasses)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int, /) -> float: ...
+
+    def __iter__(self) -> Iterator[float]: ...
+
+
+def percentile(sorted_values: SortedValues, q: float) -> float:
     """The ``q``-th percentile (0-100) of ascending ``sorted_values``, linearly interpolated.
 
     The same definition as numpy's default (``method="linear"``, Hyndman & Fan type 7).
     """
-    if not sorted_values:
+    if len(sorted_values) == 0:
         raise ValueError("percentile of no values")
     if not 0.0 <= q <= 100.0:
         raise ValueError(f"percentile q must be within [0, 100], got {q}")
     position = (len(sorted_values) - 1) * q / 100.0
     lower = math.floor(position)
     upper = min(lower + 1, len(sorted_values) - 1)
-    low, high = sorted_values[lower], sorted_values[upper]
+    low, high = float(sorted_values[lower]), float(sorted_values[upper])
     return low + (high - low) * (position - lower)
 
 
@@ -98,18 +110,29 @@ class LatencyStats(FrozenModel):
     @classmethod
     def from_values(cls, values_ms: Iterable[float]) -> Self | None:
         """Statistics of ``values_ms``, or ``None`` when there are none."""
-        ordered = sorted(values_ms)
-        if not ordered:
+        return cls.from_sorted(sorted(values_ms))
+
+    @classmethod
+    def from_sorted(cls, sorted_ms: SortedValues, *, total_ms: float | None = None) -> Self | None:
+        """Statistics of ascending ``sorted_ms``, or ``None`` when there are none.
+
+        ``total_ms`` is their sum where the caller has it (a vectorised sum of a large
+        array); by default ``math.fsum`` of the values.
+        """
+        count = len(sorted_ms)
+        if count == 0:
             return None
+        if total_ms is None:
+            total_ms = math.fsum(sorted_ms)
         return cls(
-            count=len(ordered),
-            mean_ms=math.fsum(ordered) / len(ordered),
-            median_ms=percentile(ordered, 50),
-            p90_ms=percentile(ordered, 90),
-            p95_ms=percentile(ordered, 95),
-            p99_ms=percentile(ordered, 99),
-            min_ms=ordered[0],
-            max_ms=ordered[-1],
+            count=count,
+            mean_ms=float(total_ms) / count,
+            median_ms=percentile(sorted_ms, 50),
+            p90_ms=percentile(sorted_ms, 90),
+            p95_ms=percentile(sorted_ms, 95),
+            p99_ms=percentile(sorted_ms, 99),
+            min_ms=float(sorted_ms[0]),
+            max_ms=float(sorted_ms[count - 1]),
         )
 
 

@@ -1,6 +1,6 @@
 """What the store commands share: the ``--db`` option, opening the store, reading times.
 
-Only the standard library and ``llem_persistence.store`` load here (no pydantic, no pyarrow),
+Only the standard library and ``llem_store`` load here (no pydantic, no pyarrow),
 so ``llem results list`` starts fast.
 """
 
@@ -14,7 +14,7 @@ import typer
 from llem.errors import UsageError
 
 if TYPE_CHECKING:
-    from llem_persistence.store import ExperimentSummary, ResultStore
+    from llem_store import ExperimentSummary, ResultStore
 
 __all__ = [
     "DB_ENV",
@@ -48,7 +48,7 @@ _DATE: Final = re.compile(r"\d{4}-?\d{2}-?\d{2}")
 
 def resolve_db(db: Path | None, results_dir: Path = DEFAULT_RESULTS_DIR) -> Path:
     """``--db`` (typer has already read ``$LLEM_DB`` into it), else ``results_dir/llem.db``."""
-    from llem_persistence.store import DEFAULT_STORE_FILE
+    from llem_store import DEFAULT_STORE_FILE
 
     return db if db is not None else results_dir / DEFAULT_STORE_FILE
 
@@ -56,7 +56,7 @@ def resolve_db(db: Path | None, results_dir: Path = DEFAULT_RESULTS_DIR) -> Path
 def open_store(db: Path | None, *, create: bool = False) -> "ResultStore":
     """The store at ``--db``; reading commands pass ``create=False``, so a missing file is a
     one-line error saying how to make one (exit 2)."""
-    from llem_persistence.store import ResultStore
+    from llem_store import ResultStore
 
     return ResultStore(resolve_db(db), create=create)
 

@@ -13,8 +13,8 @@ from llem_schema import LlemError
 if TYPE_CHECKING:
     from llem_harness.indexing import StoreIndex
     from llem_persistence import StagingRepository
-    from llem_persistence.store import ExperimentSummary
     from llem_schema import ExperimentResult
+    from llem_store import ExperimentSummary
 
 __all__ = ["aggregate"]
 
@@ -33,6 +33,13 @@ def aggregate(
             "--force", help="Aggregate an already saved result again, in place, and re-index it."
         ),
     ] = False,
+    discard: Annotated[
+        bool,
+        typer.Option(
+            "--discard",
+            help="Remove the staging of a run that is not running, and mark it failed.",
+        ),
+    ] = False,
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Results directory holding .staging/.")
     ] = Path("results"),
@@ -46,6 +53,11 @@ def aggregate(
     if all_staged == (experiment_id is not None):
         raise UsageError("give one experiment id or --all")
     staged = staging.list_staged()
+    if discard:
+        if experiment_id is None or force:
+            raise UsageError("--discard takes one experiment id, without --all or --force")
+        _discard(staging, experiment_id, store_path)
+        return
     if all_staged:
         redo = _indexed_results(store_path) if force else []
         if not staged and not redo:
@@ -54,6 +66,9 @@ def aggregate(
         for staged_id in staged:
             if staging.is_running(staged_id):
                 typer.echo(f"{staged_id}: still running; left alone")
+                continue
+            if not staging.has_raw(staged_id):
+                _abandoned(staged_id, store_path)
                 continue
             try:
                 _finalize(staging, staged_id, output, store_path)
@@ -89,6 +104,35 @@ def aggregate(
             "aggregates it again from its process results"
         )
     _reaggregate(summary, store_path)
+
+
+def _abandoned(experiment_id: str, db: Path) -> None:
+    """A staged run no process runs and that saved nothing: marked failed in the store (its
+    staging stays, for what it logged, until ``--discard``)."""
+    from llem_store import ResultStore
+
+    marked = False
+    if db.is_file():
+        with ResultStore(db, create=False) as store:
+            marked = store.mark_failed(experiment_id, "no process finished")
+    state = "marked failed" if marked else "nothing to save"
+    typer.echo(
+        f"{experiment_id}: no process finished; {state} (remove its staging with "
+        f"`llem aggregate {experiment_id} --discard`)"
+    )
+
+
+def _discard(staging: "StagingRepository", experiment_id: str, db: Path) -> None:
+    from llem_store import ResultStore
+
+    if staging.is_running(experiment_id):
+        raise UsageError(f"{experiment_id} is still running; it can be discarded when it ends")
+    if not staging.delete(experiment_id):
+        raise UsageError(f"no staged experiment {experiment_id!r} in {staging.root}")
+    if db.is_file():
+        with ResultStore(db, create=False) as store:
+            store.mark_failed(experiment_id, "discarded before a result was saved")
+    typer.echo(f"{experiment_id}: discarded its staging")
 
 
 def _finalize(staging: "StagingRepository", experiment_id: str, output: Path, db: Path) -> None:
@@ -143,8 +187,8 @@ def _state(result: "ExperimentResult") -> str:
 def _indexed(db: Path, experiment_id: str) -> "ExperimentSummary | None":
     """The store's entry for ``experiment_id`` (or a unique beginning); None when the store
     does not exist or does not know it."""
-    from llem_persistence.errors import StoreLookupError
-    from llem_persistence.store import ResultStore
+    from llem_store import ResultStore
+    from llem_store.errors import StoreLookupError
 
     if not db.is_file():
         return None
@@ -156,10 +200,10 @@ def _indexed(db: Path, experiment_id: str) -> "ExperimentSummary | None":
 
 
 def _indexed_results(db: Path) -> "list[ExperimentSummary]":
-    from llem_persistence.store import ResultStore
+    from llem_store import ExperimentFilter, ResultStore
 
     if not db.is_file():
         return []
     with ResultStore(db, create=False) as store:
-        experiments = store.list_experiments(statuses=("completed", "incomplete"))
+        experiments = store.list_experiments(ExperimentFilter(statuses=("completed", "incomplete")))
     return [s for s in experiments if s.result_path is not None]

@@ -1,4 +1,4 @@
-"""``llem db``: create, back up, restore, migrate, check and compact the results store.
+"""``llem db``: create, back up, restore, migrate, check, prune and compact the results store.
 
 The store is an index: every row can be rebuilt from the result directories with
 ``llem results import DIR``. These commands look after the file itself.
@@ -52,7 +52,7 @@ def restore(
     db: DbOption = None,
 ) -> None:
     """Replace the store's contents with a backup; the previous contents are kept aside."""
-    from llem_persistence.errors import CorruptStoreError, StoreLookupError
+    from llem_store.errors import CorruptStoreError, StoreLookupError
 
     path = resolve_db(db)
     if not source.is_file():
@@ -90,26 +90,75 @@ def migrate(db: DbOption = None) -> None:
 @app.command("check")
 def check(
     quick: Annotated[
-        bool, typer.Option("--quick", help="Skip reading every result.json back.")
+        bool,
+        typer.Option("--quick", help="Skip reading every result.json and timeseries back."),
     ] = False,
     db: DbOption = None,
 ) -> None:
-    """Check the database and that every indexed result directory still matches; exit 1 on
-    a problem."""
+    """Check the database, that every indexed result and its timeseries still match, and
+    that nothing is recorded as running with no process running it; exit 1 on a problem."""
+    from llem_persistence import StagingRepository, check_timeseries
+
     with open_store(db) as store:
-        report = store.check(verify_files=not quick)
-    for problem in report.problems:
+        staging = StagingRepository(store.results_dir)
+
+        def is_active(experiment_id: str) -> bool:
+            # staged elsewhere (a study's directory, another --output): not ours to judge
+            staged_here = staging.experiment_dir(experiment_id).is_dir()
+            return staging.is_running(experiment_id) or not staged_here
+
+        report = store.check(verify_files=not quick, is_active=is_active)
+        sidecars = [] if quick else store.result_dirs()
+    problems = list(report.problems)
+    unreadable = {*report.missing, *report.corrupt}
+    for experiment_id, directory in sidecars:
+        if experiment_id not in unreadable:
+            problem = check_timeseries(directory)
+            if problem is not None:
+                problems.append(f"{experiment_id}: {problem}")
+    problems += [
+        f"{experiment_id}: recorded as running, but no process runs it (abandoned)"
+        for experiment_id in report.abandoned
+    ]
+    for problem in problems:
         typer.echo(problem)
-    if not report.ok:
-        count = len(report.problems)
+    if problems:
+        advice = [
+            "a result moved, deleted or changed is indexed again with `llem results import DIR`"
+        ]
+        if report.corrupt:
+            advice.append(
+                "a corrupt result.json cannot be: restore it from a copy, or remove it with "
+                "`llem results delete ID`"
+            )
+        if report.abandoned:
+            advice.append("`llem aggregate --all` marks abandoned runs failed")
+        count = len(problems)
         typer.echo(
             f"{count} problem{'' if count == 1 else 's'} in {resolve_db(db)} "
-            f"({report.experiments_checked} experiments checked); a result moved, deleted or "
-            "changed is indexed again with `llem results import DIR`",
+            f"({report.experiments_checked} experiments checked); {'; '.join(advice)}",
             err=True,
         )
         raise typer.Exit(1)
     typer.echo(f"ok: {report.experiments_checked} experiments checked")
+
+
+@app.command("prune")
+def prune(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only list what would be removed.")
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """Remove the rows of indexed experiments whose result directory is gone."""
+    with open_store(db) as store:
+        gone = store.prune(dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    for experiment_id in gone:
+        typer.echo(f"{verb} {experiment_id} (its result directory is gone)")
+    typer.echo(
+        f"{verb} {len(gone)} experiment{'' if len(gone) == 1 else 's'} from {resolve_db(db)}"
+    )
 
 
 @app.command("vacuum")

@@ -1,6 +1,6 @@
 """``llem results``: find, show, compare, export and index results through the store.
 
-``list`` loads only the standard library, typer, rich and ``llem_persistence.store`` (none
+``list`` loads only the standard library, typer, rich and ``llem_store`` (none
 of llem's pydantic models, no pyarrow, no torch): it answers in well under a second over
 thousands of experiments. The other commands load what they need inside their bodies.
 """
@@ -18,6 +18,7 @@ from llem.errors import UsageError
 
 if TYPE_CHECKING:
     from llem_schema import ExperimentResult
+    from llem_store import DeletedExperiment
 
 __all__ = ["app"]
 
@@ -52,6 +53,7 @@ def export(
     """Export results to CSV, JSON, Parquet or Excel (one result in memory at a time)."""
     from llem_persistence import export as write_export
     from llem_persistence.exporters import ExportError, format_for_path
+    from llem_store import ExperimentFilter
 
     if (all_results, bool(experiment_ids), study is not None).count(True) != 1:
         raise UsageError("give experiment ids, --study NAME or --all")
@@ -60,13 +62,15 @@ def export(
             file_format = format_for_path(output)
         except ExportError as exc:
             raise UsageError(str(exc).replace("pass format=", "pass --format")) from None
+    bulk = all_results or study is not None
     with open_store(db) as store:
-        if all_results or study is not None:
+        if study is not None:
+            store.study(study)  # one the store does not know: say so
+        if bulk:
             summaries = [
                 s
                 for s in store.list_experiments(
-                    statuses=("completed", "incomplete"),
-                    study=study,
+                    ExperimentFilter(statuses=("completed", "incomplete"), study=study),
                     sort="created",
                     descending=False,
                 )
@@ -76,19 +80,39 @@ def export(
                 raise UsageError(f"study {study!r} has no experiment with a result in {store.path}")
         else:
             summaries = [store.get(experiment_id) for experiment_id in experiment_ids or []]
-    files = [result_file(summary) for summary in summaries]  # all there, before writing
-    count = write_export(_load(files), output, format=file_format)
+    skipped: list[str] = []
+    if bulk:  # one bad file does not block the rest: it is named, and the exit code is 1
+        files = []
+        for summary in summaries:
+            try:
+                files.append(result_file(summary))
+            except UsageError as exc:
+                skipped.append(str(exc))
+    else:  # every one asked for, there, before writing
+        files = [result_file(summary) for summary in summaries]
+    count = write_export(_load(files, skipped if bulk else None), output, format=file_format)
     typer.echo(
         f"exported {count} experiment{'' if count == 1 else 's'} to {output} ({file_format})"
     )
+    for reason in skipped:
+        typer.echo(f"warning: skipped {reason}", err=True)
+    if skipped:
+        typer.echo(f"{len(skipped)} skipped; the others were exported", err=True)
+        raise typer.Exit(1)
 
 
-def _load(paths: list[Path]) -> Iterator["ExperimentResult"]:
-    """The results one at a time, so an export holds one in memory."""
-    from llem_schema import ExperimentResult
+def _load(paths: list[Path], skipped: list[str] | None) -> Iterator["ExperimentResult"]:
+    """The results one at a time, so an export holds one in memory. With ``skipped``, a
+    file that does not load is noted there and passed over instead of stopping the export."""
+    from llem_schema import ExperimentResult, LlemError
 
     for path in paths:
-        yield ExperimentResult.from_json(path)
+        try:
+            yield ExperimentResult.from_json(path)
+        except LlemError as exc:
+            if skipped is None:
+                raise
+            skipped.append(f"{path}: {exc}")
 
 
 @app.command("import")
@@ -104,7 +128,7 @@ def import_results(
     if not directory.is_dir():
         raise UsageError(f"{directory} is not a directory")
     err = console(stderr=True)
-    store_logger = logging.getLogger("llem_persistence.store")
+    store_logger = logging.getLogger("llem_store")
     level = store_logger.level
     store_logger.setLevel(logging.ERROR)  # skips are listed below, once
     try:
@@ -127,7 +151,89 @@ def import_results(
         f"indexed {report.indexed} (added {len(report.added)}, updated {len(report.updated)}, "
         f"unchanged {len(report.unchanged)}) into {resolve_db(db)}"
     )
+    if report.studies:
+        linked = sum(runs for _, runs in report.studies)
+        typer.echo(
+            f"restored {len(report.studies)} stud{'y' if len(report.studies) == 1 else 'ies'} "
+            f"from their manifests ({linked} experiment{'' if linked == 1 else 's'} linked)"
+        )
     for skipped, reason in report.skipped:
         typer.echo(f"warning: skipped {skipped}: {reason}", err=True)
-    if report.skipped and not report.indexed:
+    if report.skipped:
         raise typer.Exit(1)
+
+
+@app.command("delete")
+def delete(
+    experiment_ids: Annotated[
+        list[str] | None, typer.Argument(help="Experiments (ids or unique beginnings).")
+    ] = None,
+    status: Annotated[
+        list[str] | None,
+        typer.Option(help="With --older-than: only this status (repeatable), e.g. failed."),
+    ] = None,
+    older_than: Annotated[
+        str | None,
+        typer.Option(help="Every experiment started this long ago or more (90d, 12h, 2w)."),
+    ] = None,
+    study: Annotated[
+        str | None, typer.Option(help="A whole study: its runs, its record and its directory.")
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Delete experiments: their result directories and their rows. Nothing outside the
+    results directory is touched; a study's runs go with the study, or when named."""
+    from llem.commands._store import parse_when
+    from llem_store import EXPERIMENT_STATUSES, StoreError
+
+    chosen = [bool(experiment_ids), older_than is not None, study is not None]
+    if chosen.count(True) != 1:
+        raise UsageError("give experiment ids, --older-than AGE or --study NAME")
+    if status and older_than is None:
+        raise UsageError("--status goes with --older-than")
+    unknown = sorted(set(status or ()) - set(EXPERIMENT_STATUSES))
+    if unknown:
+        raise UsageError(
+            f"unknown status {unknown[0]!r}: choose from {', '.join(EXPERIMENT_STATUSES)}"
+        )
+    with open_store(db) as store:
+        if study is not None:
+            record = store.study(study)
+            what = f"study {record.name} ({record.study_id}) and its {record.experiments} runs"
+            ids: list[str] = []
+        elif older_than is not None:
+            cutoff = parse_when(older_than, option="--older-than")
+            statuses = [s for s in EXPERIMENT_STATUSES if s in set(status or ())] or None
+            ids = [s.experiment_id for s in store.retention(statuses=statuses, older_than=cutoff)]
+            what = f"{len(ids)} experiment{'' if len(ids) == 1 else 's'}"
+        else:
+            ids = [store.get(experiment_id).experiment_id for experiment_id in experiment_ids or []]
+            what = ", ".join(ids)
+        if study is None and not ids:
+            typer.echo("nothing to delete")
+            return
+        if not yes and not typer.confirm(f"delete {what} from {store.path.parent}?"):
+            raise typer.Exit(1)
+        if study is not None:
+            for entry in store.delete_study(study):
+                _deleted(entry)
+            typer.echo(f"deleted {what}")
+            return
+        failures = 0
+        for experiment_id in ids:
+            try:
+                _deleted(store.delete(experiment_id))
+            except StoreError as exc:
+                if len(ids) == 1:
+                    raise
+                failures += 1  # one that cannot be deleted stops no other
+                typer.echo(f"warning: {experiment_id} not deleted: {exc}", err=True)
+    if failures:
+        typer.echo(f"{failures} of {len(ids)} not deleted; the others were", err=True)
+        raise typer.Exit(1)
+
+
+def _deleted(entry: "DeletedExperiment") -> None:
+    where = f" ({entry.directory})" if entry.directory is not None else ""
+    typer.echo(f"deleted {entry.experiment_id}{where}")

@@ -14,15 +14,16 @@ import typer
 
 from llem.commands._store import DbOption, open_store, parse_when, resolve_db
 from llem.errors import UsageError
-from llem.render.format import MISSING, console, dumps, local_time, number
-from llem_persistence.store import (
+from llem.render.format import MISSING, console, dumps_rows, local_time, number
+from llem_schema.warning_codes import WARNING_CODES
+from llem_store import (
     EXPERIMENT_STATUSES,
     SORT_KEYS,
+    ExperimentFilter,
     ExperimentStatus,
     ExperimentSummary,
     ResultStore,
 )
-from llem_schema.warning_codes import WARNING_CODES
 
 __all__ = ["list_experiments"]
 
@@ -41,7 +42,7 @@ _COLUMNS: Final = (
     "status",
     "requests",
     "output tok/s",
-    "energy J",
+    "energy J",  # of the energy scope: what tok/J divides
     "tok/J",
     "TTFT p50 ms",
     "warnings",
@@ -104,54 +105,58 @@ def list_experiments(
         raise UsageError(
             f"unknown warning code {warning!r}: choose from {', '.join(sorted(WARNING_CODES))}"
         )
+    if sort not in SORT_KEYS:
+        raise UsageError(f"unknown sort key {sort!r}: choose one of {', '.join(SORT_KEYS)}")
     statuses: list[ExperimentStatus] | None
     if wanted:
         statuses = [s for s in EXPERIMENT_STATUSES if s in wanted]
     else:
         statuses = None if all_statuses else ["completed"]
     with_staged = STAGED in wanted or (all_statuses and not wanted)
-    filters: dict[str, Any] = {
-        "model": model,
-        "backend": backend,
-        "since": parse_when(since, option="--since") if since else None,
-        "until": parse_when(until, option="--until", end_of_day=True) if until else None,
-        "min_output_tokens_per_j": min_tokens_per_j,
-        "study": study,
-        "warning": warning,
-    }
+    where = ExperimentFilter(
+        statuses=statuses,
+        model=model,
+        backend=backend,
+        since=parse_when(since, option="--since") if since else None,
+        until=parse_when(until, option="--until", end_of_day=True) if until else None,
+        min_output_tokens_per_j=min_tokens_per_j,
+        study=study,
+        warning=warning,
+    )
     with open_store(db) as store:
+        if study is not None:
+            store.study(study)  # a study the store does not know: say so, not "no experiments"
         if statuses == []:  # only --status staged
             rows, total = [], 0
         else:
-            page = store.list_experiments(
-                statuses=statuses,
+            rows = store.list_experiment_dicts(
+                where,
                 sort=sort,
                 descending=None if ascending is None else not ascending,
                 limit=limit or None,
                 offset=offset,
-                **filters,
             )
-            total = store.count_experiments(statuses=statuses, **filters)
-            rows = [summary.to_json_dict() for summary in page]
-        staged = _staged_rows(store, filters) if with_staged else []
+            total = store.count_experiments(where)
+        staged = _staged_rows(store, where) if with_staged else []
     if as_json:
-        typer.echo(dumps(rows + staged))
+        typer.echo(dumps_rows(rows + staged))
         return
     _print_table(rows + staged, total, offset, staged, resolve_db(db))
 
 
-def _staged_rows(store: ResultStore, filters: dict[str, Any]) -> list[dict[str, Any]]:
-    """Runs staged beside the store that it does not index (a run whose indexing failed, or
-    one from before the store), as rows shaped like the store's, with status ``staged``."""
+def _staged_rows(store: ResultStore, where: ExperimentFilter) -> list[dict[str, Any]]:
+    """Runs staged beside the store that it holds no result of (a run still going or
+    killed, one whose indexing failed, one from before the store), as rows shaped like the
+    store's, with status ``staged``."""
     from llem_persistence.staging import StagingRepository
     from llem_schema import LlemError
 
-    if any(filters[key] is not None for key in ("min_output_tokens_per_j", "study", "warning")):
+    if any(v is not None for v in (where.min_output_tokens_per_j, where.study, where.warning)):
         return []  # a staged run has no efficiency figure or warnings yet, and no study
     staging = StagingRepository(store.path.parent)
     rows = []
     for experiment_id in staging.list_staged():
-        if _indexed(store, experiment_id):
+        if _listed_by_the_store(store, experiment_id, where):
             continue
         row: dict[str, Any] = dict.fromkeys(_SUMMARY_KEYS)
         row |= {"experiment_id": experiment_id, "status": STAGED, "warning_count": 0}
@@ -172,29 +177,34 @@ def _staged_rows(store: ResultStore, filters: dict[str, Any]) -> list[dict[str, 
                 "created_at": manifest.created.isoformat(),
                 "config_hash": config.measurement_config_hash(),
             }
-        if _matches(row, filters):
+        if _matches(row, where):
             rows.append(row)
     return rows
 
 
-def _indexed(store: ResultStore, experiment_id: str) -> bool:
-    from llem_persistence.errors import StoreLookupError
+def _listed_by_the_store(store: ResultStore, experiment_id: str, where: ExperimentFilter) -> bool:
+    """Whether the store has a result of the staged run, or lists it under its own status
+    (a run still recorded as running): then it is not listed as staged too."""
+    from llem_store.errors import StoreLookupError
 
     try:
-        return store.get(experiment_id).experiment_id == experiment_id
+        summary = store.get(experiment_id)
     except StoreLookupError:
         return False
+    if summary.experiment_id != experiment_id:
+        return False
+    listed = where.statuses is None or summary.status in where.statuses
+    return summary.result_path is not None or listed
 
 
-def _matches(row: dict[str, Any], filters: dict[str, Any]) -> bool:
-    for key in ("model", "backend"):
-        wanted = filters[key]
+def _matches(row: dict[str, Any], where: ExperimentFilter) -> bool:
+    for key, wanted in (("model", where.model), ("backend", where.backend)):
         if wanted and wanted.lower() not in str(row[key] or "").lower():
             return False
+    since, until = where.since, where.until
     if row["created_at"] is None:
-        return filters["since"] is None and filters["until"] is None
+        return since is None and until is None
     created = datetime.fromisoformat(row["created_at"])
-    since, until = filters["since"], filters["until"]
     if since is not None and created < since.astimezone():
         return False
     return until is None or created < until.astimezone()
@@ -239,7 +249,7 @@ def _print_table(
                     row["status"],
                     number(row["requests"]),
                     number(row["output_tokens_per_s"]),
-                    number(row["total_energy_j"]),
+                    number(row["energy_j"]),
                     number(row["output_tokens_per_j"], 2),
                     number(row["ttft_median_ms"]),
                     number(row["warning_count"]),

@@ -10,7 +10,7 @@ import typer
 from llem.commands._store import DbOption, open_store, result_file
 from llem.errors import UsageError
 from llem.render.format import MISSING, console, dumps, local_time, number
-from llem_persistence.store import ExperimentSummary
+from llem_store import ExperimentSummary
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -59,6 +59,9 @@ _KEY_LABELS: Final = {
 }
 
 
+_STALE: Final = {"changed": "changed", "missing": "was moved or deleted"}
+
+
 def show(
     experiment_id: Annotated[str, typer.Argument(help="An experiment id or a unique beginning.")],
     raw: Annotated[bool, typer.Option("--raw", help="Print the stored result.json as is.")] = False,
@@ -76,9 +79,18 @@ def show(
         config = store.config(summary.experiment_id)
         warnings = store.warnings(summary.experiment_id)
         stats = store.request_stats(summary.experiment_id)
+        file_state = store.file_state(summary.experiment_id)
+    if file_state in ("changed", "missing"):
+        typer.echo(
+            f"note: {summary.result_path}/result.json {_STALE[file_state]} since it was "
+            "indexed: what "
+            "follows is the index's copy; re-index with `llem results import DIR`",
+            err=True,
+        )
     if as_json:
         data = {
             "summary": summary.to_json_dict(),
+            "result_file": file_state,
             "request_stats": {
                 name: None if value is None else value.model_dump(mode="json")
                 for name, value in stats.items()

@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 def typical_durations(db: Path, config_hashes: list[str]) -> dict[str, float]:
     """Median measurement window, s, of earlier completed runs per config hash; empty when
     the store does not exist or cannot be read (a dry run never creates one)."""
-    from llem_persistence.store import ResultStore
+    from llem_store import ResultStore
 
     if not db.is_file():
         return {}

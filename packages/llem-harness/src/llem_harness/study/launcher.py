@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Final
 
-from llem_harness.study.layout import try_lock
+from llem_persistence.locks import try_exclusive
 
 __all__ = [
     "ChildCommand",
@@ -108,7 +108,7 @@ class Launcher:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         log = log_file.open("ab")
         try:
-            try_lock(log)
+            try_exclusive(log)
             log.write(header.rstrip("\n").encode("utf-8") + b"\n")
             log.flush()
             offset = log.tell()

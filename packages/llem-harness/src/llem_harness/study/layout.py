@@ -12,7 +12,8 @@
   .lock                 held by the llem process running the study
 ```
 
-Two locks (``flock``, POSIX; elsewhere there is none and nothing is checked):
+Two locks (:mod:`llem_persistence.locks`: ``flock``, POSIX; elsewhere there is none and
+nothing is checked):
 
 - ``.lock`` is held by the ``llem study`` process for as long as it runs the study, so a
   second ``llem study --resume`` of the same directory is refused instead of running the same
@@ -23,7 +24,6 @@ Two locks (``flock``, POSIX; elsewhere there is none and nothing is checked):
 """
 
 import secrets
-import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import IO, Final
 
 from llem_harness.errors import UsageError
+from llem_persistence.locks import is_locked, try_exclusive
 from llem_schema import MANIFEST_FILE, STUDY_RESULT_FILE, validate_experiment_id
 from llem_schema.ids import MAX_EXPERIMENT_ID_LENGTH, timestamp_slug
 
@@ -41,7 +42,6 @@ __all__ = [
     "hold_study_lock",
     "is_being_run",
     "new_study_id",
-    "try_lock",
     "wait_for_log_lock",
 ]
 
@@ -94,26 +94,13 @@ class StudyLayout:
         return path.resolve().relative_to(self.root.resolve()).as_posix()
 
 
-def try_lock(handle: IO[bytes]) -> bool:
-    """Take an exclusive lock on an open file without waiting; True if it is ours now."""
-    if sys.platform == "win32":  # pragma: no cover - no flock; studies are not locked there
-        return True
-    import fcntl
-
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
-
-
 def hold_study_lock(layout: StudyLayout) -> IO[bytes]:
     """Lock the study for this process (until the returned file is closed or it exits).
 
     Another process holding it is a :class:`UsageError` (exit 2) naming the study.
     """
     handle = (layout.root / LOCK_FILE).open("ab")
-    if not try_lock(handle):
+    if not try_exclusive(handle):
         handle.close()
         raise UsageError(
             f"study {layout.study_id} is being run by another llem process (it holds "
@@ -125,9 +112,8 @@ def hold_study_lock(layout: StudyLayout) -> IO[bytes]:
 def is_being_run(layout: StudyLayout) -> bool:
     """Whether an llem process holds the study's lock now (it is running the study)."""
     try:
-        with (layout.root / LOCK_FILE).open("rb") as handle:
-            return not try_lock(handle)
-    except OSError:  # no lock file (never run, or not a study), or unreadable
+        return is_locked(layout.root / LOCK_FILE)
+    except OSError:  # an unreadable lock file (a missing one is unlocked too)
         return False
 
 
@@ -142,7 +128,7 @@ def wait_for_log_lock(layout: StudyLayout, run_index: int, *, timeout_s: float =
         return
     deadline = time.monotonic() + timeout_s
     with log.open("ab") as handle:
-        while not try_lock(handle):
+        while not try_exclusive(handle):
             if time.monotonic() > deadline:
                 raise UsageError(
                     f"run {run_index} of study {layout.study_id} is still running in another "

@@ -26,7 +26,6 @@ from llem_harness.study.layout import StudyLayout, hold_study_lock, new_study_id
 from llem_harness.study.results import write_study_result
 from llem_harness.study.resume import carry_over, changed_file_error, file_sha256, settle_stale_runs
 from llem_harness.study.runner import StudyRunner
-from llem_persistence.store import DEFAULT_STORE_FILE
 from llem_schema import (
     ConfigError,
     StudyConfig,
@@ -37,6 +36,7 @@ from llem_schema import (
     parse_study,
 )
 from llem_schema.io import atomic_write_bytes
+from llem_store import DEFAULT_STORE_FILE
 
 __all__ = [
     "LoadedStudy",

@@ -2,7 +2,7 @@
 
 - :func:`export_csv`, :func:`export_parquet`: one row per experiment, the columns of
   :data:`SUMMARY_COLUMNS` (documented, stable order; see
-  :mod:`llem_persistence.exporters.summary`).
+  :mod:`llem_schema.tabular.summary`).
 - :func:`export_json`: a JSON array of complete results.
 - :func:`export_xlsx`: summary, per-request, config and warnings sheets, colour scales on
   efficiency, a chart.
@@ -15,7 +15,6 @@ No results writes a valid, empty export (header, schema or ``[]``). Bad input or
 unwritable path raises :class:`ExportError` with a one-line message.
 """
 
-from llem_persistence.exporters.columns import Cell, Column, ColumnKind
 from llem_persistence.exporters.csv import export_csv
 from llem_persistence.exporters.dispatch import (
     EXPORT_FORMATS,
@@ -26,13 +25,17 @@ from llem_persistence.exporters.dispatch import (
 from llem_persistence.exporters.errors import ExportError
 from llem_persistence.exporters.json import export_json
 from llem_persistence.exporters.parquet import arrow_schema, export_parquet
-from llem_persistence.exporters.requests import REQUEST_COLUMNS, RequestRow
-from llem_persistence.exporters.summary import (
+from llem_persistence.exporters.xlsx import export_xlsx
+from llem_schema.tabular import (
+    REQUEST_COLUMNS,
     SUMMARY_COLUMN_NAMES,
     SUMMARY_COLUMNS,
+    Cell,
+    Column,
+    ColumnKind,
+    RequestRow,
     summary_row,
 )
-from llem_persistence.exporters.xlsx import export_xlsx
 
 __all__ = [
     "EXPORT_FORMATS",

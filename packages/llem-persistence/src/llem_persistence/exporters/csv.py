@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from os import PathLike
 
 from llem_persistence.exporters._target import ResultSource, export_file
-from llem_persistence.exporters.columns import Cell
-from llem_persistence.exporters.summary import SUMMARY_COLUMN_NAMES, summary_row
 from llem_schema import ExperimentResult
+from llem_schema.tabular.columns import Cell
+from llem_schema.tabular.summary import SUMMARY_COLUMN_NAMES, summary_row
 
 __all__ = ["export_csv", "format_csv_cell"]
 

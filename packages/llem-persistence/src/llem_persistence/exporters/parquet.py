@@ -15,9 +15,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from llem_persistence.exporters._target import ResultSource, export_file
-from llem_persistence.exporters.columns import Cell, Column, ColumnKind
-from llem_persistence.exporters.summary import SUMMARY_COLUMNS, summary_row
 from llem_schema import SCHEMA_VERSION, ExperimentResult
+from llem_schema.tabular.columns import Cell, Column, ColumnKind
+from llem_schema.tabular.summary import SUMMARY_COLUMNS, summary_row
 
 __all__ = ["BATCH_ROWS", "arrow_schema", "export_parquet"]
 

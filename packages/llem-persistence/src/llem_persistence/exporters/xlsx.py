@@ -34,12 +34,12 @@ from llem_persistence.exporters._xlsxwriter import (
     XlsxWriterError,
     open_workbook,
 )
-from llem_persistence.exporters.columns import Cell, Column, row_values
-from llem_persistence.exporters.config import flatten_config
 from llem_persistence.exporters.errors import ExportError
-from llem_persistence.exporters.requests import REQUEST_COLUMNS, request_rows
-from llem_persistence.exporters.summary import SUMMARY_COLUMN_NAMES, SUMMARY_COLUMNS
 from llem_schema import ExperimentResult
+from llem_schema.tabular.columns import Cell, Column, row_values
+from llem_schema.tabular.config import flatten_config
+from llem_schema.tabular.requests import REQUEST_COLUMNS, each_request
+from llem_schema.tabular.summary import SUMMARY_COLUMN_NAMES, SUMMARY_COLUMNS
 
 __all__ = [
     "CHART_COLUMN",
@@ -157,7 +157,7 @@ class _Book:
 
     def add(self, result: ExperimentResult) -> None:
         self.summary.append_columns(SUMMARY_COLUMNS, result)
-        for request in request_rows(result):
+        for request in each_request(result):
             self.requests.append_columns(REQUEST_COLUMNS, request)
         experiment_id = result.experiment_id
         for setting, value in flatten_config(result.effective_config):

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from llem_persistence import ResultStore
 from llem_schema import ExperimentResult
+from llem_store import ResultStore
 
 pytestmark = pytest.mark.slow
 
 _INGEST = """
 import sys, time
 from pathlib import Path
-from llem_persistence import ResultStore
+from llem_store import ResultStore
 
 directories, db, go = sorted(Path(sys.argv[1]).iterdir()), Path(sys.argv[2]), Path(sys.argv[3])
 while not go.exists():
@@ -42,6 +42,27 @@ def copies(template: Path, root: Path, prefix: str, count: int) -> list[Path]:
     return directories
 
 
+_READ = """
+import sys, time
+from pathlib import Path
+from llem_store import NoStoreError, ResultStore
+
+db, go, stop = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+while True:  # until a writer has created the store
+    try:
+        store = ResultStore(db, create=False)
+        break
+    except NoStoreError:
+        time.sleep(0.002)
+counts = []
+with store:
+    while not stop.exists():
+        counts.append(store.count_experiments())
+        store.list_experiments(limit=50)
+print(len(counts), int(counts == sorted(counts)), counts[-1] if counts else -1)
+"""
+
+
 def start(directories: Path, db: Path, go: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-c", _INGEST, str(directories), str(db), str(go)],
@@ -58,14 +79,32 @@ def test_eight_processes_ingesting_at_once_lose_no_row(
     results = tmp_path / "results"
     for worker in range(8):
         copies(template, results / f"worker{worker}", f"w{worker}-", 100)
-    db, go = results / "llem.db", tmp_path / "go"
-    # all eight create the store and switch it to WAL at the same moment, then write
+    db, go, stop = results / "llem.db", tmp_path / "go", tmp_path / "stop"
+    # all eight create the store and switch it to WAL at the same moment, then write, while
+    # two readers list and count all along
     writers = [start(results / f"worker{w}", db, go) for w in range(8)]
+    readers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _READ, str(db), str(go), str(stop)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     go.touch()
     outcomes = [writer.communicate(timeout=300) for writer in writers]
+    stop.touch()
     for writer, (out, err) in zip(writers, outcomes, strict=True):
         assert writer.returncode == 0, err
         assert len(out.split()) == 100
+    for reader in readers:
+        out, err = reader.communicate(timeout=60)
+        assert reader.returncode == 0, err
+        reads, monotonic, last = map(int, out.split())
+        assert reads > 0
+        assert monotonic == 1  # a reader never saw a result appear and vanish
+        assert 0 <= last <= 800
     with ResultStore(db) as store:
         assert store.count_experiments() == 800
         assert store.check().ok

@@ -8,10 +8,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Final
 
-from llem_persistence.errors import CorruptStoreError, ForeignDatabaseError, StoreError
-from llem_persistence.store._schema import APPLICATION_ID, STORE_SCHEMA_VERSION
+from llem_store.errors import (
+    CorruptStoreError,
+    ForeignDatabaseError,
+    ReadOnlyStoreError,
+    StoreError,
+)
+from llem_store.migrations import APPLICATION_ID, STORE_SCHEMA_VERSION
 
 __all__ = [
+    "MANIFEST_FILE",
     "RESULT_FILE",
     "SQLITE_HEADER",
     "aware",
@@ -25,15 +31,19 @@ __all__ = [
 
 SQLITE_HEADER: Final = b"SQLite format 3\x00"
 RESULT_FILE: Final = "result.json"  # llem_schema.RESULT_FILE, without importing pydantic here
+MANIFEST_FILE: Final = "manifest.json"  # llem_schema.MANIFEST_FILE: a study directory
 
 
-def result_dirs(root: Path) -> Iterator[Path]:
-    """Directories below ``root`` holding ``result.json``; hidden ones are not entered."""
+def result_dirs(root: Path, *, manifests: list[Path] | None = None) -> Iterator[Path]:
+    """Directories below ``root`` holding ``result.json``; hidden ones are not entered.
+    Directories holding a study manifest on the way are appended to ``manifests``."""
     for current, subdirectories, files in os.walk(root):
         if RESULT_FILE in files:
             subdirectories.clear()  # results do not nest
             yield Path(current)
             continue
+        if manifests is not None and MANIFEST_FILE in files:
+            manifests.append(Path(current))
         subdirectories[:] = [d for d in subdirectories if not d.startswith(".")]
 
 
@@ -50,8 +60,10 @@ def store_error(path: Path, exc: sqlite3.Error, timeout_s: float) -> StoreError:
         )
     if isinstance(exc, sqlite3.DatabaseError) and ("malformed" in text or "not a database" in text):
         return CorruptStoreError(f"{path} is corrupt ({text})", path=path)
-    if "readonly" in text or "unable to open" in text:
-        return StoreError(f"cannot write {path}: {text}")
+    if "readonly" in text:
+        return ReadOnlyStoreError(f"cannot write {path}: {text}", path=path)
+    if "unable to open" in text:
+        return StoreError(f"cannot open {path}: {text}")
     return StoreError(f"{path}: {text}")
 
 

@@ -19,7 +19,8 @@ or moved; new columns are only appended at the end. Read columns by name all the
 
 from typing import Final
 
-from llem_persistence.exporters.columns import (
+from llem_schema import ExperimentResult, LatencyStats
+from llem_schema.tabular.columns import (
     Cell,
     Column,
     boolean,
@@ -29,16 +30,15 @@ from llem_persistence.exporters.columns import (
     text,
     timestamp,
 )
-from llem_persistence.exporters.config import (
+from llem_schema.tabular.config import (
     backend_int,
     config_bool,
     config_float,
     config_int,
     config_str,
 )
-from llem_schema import ExperimentResult, LatencyStats
 
-__all__ = ["SUMMARY_COLUMNS", "SUMMARY_COLUMN_NAMES", "summary_row"]
+__all__ = ["SUMMARY_BY_NAME", "SUMMARY_COLUMNS", "SUMMARY_COLUMN_NAMES", "summary_row"]
 
 R = ExperimentResult
 
@@ -417,11 +417,20 @@ SUMMARY_COLUMNS: Final[tuple[Column[ExperimentResult], ...]] = (
         "Power/temperature Parquet sidecar beside result.json.",
         lambda r: r.timeseries,
     ),
+    # appended in schema 1.3
+    number(
+        "energy_j",
+        "The energy_scope's energy, J: what the efficiency figures divide.",
+        lambda r: r.scope_energy_j(),
+    ),
 )
 """Every summary column, in export order (see the module docstring for the rules)."""
 
 SUMMARY_COLUMN_NAMES: Final[tuple[str, ...]] = tuple(column.name for column in SUMMARY_COLUMNS)
 """The names of :data:`SUMMARY_COLUMNS`, in order."""
+
+SUMMARY_BY_NAME: Final[dict[str, Column[ExperimentResult]]] = {c.name: c for c in SUMMARY_COLUMNS}
+"""Each summary column by its name (for reading a few values without the whole row)."""
 
 
 def summary_row(result: ExperimentResult) -> list[Cell]:

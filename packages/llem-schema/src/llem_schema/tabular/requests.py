@@ -5,10 +5,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
-from llem_persistence.exporters.columns import Column, integer, number, text
 from llem_schema import ExperimentResult, RequestRecord
+from llem_schema.tabular.columns import Column, integer, number, text
 
-__all__ = ["REQUEST_COLUMNS", "RequestRow", "request_rows"]
+__all__ = ["REQUEST_COLUMNS", "RequestRow", "each_request"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +42,7 @@ REQUEST_COLUMNS: Final[tuple[Column[RequestRow], ...]] = (
 """Per-request columns, in export order (same stability rules as the summary columns)."""
 
 
-def request_rows(result: ExperimentResult) -> Iterator[RequestRow]:
+def each_request(result: ExperimentResult) -> Iterator[RequestRow]:
     """Every request of ``result``, process by process, in stored order."""
     for process in result.process_results:
         for record in process.requests:

@@ -135,9 +135,66 @@ def _warning_codes(connection: sqlite3.Connection) -> None:
     )
 
 
+_V3: Final = """
+ALTER TABLE experiments ADD COLUMN energy_j REAL;
+ALTER TABLE experiments ADD COLUMN energy_scope TEXT;
+ALTER TABLE experiments ADD COLUMN gpu_energy_j REAL;
+ALTER TABLE experiments ADD COLUMN cpu_energy_j REAL;
+"""
+
+
+def _reread_results(connection: sqlite3.Connection) -> None:
+    """Energy by scope, and each warning once, for results indexed before: read again from
+    their ``result.json`` (schema 1.2 results migrate as they load). A result whose file is
+    gone or no longer parses keeps what it had, with no scope; ``llem db check`` names it."""
+    rows = connection.execute(
+        "SELECT experiment_id, result_path FROM experiments WHERE result_path IS NOT NULL"
+    ).fetchall()
+    if not rows:
+        return  # a new store: nothing to read (and pydantic stays unloaded)
+    import logging
+    from pathlib import Path
+
+    from llem_schema import ExperimentResult, LlemError
+    from llem_store.rows import experiment_row, warnings_table_rows
+
+    (database,) = [row[2] for row in connection.execute("PRAGMA database_list") if row[1] == "main"]
+    base = Path(database).parent
+    for experiment_id, stored in rows:
+        path = Path(stored)
+        file = (path if path.is_absolute() else base / path) / "result.json"
+        try:
+            result = ExperimentResult.from_json(file)
+        except (OSError, ValueError, LlemError) as exc:
+            logging.getLogger(__name__).warning("%s: not re-read (%s)", file, exc)
+            continue
+        if result.experiment_id != experiment_id:
+            continue
+        row = experiment_row(result)
+        connection.execute(
+            "UPDATE experiments SET energy_j = ?, energy_scope = ?, gpu_energy_j = ?, "
+            "cpu_energy_j = ?, warning_count = ? WHERE experiment_id = ?",
+            (
+                row["energy_j"],
+                row["energy_scope"],
+                row["gpu_energy_j"],
+                row["cpu_energy_j"],
+                row["warning_count"],
+                experiment_id,
+            ),
+        )
+        connection.execute("DELETE FROM warnings WHERE experiment_id = ?", (experiment_id,))
+        connection.executemany(
+            "INSERT INTO warnings (experiment_id, position, source, message, code) "
+            "VALUES (?, ?, ?, ?, ?)",
+            warnings_table_rows(result),
+        )
+
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(1, "experiments, requests, warnings, studies", _V1),
     Migration(2, "a code per warning", _V2, _warning_codes),
+    Migration(3, "energy by scope; each warning once", _V3, _reread_results),
 )
 STORE_SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 

@@ -2,6 +2,7 @@
 backup and restore, vacuum. Every error is checked by the message a user sees."""
 
 import contextlib
+import shutil
 import sqlite3
 from collections.abc import Callable
 from datetime import timedelta
@@ -9,17 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from llem_persistence import (
+from llem_schema import ExperimentResult, MeasurementWarning
+from llem_store import (
+    STORE_SCHEMA_VERSION,
+    ExperimentFilter,
     ForeignDatabaseError,
     ResultStore,
     StoreError,
     StoreLookupError,
 )
-from llem_persistence.errors import CorruptStoreError, NoStoreError
-from llem_persistence.store import STORE_SCHEMA_VERSION
-from llem_persistence.store._rows import experiment_row
-from llem_persistence.store._schema import APPLICATION_ID, MIGRATIONS, Migration, migrate
-from llem_schema import ExperimentResult, MeasurementWarning
+from llem_store.errors import CorruptStoreError, NoStoreError
+from llem_store.migrations import APPLICATION_ID, MIGRATIONS, Migration, migrate
+from llem_store.rows import experiment_row
 
 MakeResult = Callable[..., Path]  # the conftest fixture: (experiment_id, *, model, hours, root)
 
@@ -45,8 +47,9 @@ def test_a_new_store_is_marked_as_llem_s_and_versioned(tmp_path: Path) -> None:
     assert versions == [
         (1, "experiments, requests, warnings, studies"),
         (2, "a code per warning"),
+        (3, "energy by scope; each warning once"),
     ]
-    assert STORE_SCHEMA_VERSION == 2
+    assert STORE_SCHEMA_VERSION == 3
 
 
 def test_opening_without_create_needs_an_existing_store(tmp_path: Path) -> None:
@@ -188,6 +191,9 @@ LEGACY_WARNINGS = [
 ]
 
 
+SCOPE_COLUMNS = ("energy_j", "energy_scope", "gpu_energy_j", "cpu_energy_j")  # store schema 3
+
+
 def _version_1_store(
     db: Path, template: ExperimentResult, warnings: dict[str, list[tuple[str, str]]]
 ) -> None:
@@ -204,10 +210,8 @@ def _version_1_store(
                     "start_time": template.start_time + timedelta(hours=hours),
                 }
             )
-            row = experiment_row(result) | {
-                "warning_count": len(rows),
-                "indexed_at": "2026-11-22T15:00:00+00:00",
-            }
+            row = {k: v for k, v in experiment_row(result).items() if k not in SCOPE_COLUMNS}
+            row |= {"warning_count": len(rows), "indexed_at": "2026-11-22T15:00:00+00:00"}
             columns, marks = ", ".join(row), ", ".join("?" * len(row))
             connection.execute(
                 f"INSERT INTO experiments ({columns}) VALUES ({marks})", list(row.values())
@@ -243,9 +247,15 @@ def test_a_version_1_store_gets_warning_codes_from_the_wording(
         assert store.warnings("exp-unknown") == [
             ("measurement", "unclassified", "something only a person could read")
         ]
-        short = [s.experiment_id for s in store.list_experiments(warning="short_window")]
-        overlap = store.count_experiments(warning="window_overlap")
-        unclassified = [s.experiment_id for s in store.list_experiments(warning="unclassified")]
+        short = [
+            s.experiment_id
+            for s in store.list_experiments(ExperimentFilter(warning="short_window"))
+        ]
+        overlap = store.count_experiments(ExperimentFilter(warning="window_overlap"))
+        unclassified = [
+            s.experiment_id
+            for s in store.list_experiments(ExperimentFilter(warning="unclassified"))
+        ]
         assert store.count_experiments() == 3
     assert short == ["exp-legacy"]
     assert overlap == 1
@@ -253,7 +263,7 @@ def test_a_version_1_store_gets_warning_codes_from_the_wording(
     with sqlite3.connect(db) as connection:
         assert connection.execute(
             "SELECT version, description FROM store_schema ORDER BY version"
-        ).fetchall()[-1] == (2, "a code per warning")
+        ).fetchall()[-1] == (3, "energy by scope; each warning once")
     # the copy kept before migrating is the old store, untouched
     with sqlite3.connect(tmp_path / "llem.db.v1.bak") as connection:
         assert connection.execute("PRAGMA user_version").fetchone() == (1,)
@@ -274,8 +284,8 @@ def test_a_result_indexed_after_the_migration_keeps_its_own_codes(
     with ResultStore(db) as store:
         store.ingest(directory)
         assert store.warnings("exp-new") == [("measurement", "backend", odd.message)]
-        assert store.count_experiments(warning="short_window") == 0
-        assert store.count_experiments(warning="backend") == 1
+        assert store.count_experiments(ExperimentFilter(warning="short_window")) == 0
+        assert store.count_experiments(ExperimentFilter(warning="backend")) == 1
 
 
 def test_check_finds_missing_and_changed_results_and_lost_rows(
@@ -380,3 +390,33 @@ def test_vacuum_reclaims_space(tmp_path: Path, make_result: MakeResult) -> None:
         assert after < before
         assert after == db.stat().st_size
         assert [s.experiment_id for s in store.list_experiments()] == ["exp-0"]
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_a_store_of_schema_2_migrates_to_scopes_and_counts_each_warning_once(
+    tmp_path: Path,
+) -> None:
+    # written by the llem of store schema 2 (llem_persistence.store), beside its result: a
+    # 3-process run with one process missing, whose aggregation note that store counted twice
+    results = tmp_path / "results"
+    shutil.copytree(FIXTURES / "store-v2", results)
+    with sqlite3.connect(results / "llem.db") as connection:
+        assert connection.execute("PRAGMA user_version").fetchone() == (2,)
+        assert connection.execute(
+            "SELECT warning_count FROM experiments WHERE experiment_id = 'exp-two-processes'"
+        ).fetchone() == (3,)
+    result = ExperimentResult.from_json(next(results.glob("*/result.json")))
+    with ResultStore(results / "llem.db") as store:
+        summary = store.get("exp-two-processes")
+        warnings = store.warnings("exp-two-processes")
+    assert summary.warning_count == len(result.measurement_warnings) == 2
+    assert warnings == [
+        ("measurement", "few_prompts", result.measurement_warnings[0].message),
+        ("aggregation", "incomplete", result.measurement_warnings[1].message),
+    ]
+    assert summary.energy_scope == result.energy_scope == "gpu"
+    assert summary.energy_j == result.scope_energy_j()
+    assert summary.gpu_energy_j == result.gpu_energy_j
+    assert (results / "llem.db.v2.bak").is_file()

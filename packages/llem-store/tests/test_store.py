@@ -1,24 +1,29 @@
 """The results store on real SQLite files: indexing, idempotence, queries."""
 
+import dataclasses
 import logging
 import shutil
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import JsonValue
 
-from llem_persistence import (
+from llem_schema import ExperimentResult, LatencyStats, MeasurementWarning, ResultFormatError
+from llem_schema.testing import EXAMPLE_START, example_config
+from llem_store import (
     DuplicateResultError,
+    ExperimentFilter,
     IngestOutcome,
     ResultStore,
     StoreLookupError,
 )
-from llem_persistence.errors import UnknownExperimentError
-from llem_schema import ExperimentResult, LatencyStats, MeasurementWarning, ResultFormatError
-from llem_schema.testing import EXAMPLE_START, example_config
+from llem_store.errors import UnknownExperimentError
 
 # the conftest fixture: (experiment_id, *, model, hours, root, warnings)
 MakeResult = Callable[..., Path]
@@ -58,6 +63,57 @@ def test_an_ingested_result_is_listed_with_its_metrics_requests_and_warnings(
     # the path is kept relative to the store, so the whole tree can move
     assert rows(db, "SELECT result_path FROM experiments") == [(directory.name,)]
     assert rows(db, "SELECT count(*) FROM requests") == [(12,)]
+
+
+def test_a_note_of_aggregation_is_one_warning_not_two(
+    tmp_path: Path, template_result: ExperimentResult
+) -> None:
+    # aggregation's notes are in measurement_warnings and in aggregation.warnings: one each
+    note = MeasurementWarning.of(
+        "incomplete",
+        "incomplete: processes 2 of 3 have no result; the figures cover the processes that "
+        "finished",
+        processes="2",
+    )
+    result = template_result.model_copy(
+        update={
+            "experiment_id": "exp-noted",
+            "measurement_warnings": [*template_result.measurement_warnings, note],
+            "aggregation": template_result.aggregation.model_copy(update={"warnings": [note]}),
+        }
+    )
+    directory = ExperimentResult.model_validate(result.model_dump()).save(tmp_path / "results")
+    with ResultStore(tmp_path / "results" / "llem.db") as store:
+        store.ingest(directory)
+        summary = store.get("exp-noted")
+        warnings = store.warnings("exp-noted")
+    assert summary.warning_count == len(result.measurement_warnings) == 2
+    assert [(source, code) for source, code, _ in warnings] == [
+        ("measurement", "few_prompts"),
+        ("aggregation", "incomplete"),
+    ]
+
+
+def test_querying_loads_neither_pydantic_nor_pyarrow(
+    tmp_path: Path, make_result: MakeResult
+) -> None:
+    # `llem results list` must start fast: opening the store and its queries stay light
+    directory = make_result("exp-a")
+    with ResultStore(tmp_path / "results" / "llem.db") as store:
+        store.ingest(directory)
+    code = (
+        "import sys\n"
+        "from llem_store import ExperimentFilter, ResultStore\n"
+        f"with ResultStore({str(tmp_path / 'results' / 'llem.db')!r}, create=False) as store:\n"
+        "    rows = store.list_experiments(ExperimentFilter(statuses=None), sort='energy')\n"
+        "    store.count_experiments(); store.get('exp'); store.studies(); store.running()\n"
+        "    store.warnings('exp-a'); store.config('exp-a'); store.file_state('exp-a')\n"
+        "print(len(rows), sorted(m for m in ('pydantic', 'pyarrow', 'numpy') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "1 []"
 
 
 def test_request_statistics_follow_the_metric_definitions(
@@ -113,8 +169,10 @@ def test_a_rewritten_result_replaces_its_rows(tmp_path: Path, make_result: MakeR
             ("measurement", "short_window", "a"),
             ("measurement", "ecc_off", "b"),
         ]
-        assert store.count_experiments(warning="few_prompts") == 0  # the old rows are gone
-        assert store.count_experiments(warning="ecc_off") == 1
+        assert (
+            store.count_experiments(ExperimentFilter(warning="few_prompts")) == 0
+        )  # the old rows are gone
+        assert store.count_experiments(ExperimentFilter(warning="ecc_off")) == 1
     assert rows(db, "SELECT count(*) FROM requests") == [(12,)]
     assert rows(db, "SELECT count(*) FROM experiments") == [(1,)]
 
@@ -218,8 +276,19 @@ def populated(tmp_path: Path, make_result: MakeResult) -> ResultStore:
 
 
 def test_list_filters_sorts_and_pages(populated: ResultStore) -> None:
-    def ids(**filters: object) -> list[str]:
-        return [s.experiment_id for s in populated.list_experiments(**filters)]  # type: ignore[arg-type]
+    def ids(
+        *,
+        sort: str = "created",
+        descending: bool | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        **filters: Any,
+    ) -> list[str]:
+        where = ExperimentFilter(**filters)
+        page = populated.list_experiments(
+            where, sort=sort, descending=descending, limit=limit, offset=offset
+        )
+        return [s.experiment_id for s in page]
 
     assert ids() == ["exp-3", "exp-2", "exp-1", "exp-0"]  # completed, newest first
     assert ids(descending=False) == ["exp-0", "exp-1", "exp-2", "exp-3"]
@@ -236,7 +305,7 @@ def test_list_filters_sorts_and_pages(populated: ResultStore) -> None:
     assert ids(limit=2, offset=2) == ["exp-1", "exp-0"]
     assert ids(model="%") == []  # LIKE wildcards are taken literally
     assert populated.count_experiments() == 4
-    assert populated.count_experiments(statuses=None) == 6
+    assert populated.count_experiments(ExperimentFilter(statuses=None)) == 6
     efficiency = populated.get("exp-0").output_tokens_per_j
     assert efficiency is not None
     assert len(ids(min_output_tokens_per_j=efficiency)) == 4
@@ -250,15 +319,59 @@ def test_list_filters_sorts_and_pages(populated: ResultStore) -> None:
     assert ids(statuses=None, sort="energy")[-2:] == ["exp-running", "exp-failed"]
 
 
-def test_list_refuses_an_unknown_sort_key_and_status(populated: ResultStore) -> None:
-    with pytest.raises(StoreLookupError) as caught:
-        populated.list_experiments(sort="joules")
-    assert str(caught.value).startswith("unknown sort key 'joules': choose one of created, model")
-    with pytest.raises(StoreLookupError) as caught:
-        populated.list_experiments(statuses=["done"])  # type: ignore[list-item]
-    assert str(caught.value) == (
+def test_listed_dicts_are_the_summaries_json_dicts(populated: ResultStore) -> None:
+    # list_experiment_dicts skips the summaries: the same dicts, keys in the same order
+    pages: list[tuple[ExperimentFilter, str, bool | None, int | None, int]] = [
+        (ExperimentFilter(), "created", None, None, 0),
+        (ExperimentFilter(statuses=None), "energy", False, None, 0),  # running and failed too
+        (ExperimentFilter(statuses=None, model="big"), "model", True, 2, 1),
+    ]
+    for where, sort, descending, limit, offset in pages:
+        dicts = populated.list_experiment_dicts(
+            where, sort=sort, descending=descending, limit=limit, offset=offset
+        )
+        summaries = populated.list_experiments(
+            where, sort=sort, descending=descending, limit=limit, offset=offset
+        )
+        assert dicts
+        assert [list(d.items()) for d in dicts] == [
+            list(s.to_json_dict().items()) for s in summaries
+        ]
+
+
+def test_a_summarys_json_dict_is_asdict_with_times_and_path_as_text(
+    populated: ResultStore,
+) -> None:
+    summaries = populated.list_experiments(ExperimentFilter(statuses=None))
+    assert {s.result_path is None for s in summaries} == {True, False}
+    assert {s.end_time is None for s in summaries} == {True, False}
+    for summary in summaries:
+        expected = dataclasses.asdict(summary)
+        for key in ("created_at", "end_time"):
+            if expected[key] is not None:
+                expected[key] = expected[key].isoformat()
+        if expected["result_path"] is not None:
+            expected["result_path"] = str(expected["result_path"])
+        assert list(summary.to_json_dict().items()) == list(expected.items())
+
+
+def test_a_bad_argument_is_a_value_error_that_says_what_to_give(populated: ResultStore) -> None:
+    def message(call: Callable[[], object]) -> str:
+        with pytest.raises(ValueError) as caught:  # noqa: PT011 (the whole message is checked)
+            call()
+        return str(caught.value)
+
+    assert message(lambda: populated.list_experiments(sort="joules")) == (
+        "unknown sort key 'joules': choose one of created, model, backend, status, duration, "
+        "energy, tokens_per_j, throughput, ttft, e2e"
+    )
+    assert message(lambda: ExperimentFilter(statuses=["done"])) == (  # type: ignore[list-item]
         "unknown status 'done': choose from running, completed, failed, incomplete"
     )
+    assert message(lambda: populated.list_experiments(limit=-1)) == (
+        "limit and offset must not be negative"
+    )
+    assert message(lambda: populated.compare([])) == "compare needs at least one experiment id"
 
 
 def short_window(duration_s: float, *, process: int | None = None) -> MeasurementWarning:
@@ -294,20 +407,23 @@ def test_list_and_count_filter_by_a_warning_code_not_by_its_text(
     with ResultStore(results / "llem.db") as store:
         store.import_tree(results)
 
-        def ids(**filters: object) -> list[str]:
-            return [s.experiment_id for s in store.list_experiments(**filters)]  # type: ignore[arg-type]
+        def ids(**filters: Any) -> list[str]:
+            return [s.experiment_id for s in store.list_experiments(ExperimentFilter(**filters))]
 
         assert ids(warning="short_window") == ["exp-short-twice", "exp-short"]  # once each
-        assert store.count_experiments(warning="short_window") == 2
+        assert store.count_experiments(ExperimentFilter(warning="short_window")) == 2
         assert ids(warning="few_prompts") == ["exp-few"]
-        assert store.count_experiments(warning="few_prompts") == 1
+        assert store.count_experiments(ExperimentFilter(warning="few_prompts")) == 1
         assert ids(warning="unclassified") == ["exp-worded"]
         # with the other filters, every one applies
         assert ids(warning="short_window", model="org/big") == ["exp-short-twice"]
-        assert store.count_experiments(warning="short_window", model="org/big") == 1
-        assert ids(warning="short_window", limit=1, offset=1) == ["exp-short"]
+        assert (
+            store.count_experiments(ExperimentFilter(warning="short_window", model="org/big")) == 1
+        )
+        page = store.list_experiments(ExperimentFilter(warning="short_window"), limit=1, offset=1)
+        assert [s.experiment_id for s in page] == ["exp-short"]
         assert ids(warning="thermal_drift") == []
-        assert store.count_experiments(warning="thermal_drift") == 0
+        assert store.count_experiments(ExperimentFilter(warning="thermal_drift")) == 0
         assert len(ids()) == store.count_experiments() == 5
         assert [code for _, code, _ in store.warnings("exp-short-twice")] == [
             "short_window",
@@ -383,10 +499,14 @@ def test_studies_link_their_experiments_through_running_to_indexed(
         store.ingest(make_result("exp-b", root=results / "sweep-1", hours=1))
         store.link_to_study("exp-b", "sweep-1-id")
         store.ingest(make_result("exp-other", hours=2))
-        by_name = [s.experiment_id for s in store.list_experiments(study="sweep-1")]
-        by_id = [s.experiment_id for s in store.list_experiments(study="sweep-1-id")]
+        by_name = [
+            s.experiment_id for s in store.list_experiments(ExperimentFilter(study="sweep-1"))
+        ]
+        by_id = [
+            s.experiment_id for s in store.list_experiments(ExperimentFilter(study="sweep-1-id"))
+        ]
         (study,) = store.studies()
-        assert store.count_experiments(study="nope") == 0
+        assert store.count_experiments(ExperimentFilter(study="nope")) == 0
         with pytest.raises(StoreLookupError) as caught:
             store.link_to_study("exp-missing", "sweep-1-id")
         assert str(caught.value) == f"no experiment 'exp-missing' in {store.path}"

@@ -1,0 +1,252 @@
+"""Looking after the store: check, backup, restore, vacuum, delete and prune.
+
+Deleting never reaches outside the store's results directory: a result directory is removed
+only when it lies below the directory the store is in, and never through a symlink.
+"""
+
+import contextlib
+import hashlib
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from os import PathLike
+from pathlib import Path
+
+from llem_store._sqlite import RESULT_FILE, open_backup
+from llem_store.errors import OutsideResultsError, StoreError, StoreLookupError
+from llem_store.models import (
+    DeletedExperiment,
+    ExperimentStatus,
+    ExperimentSummary,
+    IntegrityReport,
+)
+from llem_store.queries import ExperimentFilter, StoreQueries
+
+__all__ = ["StoreMaintenance"]
+
+
+class StoreMaintenance(StoreQueries):
+    """Checks, copies and removals (part of :class:`~llem_store.ResultStore`)."""
+
+    def check(
+        self,
+        *,
+        verify_files: bool = True,
+        is_active: Callable[[str], bool] | None = None,
+    ) -> IntegrityReport:
+        """SQLite's integrity and foreign-key checks, request counts, and (``verify_files``)
+        that every indexed result directory still exists and still matches its hash; a
+        ``result.json`` that changed and no longer parses is called corrupt.
+
+        ``is_active(experiment_id)`` says whether a process is still running an experiment
+        (its run lock is held); experiments recorded as running that are not are listed in
+        :attr:`IntegrityReport.abandoned`.
+        """
+        problems: list[str] = []
+        missing: list[str] = []
+        corrupt: list[str] = []
+        with self._errors():
+            connection = self._connection
+            for (message,) in connection.execute("PRAGMA integrity_check"):
+                if message != "ok":
+                    problems.append(f"sqlite integrity: {message}")
+            for table, rowid, parent, _ in connection.execute("PRAGMA foreign_key_check"):
+                problems.append(f"sqlite: {table} row {rowid} points to a missing {parent} row")
+            for experiment_id, expected, found in connection.execute(
+                "SELECT e.experiment_id, e.requests, count(r.request_index) FROM experiments e "
+                "LEFT JOIN requests r USING (experiment_id) "
+                "WHERE e.status IN ('completed', 'incomplete') GROUP BY e.experiment_id "
+                "HAVING e.requests != count(r.request_index)"
+            ):
+                problems.append(f"{experiment_id}: {found} request rows, its result has {expected}")
+            indexed = connection.execute(
+                "SELECT experiment_id, result_path, result_sha256 FROM experiments "
+                "WHERE result_path IS NOT NULL ORDER BY experiment_id"
+            ).fetchall()
+        if verify_files:
+            for experiment_id, stored, digest in indexed:
+                file = self._absolute(stored) / RESULT_FILE
+                try:
+                    found_digest = hashlib.sha256(file.read_bytes()).hexdigest()
+                except OSError:
+                    missing.append(experiment_id)
+                    problems.append(f"{experiment_id}: {file} is missing (moved or deleted)")
+                    continue
+                if found_digest == digest:
+                    continue
+                reason = _unreadable(file)
+                if reason is None:
+                    problems.append(f"{experiment_id}: {file} changed since it was indexed")
+                else:
+                    corrupt.append(experiment_id)
+                    problems.append(f"{experiment_id}: {file} is corrupt ({reason})")
+        abandoned = []
+        if is_active is not None:
+            abandoned = [s.experiment_id for s in self.running() if not is_active(s.experiment_id)]
+        return IntegrityReport(
+            experiments_checked=len(indexed),
+            problems=problems,
+            missing=missing,
+            corrupt=corrupt,
+            abandoned=abandoned,
+        )
+
+    def result_dirs(self) -> list[tuple[str, Path]]:
+        """Every indexed experiment with a result directory: (experiment id, directory)."""
+        with self._errors():
+            rows = self._connection.execute(
+                "SELECT experiment_id, result_path FROM experiments "
+                "WHERE result_path IS NOT NULL ORDER BY experiment_id"
+            ).fetchall()
+        return [(experiment_id, self._absolute(stored)) for experiment_id, stored in rows]
+
+    def backup(self, target: str | PathLike[str], *, overwrite: bool = False) -> Path:
+        """Copy the store to ``target`` while it is in use (SQLite's online backup).
+
+        The copy is written beside ``target`` and renamed into place, so ``target`` is either
+        a complete backup or untouched.
+        """
+        destination = Path(target)
+        if destination.is_dir():
+            destination = destination / self.path.name
+        if destination.exists() and not overwrite:
+            raise StoreLookupError(f"{destination} exists; choose another file or overwrite it")
+        if destination.absolute() == self.path.absolute():
+            raise StoreLookupError(f"{destination} is the store itself")
+        if not destination.parent.is_dir():
+            raise StoreLookupError(f"cannot write {destination}: {destination.parent} is missing")
+        self._copy(self._connection, destination)
+        return destination
+
+    def restore(self, source: str | PathLike[str]) -> Path:
+        """Replace the store's contents with the backup ``source``; returns where the
+        store's previous contents were kept (``llem.db.before-restore-<time>``).
+
+        ``source`` must be an llem store that passes SQLite's integrity check; result
+        directories are not touched.
+        """
+        origin = Path(source)
+        if not origin.is_file():
+            raise StoreLookupError(f"no backup at {origin}")
+        with contextlib.closing(open_backup(origin, self.timeout_s)) as backup, self._errors():
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%f")
+            self._require_writable()
+            kept = self.backup(self.path.with_name(f"{self.path.name}.before-restore-{stamp}"))
+            backup.backup(self._connection)
+        with self._errors():
+            self._upgrade()
+        return kept
+
+    def vacuum(self) -> tuple[int, int]:
+        """Checkpoint the WAL and rebuild the file; returns its size before and after, bytes."""
+        self._require_writable()
+        before = self._size()
+        with self._errors():
+            self._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._connection.execute("VACUUM")
+            self._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return before, self._size()
+
+    # -- removal ---------------------------------------------------------------------------
+
+    def retention(
+        self,
+        *,
+        statuses: Sequence[ExperimentStatus] | None,
+        older_than: datetime,
+    ) -> list[ExperimentSummary]:
+        """Experiments started before ``older_than`` with one of ``statuses``, that belong to
+        no study (a study's runs go with the study, or when named): what a retention rule
+        would delete, oldest first."""
+        candidates = self.list_experiments(
+            ExperimentFilter(statuses=statuses, until=older_than), sort="created", descending=False
+        )
+        return [summary for summary in candidates if summary.study_id is None]
+
+    def delete(self, experiment_id: str) -> DeletedExperiment:
+        """Remove an experiment: its result directory (when below the store's directory) and
+        its rows. The directory is first moved aside, and back if the rows cannot go, so a
+        failure leaves both as they were."""
+        summary = self.get(experiment_id)
+        self._require_writable()
+        directory = summary.result_path
+        if directory is None or not directory.exists():
+            with self._errors(), self._transaction():
+                self._remove_rows(summary.experiment_id)
+            return DeletedExperiment(summary.experiment_id, None)
+        self._check_inside(directory)
+        try:
+            holder = Path(tempfile.mkdtemp(prefix=".deleting-", dir=directory.parent))
+            aside = directory.replace(holder / directory.name)
+        except OSError as exc:
+            raise StoreError(f"cannot delete {directory}: {exc.strerror or exc}") from None
+        try:
+            with self._errors(), self._transaction():
+                self._remove_rows(summary.experiment_id)
+        except BaseException:
+            aside.replace(directory)
+            holder.rmdir()
+            raise
+        shutil.rmtree(holder)
+        return DeletedExperiment(summary.experiment_id, directory)
+
+    def delete_study(self, study: str) -> list[DeletedExperiment]:
+        """Remove a study: each of its experiments (as :meth:`delete`), then its record and
+        its directory (when below the store's directory)."""
+        record = self.study(study)
+        self._require_writable()
+        runs = self.list_experiments(ExperimentFilter(statuses=None, study=record.study_id))
+        for directory in [record.study_dir, *(run.result_path for run in runs)]:
+            if directory is not None and directory.exists():
+                self._check_inside(directory)  # all of them, before anything goes
+        deleted = [self.delete(run.experiment_id) for run in runs]
+        with self._errors(), self._transaction():
+            self._connection.execute("DELETE FROM studies WHERE study_id = ?", (record.study_id,))
+        directory = record.study_dir
+        if directory is not None and directory.is_dir():
+            self._check_inside(directory)
+            shutil.rmtree(directory)
+        return deleted
+
+    def prune(self, *, dry_run: bool = False) -> list[str]:
+        """Remove the rows of experiments whose result directory is gone; returns their ids.
+        Experiments without a directory (running, failed) are kept."""
+        gone = [
+            experiment_id
+            for experiment_id, directory in self.result_dirs()
+            if not (directory / RESULT_FILE).is_file()
+        ]
+        if gone and not dry_run:
+            with self._errors(), self._transaction():
+                self._connection.executemany(
+                    "DELETE FROM experiments WHERE experiment_id = ?", [(i,) for i in gone]
+                )
+        return gone
+
+    def _remove_rows(self, experiment_id: str) -> None:
+        """The experiment's rows; its requests and warnings go with it (``ON DELETE CASCADE``)."""
+        self._connection.execute(
+            "DELETE FROM experiments WHERE experiment_id = ?", (experiment_id,)
+        )
+
+    def _check_inside(self, directory: Path) -> None:
+        base = self.results_dir.resolve()
+        if directory.is_symlink() or not directory.resolve().is_relative_to(base):
+            raise OutsideResultsError(
+                f"{directory} is not below {base}, the results directory of {self.path}: "
+                "not deleted"
+            )
+        if directory.resolve() == base:
+            raise OutsideResultsError(f"{directory} is the results directory itself: not deleted")
+
+
+def _unreadable(file: Path) -> str | None:
+    """Why ``file`` no longer loads as a result, or ``None`` if it does."""
+    from llem_schema import ExperimentResult, LlemError
+
+    try:
+        ExperimentResult.from_json(file)
+    except (OSError, ValueError, LlemError) as exc:
+        return str(exc).splitlines()[0][:200]
+    return None
