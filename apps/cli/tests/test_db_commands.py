@@ -183,9 +183,10 @@ def test_check_finds_a_deleted_a_modified_and_a_corrupt_result(llem: Llem, resul
     assert lines[2] == f"exp_2: {modified / 'result.json'} changed since it was indexed"
     assert len(lines) == 3
     assert outcome.stderr == (
-        f"3 problems in {db} (4 experiments checked); a result moved, deleted or changed is "
-        "indexed again with `llem results import DIR`; a corrupt result.json cannot be: "
-        "restore it from a copy, or remove it with `llem results delete ID`\n"
+        f"3 problems in {db} (4 experiments checked); a result moved or changed is indexed "
+        "again with `llem results import DIR`, and the rows of one deleted go with `llem db "
+        "prune`; a corrupt result.json cannot be re-imported: restore it from a copy, or "
+        "remove it with `llem results delete ID`\n"
     )
 
     quick = llem("db", "check", "--quick", "--db", str(db))

@@ -5,6 +5,7 @@ pass over a corrupt result, and deletes and prunes that stay inside the results 
 import io
 import json
 import shutil
+import sqlite3
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -192,26 +193,48 @@ def test_delete_removes_the_directory_and_the_rows_and_never_leaves_the_results_
         2,
         f"error: no experiment '../../etc' in {db}; see `llem results list --all`\n",
     )
-    # a result indexed from outside the results directory is not deleted from there
+    # a result indexed from outside the results directory: its rows go, its files stay
     moved = tmp_path / "elsewhere" / outside.name
     shutil.move(outside, moved)
     with ResultStore(results / "llem.db") as store:
         store.ingest(moved)
-    code, _, err = _run(llem, "results", "delete", "exp_3", "--yes", "--db", db)
-    assert code == 1
-    assert err == (
-        f"error: {moved} is not below {results.resolve()}, the results directory of "
-        f"{db}: not deleted\n"
-    )
+    code, out, err = _run(llem, "results", "delete", "exp_3", "--yes", "--db", db)
+    assert (code, out) == (
+        0,
+        f"deleted exp_3 from the store; {moved} is outside the results directory: left in place\n",
+    ), err
     assert (moved / "result.json").is_file()
+    # and so does one reached through a symlink, or an indexed path with `..`
     with ResultStore(results / "llem.db") as store:
-        assert [
-            s.experiment_id for s in store.list_experiments(ExperimentFilter(statuses=None))
-        ] == [
-            "exp_3",
-            "exp_2",
-            "exp_1",
-        ]
+        linked = store.get("exp_1").result_path
+        target = store.get("exp_2").result_path
+    assert linked is not None
+    assert target is not None
+    real = tmp_path / "real"
+    shutil.move(linked, real)
+    linked.symlink_to(real, target_is_directory=True)
+    escaped = tmp_path / "escaped"
+    shutil.move(target, escaped)
+    with sqlite3.connect(results / "llem.db") as connection:
+        connection.execute(
+            "UPDATE experiments SET result_path = ? WHERE experiment_id = 'exp_2'",
+            (f"../{escaped.name}",),
+        )
+    code, out, _ = _run(llem, "db", "check", "--quick", "--db", db)
+    assert (code, out) == (
+        1,
+        f"exp_2: its indexed path '../{escaped.name}' leaves the store's directory\n",
+    )
+    code, out, err = _run(llem, "results", "delete", "exp_1", "exp_2", "--yes", "--db", db)
+    assert code == 0, err
+    assert [line.split(";")[0] for line in out.splitlines()] == [
+        "deleted exp_1 from the store",
+        "deleted exp_2 from the store",
+    ]
+    assert (real / "result.json").is_file()
+    assert (escaped / "result.json").is_file()
+    with ResultStore(results / "llem.db") as store:
+        assert store.count_experiments(ExperimentFilter(statuses=None)) == 0
 
 
 def test_delete_asks_first(llem: Llem, results: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -321,15 +344,68 @@ def test_check_tells_an_abandoned_run_from_a_live_one(llem: Llem, results: Path)
 
     db = str(results / "llem.db")
     config = example_config()
-    staging = StagingRepository(results)
+    study_dir = results / "sweep_1"
+    staging, study_staging = StagingRepository(results), StagingRepository(study_dir)
     with ResultStore(results / "llem.db") as store:
+        store.register_study("sweep_1", "sweep", study_dir=study_dir)
         for experiment_id in ("run_live", "run_gone", "run_elsewhere"):
             store.mark_running(experiment_id, config)
+        store.mark_running("study_run_gone", config, study_id="sweep_1")
     staging.begin(config, "run_live", 1)
     staging.begin(config, "run_gone", 1)  # its process was killed: nothing holds its lock
+    study_staging.begin(config, "study_run_gone", 1)  # a study's run stages in its directory
     with staging.running("run_live"):
         code, out, err = _run(llem, "db", "check", "--db", db)
     assert code == 1
-    # run_elsewhere is staged in another directory (a study's): not judged from here
-    assert out == "run_gone: recorded as running, but no process runs it (abandoned)\n"
-    assert err.endswith("; `llem aggregate --all` marks abandoned runs failed\n")
+    # run_elsewhere is staged under another --output: not judged from here
+    assert out.splitlines() == [
+        "run_gone: recorded as running, but no process runs it (abandoned); "
+        f"`llem aggregate --all --output {results}` marks it failed",
+        "study_run_gone: recorded as running, but no process runs it (abandoned); "
+        f"`llem aggregate --all --output {study_dir}` marks it failed",
+    ]
+    assert err == f"2 problems in {db} (4 experiments checked)\n"  # no advice that cannot help
+
+    code, out, _ = _run(llem, "aggregate", "--all", "--output", str(study_dir), "--db", db)
+    assert (code, out) == (
+        0,
+        "study_run_gone: no process finished; marked failed (remove its staging with "
+        "`llem aggregate study_run_gone --discard`)\n",
+    )
+
+
+def test_discard_keeps_a_staging_that_holds_results(llem: Llem, tmp_path: Path) -> None:
+    from llem_persistence import StagingRepository
+    from llem_schema.testing import example_config, example_raw_result
+
+    results = tmp_path / "results"
+    config = example_config()
+    staging = StagingRepository(results)
+    staging.begin(config, "run_half", 2)
+    staging.save_raw(
+        "run_half",
+        example_raw_result(process_index=0, num_processes=2, config=config).model_copy(
+            update={"experiment_id": "run_half"}
+        ),
+    )
+    code, _, err = _run(llem, "aggregate", "run_half", "--discard", "--output", str(results))
+    assert (code, err) == (
+        2,
+        "error: run_half has process results staged, not discarded: save them with "
+        f"`llem aggregate run_half --output {results}`\n",
+    )
+    assert staging.has_raw("run_half")
+
+
+def test_import_passes_over_a_result_it_cannot_read(llem: Llem, results: Path) -> None:
+    db = results / "fresh.db"
+    blocked = results / "blocked_run"
+    blocked.mkdir()
+    (blocked / "result.json").symlink_to(results / "gone.json")  # there, but not readable
+    code, out, err = _run(llem, "results", "import", str(results), "--db", str(db))
+    assert code == 1
+    assert out == f"indexed 4 (added 4, updated 0, unchanged 0) into {db}\n"
+    assert err == (
+        f"warning: skipped {blocked}: {blocked} holds no result.json: not a result directory "
+        "(or its save was interrupted)\n"
+    )

@@ -126,6 +126,35 @@ def test_rapl_domains_join_the_gpus(
     assert rapl == {"cpu_package": pytest.approx(30.0), "dram": pytest.approx(5.0)}
 
 
+def test_a_process_that_leaves_the_host_to_another_meters_its_gpus_only(
+    fake_nvml: FakeNvml, clock: ManualClock, rapl_root: Path
+) -> None:
+    # RAPL counts the whole host: of a run's processes on one host, one meters it
+    with EnergyMeter.create(
+        QUIET, nvml=fake_nvml, clock=clock, rapl_root=rapl_root, environ={}, host=False
+    ) as meter:
+        assert meter.sources == ("nvml",)
+        window = meter.start()
+        clock.sleep(61.0)
+        reading = window.stop()
+    assert {e.domain for e in reading.energy} == {"gpu"}
+    # on a host without a GPU it meters nothing, and that is nothing to warn about
+    meter = EnergyMeter.create(
+        QUIET,
+        nvml=FakeNvml(library_missing=True),
+        clock=clock,
+        rapl_root=rapl_root,
+        environ={},
+        host=False,
+    )
+    assert (meter.sources, meter.unavailable_reason) == ((), None)
+    window = meter.start()
+    clock.sleep(61.0)
+    reading = window.stop()
+    assert reading.energy == []
+    assert [w.code for w in reading.warnings if w.code in ("no_energy", "cpu_energy_only")] == []
+
+
 def test_auto_without_nvml_falls_back_to_rapl_with_a_warning(
     clock: ManualClock, rapl_root: Path
 ) -> None:

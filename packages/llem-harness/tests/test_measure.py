@@ -343,6 +343,37 @@ def test_a_run_on_the_cpu_meters_no_gpu_of_its_host(
     assert [d.kind for d in process.devices] == ["cpu"]
 
 
+def test_host_energy_is_metered_by_the_first_process_of_each_host_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llem_energy.testing import write_rapl_zone
+    from llem_harness.progress import Stages
+    from llem_harness.worker import measure_process
+
+    powercap = tmp_path / "powercap"
+    write_rapl_zone(powercap, "intel-rapl:0", name="package-0", energy_uj=1_000_000)
+    opened = RaplReader.open.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(RaplReader, "open", classmethod(lambda cls, _: opened(cls, powercap)))
+    config = echo_config(tmp_path, energy={"source": "rapl"}, baseline={"enabled": False})
+
+    def domains(local_index: int) -> list[str]:
+        context = WorkerContext(
+            process_index=local_index, num_processes=2, local_index=local_index, local_count=2
+        )
+        raw = measure_process(
+            config,
+            f"exp-{local_index}",
+            backend=EchoBackend(),
+            results_dir=tmp_path / "results",
+            context=context,
+            stages=Stages(),
+        )
+        return [e.domain for e in raw.energy]
+
+    assert domains(0) == ["cpu_package"]
+    assert domains(1) == []  # the host's energy is the first process's to meter
+
+
 def test_the_installed_pytorch_backend_measures_the_tiny_model(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -503,6 +503,27 @@ def test_a_cpu_only_run_has_its_efficiency_of_the_cpu_energy() -> None:
     assert ExperimentResult.model_validate_json(result.model_dump_json()) == result
 
 
+def test_host_energy_metered_by_one_process_per_host_covers_the_others() -> None:
+    # the harness lets the first process on each host meter RAPL; the others report none
+    p0, p1 = two_processes()
+    host = [rapl("rapl:host:package-0", 500.0), rapl("rapl:host:dram-0", 80.0, domain="dram")]
+    result = aggregate_results(
+        [changed(p0, energy=host), changed(p1, energy=[])], effective_config=EFFECTIVE
+    )
+    assert result.energy_scope == "cpu"
+    assert result.cpu_energy_j == pytest.approx(580.0)
+    assert result.efficiency.output_tokens_per_j == pytest.approx(13 / 580.0)
+    assert "processes_without_energy" not in codes(result)
+    # a process on another host, where nobody metered it, is a process without energy
+    elsewhere = changed(p1, energy=[], hostname="node-2")
+    result = aggregate_results([changed(p0, energy=host), elsewhere], effective_config=EFFECTIVE)
+    assert result.efficiency.output_tokens_per_j is None
+    assert the_note(result, "processes_without_energy").figures == {
+        "processes": "1",
+        "scope": "cpu",
+    }
+
+
 @pytest.mark.parametrize("with_rapl", [False, True], ids=["gpu", "gpu-and-rapl"])
 def test_a_baseline_above_the_energy_clamps_and_withholds_the_adjusted_figures(
     with_rapl: bool,

@@ -2,6 +2,7 @@
 backup and restore, vacuum. Every error is checked by the message a user sees."""
 
 import contextlib
+import json
 import shutil
 import sqlite3
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from llem_store import (
     STORE_SCHEMA_VERSION,
     ExperimentFilter,
     ForeignDatabaseError,
+    ReadOnlyStoreError,
     ResultStore,
     StoreError,
     StoreLookupError,
@@ -420,3 +422,38 @@ def test_a_store_of_schema_2_migrates_to_scopes_and_counts_each_warning_once(
     assert summary.energy_j == result.scope_energy_j()
     assert summary.gpu_energy_j == result.gpu_energy_j
     assert (results / "llem.db.v2.bak").is_file()
+
+
+def test_a_read_only_store_of_schema_2_is_read_through_a_copy_migrated_in_memory(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    results = tmp_path / "results"
+    shutil.copytree(FIXTURES / "store-v2", results)
+    db = results / "llem.db"
+    with ResultStore(db, read_only=True) as store:
+        summary = store.get("exp-two-processes")
+        assert store.schema_version == STORE_SCHEMA_VERSION
+        with pytest.raises(ReadOnlyStoreError) as caught:
+            store.mark_failed("exp-two-processes", "no")
+    assert str(caught.value) == f"{db} is read-only here: it can be read, not changed"
+    assert summary.energy_scope is None  # its results are not read again to fill it
+    assert summary.total_energy_j is not None
+    assert "read through a copy migrated in memory" in caplog.text
+    with sqlite3.connect(db) as connection:  # the file itself is as it was
+        assert connection.execute("PRAGMA user_version").fetchone() == (2,)
+    assert not (results / "llem.db.v2.bak").exists()
+
+
+def test_the_migration_leaves_a_result_that_changed_since_it_was_indexed_as_indexed(
+    tmp_path: Path,
+) -> None:
+    results = tmp_path / "results"
+    shutil.copytree(FIXTURES / "store-v2", results)
+    (file,) = results.glob("*/result.json")
+    document = json.loads(file.read_text())
+    document["total_energy_j"] = document["gpu_energy_j"] = 480.0  # a valid, other result
+    file.write_text(json.dumps(document))
+    with ResultStore(results / "llem.db") as store:
+        summary = store.get("exp-two-processes")
+    # not half of each: the row stays the indexed file's, without a scope, until re-imported
+    assert (summary.total_energy_j, summary.energy_scope, summary.warning_count) == (240.0, None, 3)

@@ -567,6 +567,7 @@ class EnergyMeter:
         clock: Callable[[], float] = time.perf_counter,
         environ: Mapping[str, str] | None = None,
         own_pids: Callable[[], Collection[int] | None] | None = None,
+        host: bool = True,
     ) -> "EnergyMeter":
         """Open the sources ``config.source`` names.
 
@@ -584,6 +585,11 @@ class EnergyMeter:
         ``own_pids`` gives this run's processes, whose compute contexts
         on a metered GPU are not foreign (default: this process and its descendants); where
         it returns None, which processes are the run's cannot be told, and none is judged.
+
+        ``host`` says whether this process meters the host-wide energy (RAPL). RAPL counts the
+        whole host, so of several processes of one run on one host only one should (the
+        harness picks the first on each host); the others meter their GPUs only, and having
+        no energy source of their own is then no problem to report.
         """
         config = config or EnergyConfig()
         env = os.environ if environ is None else environ
@@ -631,7 +637,7 @@ class EnergyMeter:
                     ) from None
                 reasons.append(f"NVML: {exc}")
                 logger.info("no NVML energy: %s", exc)
-        if source in ("auto", "rapl"):
+        if source in ("auto", "rapl") and host:
             try:
                 rapl = RaplReader.open(rapl_root)
             except RaplUnavailableError as exc:
@@ -649,7 +655,7 @@ class EnergyMeter:
                         )
                     )
         unavailable = None
-        if not devices and rapl is None:
+        if not devices and rapl is None and host:
             unavailable = "no energy source could be opened (" + "; ".join(reasons) + ")"
             logger.info("energy will not be measured: %s", unavailable)
         if source == "auto" and not devices and rapl is not None and not on_no_gpu:

@@ -116,6 +116,7 @@ def measure_process(
             config.energy,
             gpus=metered_gpus(config, info, context),
             own_pids=_run_pids(info, context),
+            host=context.local_index == 0,  # host-wide (RAPL) energy: metered once per host
         )
         if config.baseline.enabled:
             barrier()  # every process's model is loaded: every device is idle from here

@@ -113,11 +113,15 @@ def aggregate_results(
     # ran llem (root may read it) and on everything else the host did.
     scoped, scope_j = (gpus, gpu_j) if gpus else (cpus, cpu_j)
     # A process without energy of the scope (no GPU figure, or RAPL only where NVML failed)
-    # would add its tokens to the others' energy.
+    # would add its tokens to the others' energy. Host-wide RAPL energy is metered by one
+    # process per host: a process counts as measured where its host's energy was.
+    metered_hosts = {raw.hostname for raw in raws if any(e.domain != "gpu" for e in raw.energy)}
     unmeasured = [
         raw.process_index
         for raw in raws
-        if not any((e.domain == "gpu") == bool(gpus) for e in raw.energy)
+        if not (
+            any(e.domain == "gpu" for e in raw.energy) if gpus else raw.hostname in metered_hosts
+        )
     ]
     if devices and unmeasured:
         scope = "GPU" if gpus else "CPU"

@@ -10,12 +10,12 @@ from llem_store.errors import (
     ForeignDatabaseError,
     NoStoreError,
     NotAStoreError,
-    OutsideResultsError,
     ReadOnlyStoreError,
     StoreError,
     StoreLookupError,
     UnknownExperimentError,
     UnknownStudyError,
+    UnreadableResultError,
 )
 from llem_store.migrations import STORE_SCHEMA_VERSION
 from llem_store.models import (
@@ -48,7 +48,6 @@ __all__ = [
     "IntegrityReport",
     "NoStoreError",
     "NotAStoreError",
-    "OutsideResultsError",
     "ReadOnlyStoreError",
     "ResultStore",
     "StoreError",
@@ -56,4 +55,5 @@ __all__ = [
     "StudyRecord",
     "UnknownExperimentError",
     "UnknownStudyError",
+    "UnreadableResultError",
 ]

@@ -19,7 +19,6 @@ from llem_store._sqlite import SQLITE_HEADER, is_busy, store_error
 from llem_store.errors import (
     NoStoreError,
     NotAStoreError,
-    OutsideResultsError,
     ReadOnlyStoreError,
     StoreError,
     StoreLookupError,
@@ -116,9 +115,9 @@ class StoreConnection:
             raise store_error(self.path, exc, self.timeout_s) from exc
 
     def _connect_read_only(self) -> sqlite3.Connection:
-        """A ``mode=ro`` connection; where SQLite cannot even create the shared-memory file
-        a WAL store needs beside it (a read-only directory), an ``immutable`` one: nobody can
-        be changing a file in a directory nobody may write."""
+        """A ``mode=ro`` connection. Where SQLite cannot create the shared-memory file a WAL
+        store needs beside it (a directory this user may not write), and no write-ahead log
+        holds changes, the file alone is the store: it is opened ``immutable``."""
         uri = self.path.absolute().as_uri()
 
         def connect(query: str) -> sqlite3.Connection:
@@ -133,9 +132,21 @@ class StoreConnection:
         connection = connect("mode=ro")
         try:
             connection.execute("PRAGMA user_version").fetchone()
-        except sqlite3.OperationalError:
+        except sqlite3.OperationalError as exc:
             connection.close()
-            connection = connect("mode=ro&immutable=1")
+            if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_CANTOPEN:
+                raise
+            wal = self.path.with_name(self.path.name + "-wal")
+            if wal.exists() and wal.stat().st_size > 0:
+                # changes wait in the log, which SQLite cannot read without its shared memory
+                raise ReadOnlyStoreError(
+                    f"{self.path} cannot be read here: changes in its write-ahead log "
+                    f"({wal.name}) need a file SQLite cannot create in this read-only "
+                    "directory; open it once where it can be written, or copy the whole "
+                    "results directory",
+                    path=self.path,
+                ) from None
+            connection = connect("mode=ro&immutable=1")  # the file alone is the whole store
         return connection
 
     def _check_header(self) -> None:
@@ -184,16 +195,27 @@ class StoreConnection:
         self._upgrade()
 
     def _check_readable_version(self) -> None:
+        """A read-only store written by an older llem is read through a copy in memory,
+        migrated there without reading its results again (what that needs stays empty)."""
         version, latest = self._user_version(), MIGRATIONS[-1].version
         if version > latest:
             raise StoreError(_newer(self.path, version, latest))
-        if version < latest:
-            raise ReadOnlyStoreError(
-                f"{self.path} is read-only and at store schema {version}, older than this "
-                f"llem's {latest}, so it cannot be migrated to be read: copy it somewhere "
-                "writable",
-                path=self.path,
-            )
+        if version == latest:
+            return
+        copy = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        self._connection.backup(copy)
+        self._connection.close()
+        self._connection = copy
+        copy.execute("PRAGMA foreign_keys = ON")
+        copy.execute("BEGIN IMMEDIATE")
+        migrate(copy, version, results_dir=None)
+        copy.execute("COMMIT")
+        logger.warning(
+            "%s is read-only and at store schema %d: read through a copy migrated in memory "
+            "(energy by scope is missing until it is opened where it can be written)",
+            self.path,
+            version,
+        )
 
     def _enable_wal(self) -> None:
         """Switch to WAL; another process doing the same at the same moment gets SQLITE_BUSY,
@@ -231,7 +253,7 @@ class StoreConnection:
                 logger.info(
                     "migrating %s from store schema %d; kept a copy at %s", self.path, version, kept
                 )
-            return migrate(self._connection, version, migrations)
+            return migrate(self._connection, version, migrations, results_dir=self._base)
 
     def _user_version(self) -> int:
         return int(self._connection.execute("PRAGMA user_version").fetchone()[0])
@@ -294,14 +316,9 @@ class StoreConnection:
         return str(resolved)
 
     def _absolute(self, stored: str) -> Path:
-        path = Path(stored)
-        if path.is_absolute():
-            return path
-        if ".." in path.parts:
-            raise OutsideResultsError(
-                f"{self.path}: indexed path {stored!r} leaves the store's directory"
-            )
-        return self._base / path
+        """Where an indexed path leads (relative ones from the store's directory). Whether
+        it stays inside is for whoever would remove it to check (``_check_inside``)."""
+        return self._base / stored
 
     def _size(self) -> int:
         wal = self.path.with_name(self.path.name + "-wal")

@@ -14,12 +14,12 @@ __all__ = [
     "ForeignDatabaseError",
     "NoStoreError",
     "NotAStoreError",
-    "OutsideResultsError",
     "ReadOnlyStoreError",
     "StoreError",
     "StoreLookupError",
     "UnknownExperimentError",
     "UnknownStudyError",
+    "UnreadableResultError",
 ]
 
 
@@ -49,6 +49,11 @@ class UnknownExperimentError(StoreLookupError):
         self.experiment_id = experiment_id
 
 
+class UnreadableResultError(StoreLookupError):
+    """A result directory's ``result.json`` cannot be read (permissions, a directory in its
+    place): that result is passed over, the store is fine."""
+
+
 class UnknownStudyError(StoreLookupError):
     """The store knows no study of that id or name."""
 
@@ -71,11 +76,6 @@ class NotAStoreError(ForeignDatabaseError):
 
 class DuplicateResultError(StoreError):
     """A second live copy of an experiment that is already indexed from another directory."""
-
-
-class OutsideResultsError(StoreError):
-    """A path would leave the store's results directory (an indexed path with ``..``, a
-    directory to delete that is not below it)."""
 
 
 class ReadOnlyStoreError(StoreError):

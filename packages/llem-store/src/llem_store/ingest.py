@@ -16,7 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from llem_store._sqlite import RESULT_FILE, result_dirs
 from llem_store.connection import StoreConnection
-from llem_store.errors import DuplicateResultError, StoreError, StoreLookupError
+from llem_store.errors import (
+    DuplicateResultError,
+    StoreError,
+    StoreLookupError,
+    UnreadableResultError,
+)
 from llem_store.models import ImportReport, IngestOutcome, utc_text
 
 if TYPE_CHECKING:
@@ -45,7 +50,7 @@ class StoreIngest(StoreConnection):
         try:
             digest = hashlib.sha256(file.read_bytes()).hexdigest()
         except OSError as exc:
-            raise StoreError(f"cannot read {file}: {exc.strerror or exc}") from None
+            raise UnreadableResultError(f"cannot read {file}: {exc.strerror or exc}") from None
         stored = self._stored_path(directory)
         with self._errors():
             row = self._connection.execute(

@@ -9,12 +9,13 @@ import hashlib
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from os import PathLike
 from pathlib import Path
 
 from llem_store._sqlite import RESULT_FILE, open_backup
-from llem_store.errors import OutsideResultsError, StoreError, StoreLookupError
+from llem_store.errors import StoreError, StoreLookupError
 from llem_store.models import (
     DeletedExperiment,
     ExperimentStatus,
@@ -33,19 +34,19 @@ class StoreMaintenance(StoreQueries):
         self,
         *,
         verify_files: bool = True,
-        is_active: Callable[[str], bool] | None = None,
+        is_active: Callable[[ExperimentSummary], bool] | None = None,
     ) -> IntegrityReport:
-        """SQLite's integrity and foreign-key checks, request counts, and (``verify_files``)
-        that every indexed result directory still exists and still matches its hash; a
-        ``result.json`` that changed and no longer parses is called corrupt.
+        """SQLite's integrity and foreign-key checks, request counts, indexed paths that
+        leave the store's directory, and (``verify_files``) that every indexed
+        ``result.json`` is still there and still the one indexed; one that changed and no
+        longer loads is called corrupt.
 
-        ``is_active(experiment_id)`` says whether a process is still running an experiment
-        (its run lock is held); experiments recorded as running that are not are listed in
-        :attr:`IntegrityReport.abandoned`.
+        ``is_active(summary)`` says whether a process may still be running an experiment
+        recorded as running (its run lock is held, or it is staged where this cannot be
+        told); those it says are not are :attr:`IntegrityReport.abandoned`.
         """
-        problems: list[str] = []
-        missing: list[str] = []
-        corrupt: list[str] = []
+        report = IntegrityReport(experiments_checked=0, problems=[])
+        problems = report.problems
         with self._errors():
             connection = self._connection
             for (message,) in connection.execute("PRAGMA integrity_check"):
@@ -64,33 +65,41 @@ class StoreMaintenance(StoreQueries):
                 "SELECT experiment_id, result_path, result_sha256 FROM experiments "
                 "WHERE result_path IS NOT NULL ORDER BY experiment_id"
             ).fetchall()
-        if verify_files:
-            for experiment_id, stored, digest in indexed:
-                file = self._absolute(stored) / RESULT_FILE
-                try:
-                    found_digest = hashlib.sha256(file.read_bytes()).hexdigest()
-                except OSError:
-                    missing.append(experiment_id)
-                    problems.append(f"{experiment_id}: {file} is missing (moved or deleted)")
-                    continue
-                if found_digest == digest:
-                    continue
-                reason = _unreadable(file)
-                if reason is None:
-                    problems.append(f"{experiment_id}: {file} changed since it was indexed")
-                else:
-                    corrupt.append(experiment_id)
-                    problems.append(f"{experiment_id}: {file} is corrupt ({reason})")
-        abandoned = []
+        for experiment_id, stored, digest in indexed:
+            if ".." in Path(stored).parts:
+                report.outside.append(experiment_id)
+                problems.append(
+                    f"{experiment_id}: its indexed path {stored!r} leaves the store's directory"
+                )
+            elif verify_files:
+                self._check_file(
+                    experiment_id, self._absolute(stored) / RESULT_FILE, digest, report
+                )
         if is_active is not None:
-            abandoned = [s.experiment_id for s in self.running() if not is_active(s.experiment_id)]
-        return IntegrityReport(
-            experiments_checked=len(indexed),
-            problems=problems,
-            missing=missing,
-            corrupt=corrupt,
-            abandoned=abandoned,
-        )
+            report.abandoned.extend(s.experiment_id for s in self.running() if not is_active(s))
+        return replace(report, experiments_checked=len(indexed))
+
+    @staticmethod
+    def _check_file(experiment_id: str, file: Path, digest: str, report: IntegrityReport) -> None:
+        try:
+            found = hashlib.sha256(file.read_bytes()).hexdigest()
+        except (FileNotFoundError, NotADirectoryError):
+            report.missing.append(experiment_id)
+            report.problems.append(f"{experiment_id}: {file} is missing (moved or deleted)")
+            return
+        except OSError as exc:
+            report.unreadable.append(experiment_id)
+            report.problems.append(f"{experiment_id}: cannot read {file}: {exc.strerror or exc}")
+            return
+        if found == digest:
+            return
+        reason = _unreadable(file)
+        if reason is None:
+            report.changed.append(experiment_id)
+            report.problems.append(f"{experiment_id}: {file} changed since it was indexed")
+        else:
+            report.corrupt.append(experiment_id)
+            report.problems.append(f"{experiment_id}: {file} is corrupt ({reason})")
 
     def result_dirs(self) -> list[tuple[str, Path]]:
         """Every indexed experiment with a result directory: (experiment id, directory)."""
@@ -165,17 +174,18 @@ class StoreMaintenance(StoreQueries):
         return [summary for summary in candidates if summary.study_id is None]
 
     def delete(self, experiment_id: str) -> DeletedExperiment:
-        """Remove an experiment: its result directory (when below the store's directory) and
-        its rows. The directory is first moved aside, and back if the rows cannot go, so a
-        failure leaves both as they were."""
+        """Remove an experiment: its rows, and its result directory when that lies below the
+        store's directory (one elsewhere, or reached through a symlink, is left in place and
+        named in :attr:`DeletedExperiment.kept`). The directory is first moved aside, and back
+        if the rows cannot go, so a failure leaves both as they were."""
         summary = self.get(experiment_id)
         self._require_writable()
         directory = summary.result_path
-        if directory is None or not directory.exists():
+        if directory is None or not directory.exists() or not self._inside(directory):
             with self._errors(), self._transaction():
                 self._remove_rows(summary.experiment_id)
-            return DeletedExperiment(summary.experiment_id, None)
-        self._check_inside(directory)
+            kept = directory if directory is not None and directory.exists() else None
+            return DeletedExperiment(summary.experiment_id, None, kept)
         try:
             holder = Path(tempfile.mkdtemp(prefix=".deleting-", dir=directory.parent))
             aside = directory.replace(holder / directory.name)
@@ -197,32 +207,51 @@ class StoreMaintenance(StoreQueries):
         record = self.study(study)
         self._require_writable()
         runs = self.list_experiments(ExperimentFilter(statuses=None, study=record.study_id))
-        for directory in [record.study_dir, *(run.result_path for run in runs)]:
-            if directory is not None and directory.exists():
-                self._check_inside(directory)  # all of them, before anything goes
         deleted = [self.delete(run.experiment_id) for run in runs]
         with self._errors(), self._transaction():
             self._connection.execute("DELETE FROM studies WHERE study_id = ?", (record.study_id,))
         directory = record.study_dir
-        if directory is not None and directory.is_dir():
-            self._check_inside(directory)
+        if directory is not None and directory.is_dir() and self._inside(directory):
             shutil.rmtree(directory)
         return deleted
 
     def prune(self, *, dry_run: bool = False) -> list[str]:
         """Remove the rows of experiments whose result directory is gone; returns their ids.
-        Experiments without a directory (running, failed) are kept."""
-        gone = [
-            experiment_id
-            for experiment_id, directory in self.result_dirs()
-            if not (directory / RESULT_FILE).is_file()
-        ]
-        if gone and not dry_run:
-            with self._errors(), self._transaction():
-                self._connection.executemany(
-                    "DELETE FROM experiments WHERE experiment_id = ?", [(i,) for i in gone]
-                )
-        return gone
+
+        Experiments without a directory (running, failed) are kept, and so is one whose
+        directory cannot be looked at, or whose parent is gone too (a drive not mounted).
+        Each row is checked again as it is removed, so one re-indexed meanwhile stays.
+        """
+        with self._errors():
+            rows = self._connection.execute(
+                "SELECT experiment_id, result_path FROM experiments WHERE result_path IS NOT NULL "
+                "ORDER BY experiment_id"
+            ).fetchall()
+        gone = [(i, stored) for i, stored in rows if self._gone(self._absolute(stored))]
+        if not gone or dry_run:
+            return [experiment_id for experiment_id, _ in gone]
+        removed = []
+        with self._errors(), self._transaction():
+            for experiment_id, stored in gone:
+                if (
+                    self._gone(self._absolute(stored))
+                    and self._connection.execute(
+                        "DELETE FROM experiments WHERE experiment_id = ? AND result_path = ?",
+                        (experiment_id, stored),
+                    ).rowcount
+                ):
+                    removed.append(experiment_id)
+        return removed
+
+    @staticmethod
+    def _gone(directory: Path) -> bool:
+        try:
+            (directory / RESULT_FILE).stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return directory.parent.is_dir()  # not a whole tree missing (an unmounted drive)
+        except OSError:
+            return False  # there, perhaps, but not for this user to see
+        return False
 
     def _remove_rows(self, experiment_id: str) -> None:
         """The experiment's rows; its requests and warnings go with it (``ON DELETE CASCADE``)."""
@@ -230,15 +259,11 @@ class StoreMaintenance(StoreQueries):
             "DELETE FROM experiments WHERE experiment_id = ?", (experiment_id,)
         )
 
-    def _check_inside(self, directory: Path) -> None:
+    def _inside(self, directory: Path) -> bool:
+        """Whether ``directory`` lies below the store's directory, not through a symlink."""
         base = self.results_dir.resolve()
-        if directory.is_symlink() or not directory.resolve().is_relative_to(base):
-            raise OutsideResultsError(
-                f"{directory} is not below {base}, the results directory of {self.path}: "
-                "not deleted"
-            )
-        if directory.resolve() == base:
-            raise OutsideResultsError(f"{directory} is the results directory itself: not deleted")
+        resolved = directory.resolve()
+        return not directory.is_symlink() and resolved != base and resolved.is_relative_to(base)
 
 
 def _unreadable(file: Path) -> str | None:

@@ -6,13 +6,18 @@ foreign database is refused instead of being written into. Each migration runs i
 caller's transaction: a database is at one version or the next, never in between.
 """
 
+import hashlib
+import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Final
 
 __all__ = ["APPLICATION_ID", "MIGRATIONS", "STORE_SCHEMA_VERSION", "Migration", "migrate"]
+
+logger = logging.getLogger(__name__)
 
 APPLICATION_ID: Final = 0x6C6C656D
 """``PRAGMA application_id`` of an llem store: the bytes of ``llem``."""
@@ -25,8 +30,10 @@ class Migration:
     version: int
     description: str
     script: str
-    backfill: Callable[[sqlite3.Connection], None] | None = None
-    """Run after the script, in the same transaction: fills what SQL alone cannot."""
+    backfill: Callable[[sqlite3.Connection, Path | None], None] | None = None
+    """Run after the script, in the same transaction: fills what SQL alone cannot. It is
+    given the results directory whose result files it may read again, or ``None`` when
+    none may be read (a read-only store migrated in memory to be read)."""
 
 
 _V1: Final = """
@@ -123,7 +130,7 @@ CREATE INDEX warnings_by_code ON warnings (code, experiment_id);
 """
 
 
-def _warning_codes(connection: sqlite3.Connection) -> None:
+def _warning_codes(connection: sqlite3.Connection, _: Path | None) -> None:
     """The code of every warning indexed before codes existed, from its wording (as a
     result of schema 1.2 gets it when it is loaded)."""
     from llem_schema.warning_codes import classify_legacy
@@ -143,30 +150,28 @@ ALTER TABLE experiments ADD COLUMN cpu_energy_j REAL;
 """
 
 
-def _reread_results(connection: sqlite3.Connection) -> None:
+def _reread_results(connection: sqlite3.Connection, results_dir: Path | None) -> None:
     """Energy by scope, and each warning once, for results indexed before: read again from
     their ``result.json`` (schema 1.2 results migrate as they load). A result whose file is
-    gone or no longer parses keeps what it had, with no scope; ``llem db check`` names it."""
+    gone, no longer parses, or changed since it was indexed keeps the row it had, with no
+    scope (``llem db check`` names it; ``llem results import`` indexes a changed one anew)."""
     rows = connection.execute(
-        "SELECT experiment_id, result_path FROM experiments WHERE result_path IS NOT NULL"
+        "SELECT experiment_id, result_path, result_sha256 FROM experiments "
+        "WHERE result_path IS NOT NULL"
     ).fetchall()
-    if not rows:
-        return  # a new store: nothing to read (and pydantic stays unloaded)
-    import logging
-    from pathlib import Path
-
+    if not rows or results_dir is None:
+        return  # nothing to read, or nothing that may be read (pydantic stays unloaded)
     from llem_schema import ExperimentResult, LlemError
     from llem_store.rows import experiment_row, warnings_table_rows
 
-    (database,) = [row[2] for row in connection.execute("PRAGMA database_list") if row[1] == "main"]
-    base = Path(database).parent
-    for experiment_id, stored in rows:
-        path = Path(stored)
-        file = (path if path.is_absolute() else base / path) / "result.json"
+    for experiment_id, stored, digest in rows:
+        file = results_dir / stored / "result.json"  # an absolute ``stored`` stays itself
         try:
+            if hashlib.sha256(file.read_bytes()).hexdigest() != digest:
+                continue  # not the file indexed: its figures would mix with the row's
             result = ExperimentResult.from_json(file)
         except (OSError, ValueError, LlemError) as exc:
-            logging.getLogger(__name__).warning("%s: not re-read (%s)", file, exc)
+            logger.warning("%s: not read again (%s)", file, exc)
             continue
         if result.experiment_id != experiment_id:
             continue
@@ -203,8 +208,12 @@ def migrate(
     connection: sqlite3.Connection,
     current: int,
     migrations: Sequence[Migration] = MIGRATIONS,
+    *,
+    results_dir: Path | None = None,
 ) -> list[Migration]:
     """Apply every migration above ``current``, in order; the caller holds a write transaction.
+    ``results_dir`` is where the store's relative result paths lead, for backfills that read
+    results again (``None``: they read none).
 
     Returns the migrations applied. ``executescript`` would commit, so each statement runs on
     its own and the whole upgrade commits or rolls back with the caller's transaction.
@@ -216,7 +225,7 @@ def migrate(
         for statement in _statements(migration.script):
             connection.execute(statement)
         if migration.backfill is not None:
-            migration.backfill(connection)
+            migration.backfill(connection, results_dir)
         connection.execute(
             "INSERT INTO store_schema (version, description, applied_at) VALUES (?, ?, ?)",
             (migration.version, migration.description, datetime.now(UTC).isoformat()),

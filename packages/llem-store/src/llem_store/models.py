@@ -130,17 +130,23 @@ class ImportReport:
 
 @dataclass(frozen=True)
 class IntegrityReport:
-    """The outcome of :meth:`ResultStore.check`: ``ok`` when nothing was found."""
+    """The outcome of :meth:`ResultStore.check`: ``ok`` when nothing was found. Each list
+    holds experiment ids; ``problems`` says every problem in a line."""
 
     experiments_checked: int
     problems: list[str]
-    """Every problem, one line each (the corrupt results among them)."""
     missing: list[str] = field(default_factory=list)
-    """Experiments whose ``result.json`` is gone (moved or deleted)."""
+    """``result.json`` gone (moved or deleted): re-import where it went, or prune."""
+    changed: list[str] = field(default_factory=list)
+    """``result.json`` changed since it was indexed, and still loads: re-import it."""
     corrupt: list[str] = field(default_factory=list)
-    """Experiments whose ``result.json`` no longer loads."""
+    """``result.json`` changed and no longer loads: re-importing cannot help."""
+    unreadable: list[str] = field(default_factory=list)
+    """``result.json`` there, perhaps, but not readable by this user."""
+    outside: list[str] = field(default_factory=list)
+    """Indexed paths that leave the store's directory (``..``)."""
     abandoned: list[str] = field(default_factory=list)
-    """Experiments recorded as running that no process runs any more."""
+    """Recorded as running, with no process running them any more."""
 
     @property
     def ok(self) -> bool:
@@ -149,11 +155,13 @@ class IntegrityReport:
 
 @dataclass(frozen=True, slots=True)
 class DeletedExperiment:
-    """An experiment :meth:`ResultStore.delete` removed, and the directory removed with it
-    (``None`` when it had none on disk)."""
+    """An experiment :meth:`ResultStore.delete` removed, the directory removed with it
+    (``None`` when none was), and a directory it left in place because it lies outside the
+    store's directory."""
 
     experiment_id: str
     directory: Path | None
+    kept: Path | None = None
 
 
 def utc_text(when: datetime) -> str:

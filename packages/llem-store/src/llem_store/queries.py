@@ -249,11 +249,21 @@ class StoreQueries(StoreConnection):
         ]
 
     def study(self, study: str) -> StudyRecord:
-        """The study whose id or name is ``study`` (:class:`UnknownStudyError` if none)."""
-        for record in self.studies():
-            if study in (record.study_id, record.name):
+        """The study whose id or name is ``study``: :class:`UnknownStudyError` if none, and a
+        :class:`StoreLookupError` naming their ids when several studies share the name."""
+        records = self.studies()
+        for record in records:
+            if record.study_id == study:
                 return record
-        raise UnknownStudyError(f"no study {study!r} in {self.path}", study=study)
+        named = [record for record in records if record.name == study]
+        if len(named) > 1:
+            ids = ", ".join(record.study_id for record in named)
+            raise StoreLookupError(
+                f"{len(named)} studies are named {study!r} ({ids}): give the id of one"
+            )
+        if not named:
+            raise UnknownStudyError(f"no study {study!r} in {self.path}", study=study)
+        return named[0]
 
     def typical_durations(self, config_hashes: Sequence[str]) -> dict[str, float]:
         """The median measurement-window length, s, of the completed experiments of each
@@ -330,7 +340,9 @@ class StoreQueries(StoreConnection):
     def running(self) -> list[ExperimentSummary]:
         """Experiments recorded as running: started, with no result yet (or abandoned, when
         the process that ran them is gone)."""
-        return self.list_experiments(ExperimentFilter(statuses=("running",)), sort="created")
+        return self.list_experiments(
+            ExperimentFilter(statuses=("running",)), sort="created", descending=False
+        )
 
     def _summary(self, row: tuple[Any, ...]) -> ExperimentSummary:
         # Positional, in SUMMARY_FIELDS order (the SELECT's): a list of thousands is built here

@@ -67,21 +67,27 @@ def aggregate(
             if staging.is_running(staged_id):
                 typer.echo(f"{staged_id}: still running; left alone")
                 continue
-            if not staging.has_raw(staged_id):
-                _abandoned(staged_id, store_path)
-                continue
-            try:
-                _finalize(staging, staged_id, output, store_path)
-            except LlemError as exc:  # one run that cannot be recovered stops no other
+            try:  # one run that cannot be recovered stops no other
+                if staging.has_raw(staged_id):
+                    _finalize(staging, staged_id, output, store_path)
+                else:
+                    _abandoned(staged_id, store_path)
+            except LlemError as exc:
                 typer.echo(f"{staged_id}: not aggregated: {exc}", err=True)
                 failed.append(staged_id)
         for indexed in redo:
-            if indexed.experiment_id not in staged:
+            if indexed.experiment_id in staged:
+                continue
+            try:
                 _reaggregate(indexed, store_path)
+            except LlemError as exc:
+                typer.echo(f"{indexed.experiment_id}: not aggregated again: {exc}", err=True)
+                failed.append(indexed.experiment_id)
         if failed:
+            total = len(staged) + len(redo)
             raise LlemError(
-                f"{len(failed)} of {len(staged)} staged experiments could not be aggregated "
-                f"({', '.join(failed)})"
+                f"{len(failed)} of {total} experiments could not be aggregated "
+                f"({', '.join(failed)}); the others were"
             )
         return
     assert experiment_id is not None
@@ -127,6 +133,11 @@ def _discard(staging: "StagingRepository", experiment_id: str, db: Path) -> None
 
     if staging.is_running(experiment_id):
         raise UsageError(f"{experiment_id} is still running; it can be discarded when it ends")
+    if staging.has_raw(experiment_id):
+        raise UsageError(
+            f"{experiment_id} has process results staged, not discarded: save them with "
+            f"`llem aggregate {experiment_id} --output {staging.root.parent}`"
+        )
     if not staging.delete(experiment_id):
         raise UsageError(f"no staged experiment {experiment_id!r} in {staging.root}")
     if db.is_file():

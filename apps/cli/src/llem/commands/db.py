@@ -7,12 +7,15 @@ The store is an index: every row can be rebuilt from the result directories with
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from llem.commands._store import DbOption, open_store, resolve_db
 from llem.render.format import size
+
+if TYPE_CHECKING:
+    from llem_store import ExperimentSummary
 
 __all__ = ["app"]
 
@@ -100,47 +103,62 @@ def check(
     from llem_persistence import StagingRepository, check_timeseries
 
     with open_store(db) as store:
-        staging = StagingRepository(store.results_dir)
+        study_dirs = {study.study_id: study.study_dir for study in store.studies()}
 
-        def is_active(experiment_id: str) -> bool:
-            # staged elsewhere (a study's directory, another --output): not ours to judge
-            staged_here = staging.experiment_dir(experiment_id).is_dir()
-            return staging.is_running(experiment_id) or not staged_here
+        def staging_of(summary: "ExperimentSummary") -> Path | None:
+            """Where a run stages: beside the store, or in its study's directory."""
+            if summary.study_id is None:
+                return store.results_dir
+            return study_dirs.get(summary.study_id)
+
+        def is_active(summary: "ExperimentSummary") -> bool:
+            root = staging_of(summary)
+            if root is None:
+                return True  # a study with no directory on record: cannot be told
+            staging = StagingRepository(root)
+            staged_here = staging.experiment_dir(summary.experiment_id).is_dir()
+            # staged nowhere llem knows (another --output): not for this check to judge
+            return staging.is_running(summary.experiment_id) or not staged_here
 
         report = store.check(verify_files=not quick, is_active=is_active)
+        roots = {s.experiment_id: staging_of(s) for s in store.running()}
         sidecars = [] if quick else store.result_dirs()
     problems = list(report.problems)
-    unreadable = {*report.missing, *report.corrupt}
+    passed_over = {*report.missing, *report.corrupt, *report.unreadable, *report.outside}
     for experiment_id, directory in sidecars:
-        if experiment_id not in unreadable:
+        if experiment_id not in passed_over:
             problem = check_timeseries(directory)
             if problem is not None:
                 problems.append(f"{experiment_id}: {problem}")
     problems += [
-        f"{experiment_id}: recorded as running, but no process runs it (abandoned)"
+        f"{experiment_id}: recorded as running, but no process runs it (abandoned); "
+        f"`llem aggregate --all --output {roots[experiment_id]}` marks it failed"
         for experiment_id in report.abandoned
     ]
     for problem in problems:
         typer.echo(problem)
-    if problems:
-        advice = [
-            "a result moved, deleted or changed is indexed again with `llem results import DIR`"
-        ]
-        if report.corrupt:
-            advice.append(
-                "a corrupt result.json cannot be: restore it from a copy, or remove it with "
-                "`llem results delete ID`"
-            )
-        if report.abandoned:
-            advice.append("`llem aggregate --all` marks abandoned runs failed")
-        count = len(problems)
-        typer.echo(
-            f"{count} problem{'' if count == 1 else 's'} in {resolve_db(db)} "
-            f"({report.experiments_checked} experiments checked); {'; '.join(advice)}",
-            err=True,
+    if not problems:
+        typer.echo(f"ok: {report.experiments_checked} experiments checked")
+        return
+    advice = []
+    if report.missing or report.changed:
+        advice.append(
+            "a result moved or changed is indexed again with `llem results import DIR`, and "
+            "the rows of one deleted go with `llem db prune`"
         )
-        raise typer.Exit(1)
-    typer.echo(f"ok: {report.experiments_checked} experiments checked")
+    if report.corrupt:
+        advice.append(
+            "a corrupt result.json cannot be re-imported: restore it from a copy, or remove "
+            "it with `llem results delete ID`"
+        )
+    count = len(problems)
+    typer.echo(
+        f"{count} problem{'' if count == 1 else 's'} in {resolve_db(db)} "
+        f"({report.experiments_checked} experiments checked)"
+        + "".join(f"; {line}" for line in advice),
+        err=True,
+    )
+    raise typer.Exit(1)
 
 
 @app.command("prune")

@@ -64,13 +64,12 @@ def export(
             raise UsageError(str(exc).replace("pass format=", "pass --format")) from None
     bulk = all_results or study is not None
     with open_store(db) as store:
-        if study is not None:
-            store.study(study)  # one the store does not know: say so
+        study_id = None if study is None else store.study(study).study_id  # known, one
         if bulk:
             summaries = [
                 s
                 for s in store.list_experiments(
-                    ExperimentFilter(statuses=("completed", "incomplete"), study=study),
+                    ExperimentFilter(statuses=("completed", "incomplete"), study=study_id),
                     sort="created",
                     descending=False,
                 )
@@ -216,7 +215,7 @@ def delete(
         if not yes and not typer.confirm(f"delete {what} from {store.path.parent}?"):
             raise typer.Exit(1)
         if study is not None:
-            for entry in store.delete_study(study):
+            for entry in store.delete_study(record.study_id):
                 _deleted(entry)
             typer.echo(f"deleted {what}")
             return
@@ -235,5 +234,11 @@ def delete(
 
 
 def _deleted(entry: "DeletedExperiment") -> None:
+    if entry.kept is not None:
+        typer.echo(
+            f"deleted {entry.experiment_id} from the store; {entry.kept} is outside the "
+            "results directory: left in place"
+        )
+        return
     where = f" ({entry.directory})" if entry.directory is not None else ""
     typer.echo(f"deleted {entry.experiment_id}{where}")

@@ -5,7 +5,7 @@ pyarrow (typer itself loads pydantic to coerce parameters). Staged runs (``--all
 exception: reading their manifests loads llem_schema's models, and only then.
 """
 
-from dataclasses import fields
+from dataclasses import fields, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Final
@@ -124,8 +124,8 @@ def list_experiments(
         warning=warning,
     )
     with open_store(db) as store:
-        if study is not None:
-            store.study(study)  # a study the store does not know: say so, not "no experiments"
+        if study is not None:  # one the store does not know, or a name two studies share:
+            where = replace(where, study=store.study(study).study_id)  # say so
         if statuses == []:  # only --status staged
             rows, total = [], 0
         else:
