@@ -160,7 +160,14 @@ def test_export_of_a_study_takes_its_experiments_only(
     assert [r["experiment_id"] for r in json.loads(target.read_text())] == ["exp_1", "exp_2"]
     listed = llem("results", "list", "--study", "sweep_2026_ab12", "--json", *db)
     assert [r["experiment_id"] for r in json.loads(listed.stdout)] == ["exp_2", "exp_1"]
-    missing = llem("results", "export", "--study", "nope", "-o", str(target), *db)
+    again = llem("results", "export", "--study", "sweep", "-o", str(target), *db)
+    assert (again.exit_code, again.stderr) == (
+        2,
+        f"error: {target} exists; choose another file, or pass --overwrite\n",
+    )
+    replaced = llem("results", "export", "--study", "sweep", "-o", str(target), "--overwrite", *db)
+    assert replaced.exit_code == 0, replaced.stderr
+    missing = llem("results", "export", "--study", "nope", "-o", str(tmp_path / "n.json"), *db)
     assert (missing.exit_code, missing.stderr) == (
         2,
         f"error: no study 'nope' in {results / 'llem.db'}\n",

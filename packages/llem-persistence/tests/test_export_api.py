@@ -186,7 +186,7 @@ def test_missing_directory_is_a_one_line_error(tmp_path: Path, fmt: str) -> None
     with pytest.raises(ExportError) as caught:
         export(_results(), target, format=fmt)
     assert str(caught.value) == (
-        f"cannot write {fmt} export {target}: directory {target.parent} does not exist"
+        f"cannot write {fmt} export {target}: {target.parent} does not exist"
     )
 
 

@@ -171,3 +171,17 @@ def test_only_a_current_valid_raw_takes_the_fast_path() -> None:
     assert _current_raw(newer) is None  # the general path decides: a newer minor passes
     assert _current_raw(text.replace(current + ",", "")) is None
     assert _current_raw(f'{{"schema_version": "{SCHEMA_VERSION}"}}') is None
+
+
+def test_the_staging_root_goes_with_its_last_staged_run(tmp_path: Path) -> None:
+    from llem_schema.testing import example_config
+
+    staging = StagingRepository(tmp_path / "results")
+    staging.begin(example_config(), "run-a", 1)
+    staging.begin(example_config(), "run-b", 1)
+    assert staging.delete("run-a")
+    assert sorted(p.name for p in staging.root.iterdir()) == ["run-b"]  # another's: it stays
+    assert staging.delete("run-b")
+    assert not staging.root.exists()
+    staging.begin(example_config(), "run-c", 1)  # and comes back with the next one
+    assert staging.experiment_dir("run-c").is_dir()

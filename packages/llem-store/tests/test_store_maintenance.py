@@ -352,10 +352,14 @@ def test_restores_in_quick_succession_each_keep_the_previous_contents(
     backup = tmp_path / "backup.db"
     with ResultStore(store_with_two) as store:
         store.backup(backup)
-        kept = {store.restore(backup) for _ in range(3)}
+        kept = [store.restore(backup) for _ in range(5)]
         assert len(store.list_experiments()) == 2
-    assert len(kept) == 3
-    assert all(path.is_file() for path in kept)
+        with pytest.raises(StoreLookupError) as itself:
+            store.restore(store_with_two)
+    assert str(itself.value) == f"{store_with_two} is the store itself: there is nothing to restore"
+    assert len(set(kept)) == 5
+    # the newest three copies stay; older ones do not pile up
+    assert sorted(store_with_two.parent.glob("llem.db.before-restore-*")) == kept[-3:]
 
 
 def test_restore_refuses_what_is_not_an_llem_backup(store_with_two: Path, tmp_path: Path) -> None:

@@ -20,7 +20,13 @@ from llem.commands.aggregate import aggregate
 from llem.commands.backends import backends
 from llem.commands.env import env
 from llem.commands.run import run
-from llem.errors import EXIT_INTERRUPTED, exit_code_for, message_for
+from llem.errors import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    describe_os_error,
+    exit_code_for,
+    message_for,
+)
 from llem.logs import configure_logging
 from llem_schema import LlemError
 
@@ -77,3 +83,7 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
+    except OSError as error:  # a file llem could not read or write: one line, naming it
+        logger.debug("error details", exc_info=True)
+        typer.echo(f"error: {describe_os_error(error)}", err=True)
+        sys.exit(EXIT_FAILURE)

@@ -11,9 +11,9 @@ from llem_harness.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
+    OutputDirectoryError,
     RunFailedError,
     StudyChangedError,
-    StudyDirectoryError,
     StudyInterruptedError,
     UsageError,
 )
@@ -38,6 +38,7 @@ __all__ = [
     "EXIT_USAGE",
     "UsageError",
     "advice",
+    "describe_os_error",
     "exit_code_for",
     "message_for",
     "reindex_advice",
@@ -72,7 +73,7 @@ def advice(error: LlemError) -> str | None:
             else ""
         )
         return f"{original}pass --force to {error.force_does}"
-    if isinstance(error, StudyDirectoryError):
+    if isinstance(error, OutputDirectoryError):
         return "choose another --output"
     if isinstance(error, CorruptStoreError):
         return (
@@ -87,6 +88,16 @@ def advice(error: LlemError) -> str | None:
     if isinstance(error, UnknownExperimentError):
         return "see `llem results list --all`"
     return None
+
+
+def describe_os_error(error: OSError) -> str:
+    """An operating system's error as one line that names the file: ``cannot write
+    results/x.csv: No space left on device``."""
+    reason = error.strerror or str(error)
+    if error.filename is None:
+        return reason
+    target = f"{error.filename} -> {error.filename2}" if error.filename2 else str(error.filename)
+    return f"{target}: {reason}"
 
 
 def message_for(error: LlemError) -> str:

@@ -17,6 +17,7 @@ __all__ = [
     "BackendLoadError",
     "BackendNotFoundError",
     "HarnessError",
+    "OutputDirectoryError",
     "RunFailedError",
     "RunInterruptedError",
     "StudyChangedError",
@@ -132,12 +133,17 @@ class StudyChangedError(UsageError):
         self.original = original
 
 
-class StudyDirectoryError(UsageError):
-    """The directory a new study should go into cannot be created (``directory``)."""
+class OutputDirectoryError(UsageError):
+    """Results cannot be written where they were to go (``directory``): it is a file, or
+    cannot be created or written. Found before anything is measured."""
 
     def __init__(self, message: str, *, directory: Path) -> None:
         super().__init__(message)
         self.directory = directory
+
+
+class StudyDirectoryError(OutputDirectoryError):
+    """The directory a new study should go into cannot be created (``directory``)."""
 
 
 def exit_code_for(error: LlemError) -> int:

@@ -10,6 +10,7 @@ aggregation -> saved result directory -> indexed in the store (steps 1 to 5 of a
 import logging
 import shutil
 import signal
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ from llem_harness.backends import (
     settings_model_of,
 )
 from llem_harness.errors import (
+    OutputDirectoryError,
     RunFailedError,
     RunInterruptedError,
     UsageError,
@@ -150,6 +152,7 @@ def run_experiment(
         experiment_id = new_experiment_id(config.model, config.backend, started)
     else:
         validate_experiment_id(experiment_id)
+    check_output_dir(results_dir)  # before a model loads: not a minute later, with a traceback
     prepared = backend or create_backend(config.backend)
     prepared.prepare(config)
     staging = StagingRepository(results_dir)
@@ -282,3 +285,19 @@ def _failure(
         staged=staged,
         files=files,
     )
+
+
+def check_output_dir(results_dir: Path) -> None:
+    """Create ``results_dir`` if needed and make sure files can be written in it (a probe
+    file is created and removed); :class:`OutputDirectoryError` in one line otherwise."""
+    try:
+        results_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=results_dir):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if isinstance(exc, FileExistsError | NotADirectoryError):
+            reason = "a file is in the way of the directory"
+        raise OutputDirectoryError(
+            f"cannot write results to {results_dir} ({reason})", directory=results_dir
+        ) from None

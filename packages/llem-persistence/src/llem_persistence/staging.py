@@ -164,7 +164,13 @@ class StagingRepository:
     ) -> Path:
         """Record the config, process count and machine of a run that is about to start."""
         directory = self.experiment_dir(experiment_id)
-        directory.mkdir(parents=True, exist_ok=True)
+        for attempt in range(3):
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+                break
+            except FileNotFoundError:  # the empty staging root went (see delete) meanwhile
+                if attempt == 2:
+                    raise
         manifest = StagedExperiment(
             experiment_id=experiment_id,
             config=config,
@@ -316,13 +322,16 @@ class StagingRepository:
     # -- cleanup ---------------------------------------------------------------------------
 
     def delete(self, experiment_id: str) -> bool:
-        """Remove the staging of ``experiment_id``; False if there was none."""
+        """Remove the staging of ``experiment_id``, and the staging root when nothing else
+        is staged in it; False if there was none."""
         directory = self.experiment_dir(experiment_id)
         if directory.is_symlink():
             raise UnsafePathError(f"{directory} is a symlink; refusing to delete through it")
         if not directory.is_dir():
             return False
         shutil.rmtree(directory)
+        with contextlib.suppress(OSError):  # another run's staging is there: it stays
+            self.root.rmdir()
         return True
 
 

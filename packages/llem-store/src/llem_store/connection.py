@@ -57,7 +57,10 @@ class StoreConnection:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise StoreError(f"cannot create {self.path}: {exc.strerror or exc}") from None
+                reason = exc.strerror or str(exc)
+                if isinstance(exc, FileExistsError | NotADirectoryError):
+                    reason = "a file is in the way of its directory"
+                raise StoreError(f"cannot create {self.path}: {reason}") from None
         elif self.path.is_dir():
             raise StoreLookupError(f"{self.path} is a directory, not a results store")
         else:

@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from os import PathLike
 from pathlib import Path
+from typing import Final
 
 from llem_store._sqlite import RESULT_FILE, open_backup
 from llem_store.errors import StoreError, StoreLookupError
@@ -24,7 +25,10 @@ from llem_store.models import (
 )
 from llem_store.queries import ExperimentFilter, StoreQueries
 
-__all__ = ["StoreMaintenance"]
+__all__ = ["KEPT_BEFORE_RESTORE", "StoreMaintenance"]
+
+KEPT_BEFORE_RESTORE: Final = 3
+"""How many copies of the store as it was before a restore are kept beside it."""
 
 
 class StoreMaintenance(StoreQueries):
@@ -124,27 +128,34 @@ class StoreMaintenance(StoreQueries):
         if destination.absolute() == self.path.absolute():
             raise StoreLookupError(f"{destination} is the store itself")
         if not destination.parent.is_dir():
-            raise StoreLookupError(f"cannot write {destination}: {destination.parent} is missing")
+            state = "is a file" if destination.parent.exists() else "is missing"
+            raise StoreLookupError(f"cannot write {destination}: {destination.parent} {state}")
         self._copy(self._connection, destination)
         return destination
 
     def restore(self, source: str | PathLike[str]) -> Path:
         """Replace the store's contents with the backup ``source``; returns where the
-        store's previous contents were kept (``llem.db.before-restore-<time>``).
+        store's previous contents were kept (``llem.db.before-restore-<time>``; the newest
+        :data:`KEPT_BEFORE_RESTORE` of these are kept, older ones removed).
 
-        ``source`` must be an llem store that passes SQLite's integrity check; result
-        directories are not touched.
+        ``source`` must be an llem store that passes SQLite's integrity check, and not the
+        store itself; result directories are not touched.
         """
         origin = Path(source)
         if not origin.is_file():
             raise StoreLookupError(f"no backup at {origin}")
+        if origin.resolve() == self.path.resolve():
+            raise StoreLookupError(f"{origin} is the store itself: there is nothing to restore")
         with contextlib.closing(open_backup(origin, self.timeout_s)) as backup, self._errors():
-            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%f")
             self._require_writable()
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%f")
             kept = self.backup(self.path.with_name(f"{self.path.name}.before-restore-{stamp}"))
             backup.backup(self._connection)
         with self._errors():
             self._upgrade()
+        earlier = sorted(self.path.parent.glob(f"{self.path.name}.before-restore-*"))
+        for old in earlier[:-KEPT_BEFORE_RESTORE]:
+            old.unlink(missing_ok=True)
         return kept
 
     def vacuum(self) -> tuple[int, int]:

@@ -48,6 +48,9 @@ def export(
         Literal["csv", "json", "parquet", "xlsx"] | None,
         typer.Option("--format", "-f", help="Default: from the file's suffix."),
     ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace the file if it exists.")
+    ] = False,
     db: DbOption = None,
 ) -> None:
     """Export results to CSV, JSON, Parquet or Excel (one result in memory at a time)."""
@@ -57,6 +60,8 @@ def export(
 
     if (all_results, bool(experiment_ids), study is not None).count(True) != 1:
         raise UsageError("give experiment ids, --study NAME or --all")
+    if output.exists() and not output.is_dir() and not overwrite:
+        raise UsageError(f"{output} exists; choose another file, or pass --overwrite")
     if file_format is None:
         try:
             file_format = format_for_path(output)

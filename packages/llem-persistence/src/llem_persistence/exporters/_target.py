@@ -71,9 +71,8 @@ def _check_target(target: Path, kind: str) -> None:
     if target.is_dir():
         raise ExportError(f"cannot write {kind} export {target}: it is a directory")
     if not target.parent.is_dir():
-        raise ExportError(
-            f"cannot write {kind} export {target}: directory {target.parent} does not exist"
-        )
+        state = "is a file, not a directory" if target.parent.exists() else "does not exist"
+        raise ExportError(f"cannot write {kind} export {target}: {target.parent} {state}")
 
 
 @contextlib.contextmanager
