@@ -155,7 +155,7 @@ def test_a_run_killed_with_sigkill_is_abandoned_then_failed_once_then_discarded(
     assert check.returncode == 1
     assert check.stdout == (
         f"{experiment_id}: recorded as running, but no process runs it (abandoned); "
-        f"`llem aggregate --all --output {results}` marks it failed\n"
+        f"`llem aggregate --all --output {results} --db {db}` marks it failed\n"
     )
 
     first = llem("aggregate", "--all", "-o", str(results), env=llem_env)

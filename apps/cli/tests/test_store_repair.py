@@ -231,6 +231,7 @@ def test_delete_removes_the_directory_and_the_rows_and_never_leaves_the_results_
         "deleted exp_1 from the store",
         "deleted exp_2 from the store",
     ]
+    assert not linked.is_symlink()  # the link inside was the store's: gone
     assert (real / "result.json").is_file()
     assert (escaped / "result.json").is_file()
     with ResultStore(results / "llem.db") as store:
@@ -289,7 +290,22 @@ def test_prune_removes_rows_whose_directory_is_gone(llem: Llem, results: Path) -
     )
     code, out, _ = _run(llem, "db", "prune", "--db", db)
     assert (code, out.splitlines()[-1]) == (0, f"removed 1 experiment from {db}")
-    assert _run(llem, "db", "check", "--db", db)[:2] == (0, "ok: 3 experiments checked\n")
+    # a whole study directory deleted by hand: its runs' rows go too
+    with ResultStore(results / "llem.db") as store:
+        moved = store.get("exp_1").result_path
+    assert moved is not None
+    study_dir = results / "sweep"
+    study_dir.mkdir()
+    shutil.move(moved, study_dir / moved.name)
+    with ResultStore(results / "llem.db") as store:
+        store.ingest(study_dir / moved.name)
+    shutil.rmtree(study_dir)
+    code, out, _ = _run(llem, "db", "prune", "--db", db)
+    assert (code, out.splitlines()) == (
+        0,
+        ["removed exp_1 (its result directory is gone)", f"removed 1 experiment from {db}"],
+    )
+    assert _run(llem, "db", "check", "--db", db)[:2] == (0, "ok: 2 experiments checked\n")
 
 
 def test_delete_of_a_study_takes_its_runs_its_record_and_its_directory(
@@ -360,9 +376,9 @@ def test_check_tells_an_abandoned_run_from_a_live_one(llem: Llem, results: Path)
     # run_elsewhere is staged under another --output: not judged from here
     assert out.splitlines() == [
         "run_gone: recorded as running, but no process runs it (abandoned); "
-        f"`llem aggregate --all --output {results}` marks it failed",
+        f"`llem aggregate --all --output {results} --db {db}` marks it failed",
         "study_run_gone: recorded as running, but no process runs it (abandoned); "
-        f"`llem aggregate --all --output {study_dir}` marks it failed",
+        f"`llem aggregate --all --output {study_dir} --db {db}` marks it failed",
     ]
     assert err == f"2 problems in {db} (4 experiments checked)\n"  # no advice that cannot help
 
@@ -401,11 +417,10 @@ def test_import_passes_over_a_result_it_cannot_read(llem: Llem, results: Path) -
     db = results / "fresh.db"
     blocked = results / "blocked_run"
     blocked.mkdir()
-    (blocked / "result.json").symlink_to(results / "gone.json")  # there, but not readable
+    (blocked / "result.json").symlink_to("/proc/self/mem")  # a file, which read() refuses
     code, out, err = _run(llem, "results", "import", str(results), "--db", str(db))
     assert code == 1
     assert out == f"indexed 4 (added 4, updated 0, unchanged 0) into {db}\n"
     assert err == (
-        f"warning: skipped {blocked}: {blocked} holds no result.json: not a result directory "
-        "(or its save was interrupted)\n"
+        f"warning: skipped {blocked}: cannot read {blocked / 'result.json'}: Input/output error\n"
     )

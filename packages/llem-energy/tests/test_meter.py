@@ -138,7 +138,17 @@ def test_a_process_that_leaves_the_host_to_another_meters_its_gpus_only(
         clock.sleep(61.0)
         reading = window.stop()
     assert {e.domain for e in reading.energy} == {"gpu"}
-    # on a host without a GPU it meters nothing, and that is nothing to warn about
+    # with its model on no GPU it meters nothing, and that is nothing to warn about
+    meter = EnergyMeter.create(
+        QUIET, nvml=fake_nvml, clock=clock, rapl_root=rapl_root, environ={}, host=False, gpus=[]
+    )
+    assert (meter.sources, meter.unavailable_reason) == ((), None)
+    window = meter.start()
+    clock.sleep(61.0)
+    reading = window.stop()
+    assert reading.energy == []
+    assert [w.code for w in reading.warnings if w.code in ("no_energy", "cpu_energy_only")] == []
+    # but GPUs it could not meter are still said, with why
     meter = EnergyMeter.create(
         QUIET,
         nvml=FakeNvml(library_missing=True),
@@ -147,12 +157,8 @@ def test_a_process_that_leaves_the_host_to_another_meters_its_gpus_only(
         environ={},
         host=False,
     )
-    assert (meter.sources, meter.unavailable_reason) == ((), None)
-    window = meter.start()
-    clock.sleep(61.0)
-    reading = window.stop()
-    assert reading.energy == []
-    assert [w.code for w in reading.warnings if w.code in ("no_energy", "cpu_energy_only")] == []
+    assert meter.unavailable_reason is not None
+    assert "NVML_ERROR_LIBRARY_NOT_FOUND" in meter.unavailable_reason
 
 
 def test_auto_without_nvml_falls_back_to_rapl_with_a_warning(

@@ -360,6 +360,20 @@ def test_restores_in_quick_succession_each_keep_the_previous_contents(
     assert len(set(kept)) == 5
     # the newest three copies stay; older ones do not pile up
     assert sorted(store_with_two.parent.glob("llem.db.before-restore-*")) == kept[-3:]
+    # only llem's own copies are counted, never the one just made nor the backup restored
+    mine = store_with_two.with_name("llem.db.before-restore-mine")
+    future = store_with_two.with_name("llem.db.before-restore-20990101T000000.000000")
+    mine.write_bytes(b"a user's file")
+    shutil.copy(kept[-1], future)  # a clock far ahead wrote this one
+    with ResultStore(store_with_two) as store:
+        newest = store.restore(kept[-2])
+    assert newest.is_file()
+    assert kept[-2].is_file()  # restored from: kept
+    assert mine.read_bytes() == b"a user's file"
+    # the new copy, the two newest others (by their time), and the backup restored from
+    assert sorted(store_with_two.parent.glob("llem.db.before-restore-2*")) == sorted(
+        {newest, kept[-1], future, kept[-2]}
+    )
 
 
 def test_restore_refuses_what_is_not_an_llem_backup(store_with_two: Path, tmp_path: Path) -> None:
@@ -436,10 +450,19 @@ def test_a_read_only_store_of_schema_2_is_read_through_a_copy_migrated_in_memory
     db = results / "llem.db"
     with ResultStore(db, read_only=True) as store:
         summary = store.get("exp-two-processes")
-        assert store.schema_version == STORE_SCHEMA_VERSION
+        assert (store.schema_version, store.migrated_in_memory) == (2, True)  # the file's
         with pytest.raises(ReadOnlyStoreError) as caught:
             store.mark_failed("exp-two-processes", "no")
+        with pytest.raises(ReadOnlyStoreError) as migrating:
+            store.migrate()
+        with pytest.raises(ReadOnlyStoreError) as backing_up:  # not the copy, a half migration
+            store.backup(tmp_path / "copy.db")
     assert str(caught.value) == f"{db} is read-only here: it can be read, not changed"
+    assert str(migrating.value) == str(caught.value)
+    assert str(backing_up.value) == (
+        f"{db} is read-only and at store schema 2, read through a copy migrated in memory: "
+        "copy the file itself instead"
+    )
     assert summary.energy_scope is None  # its results are not read again to fill it
     assert summary.total_energy_j is not None
     assert "read through a copy migrated in memory" in caplog.text

@@ -93,7 +93,7 @@ def advice(error: LlemError) -> str | None:
 def describe_os_error(error: OSError) -> str:
     """An operating system's error as one line that names the file: ``cannot write
     results/x.csv: No space left on device``."""
-    reason = error.strerror or str(error)
+    reason = error.strerror or (str(error).strip().splitlines() or [type(error).__name__])[0]
     if error.filename is None:
         return reason
     target = f"{error.filename} -> {error.filename2}" if error.filename2 else str(error.filename)

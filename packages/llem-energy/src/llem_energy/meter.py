@@ -655,7 +655,9 @@ class EnergyMeter:
                         )
                     )
         unavailable = None
-        if not devices and rapl is None and host:
+        # a process that leaves the host's energy to another and has no GPU of its own has
+        # nothing to report; one whose GPUs could not be metered does
+        if not devices and rapl is None and (host or not on_no_gpu):
             unavailable = "no energy source could be opened (" + "; ".join(reasons) + ")"
             logger.info("energy will not be measured: %s", unavailable)
         if source == "auto" and not devices and rapl is not None and not on_no_gpu:

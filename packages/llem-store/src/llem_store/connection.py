@@ -66,6 +66,7 @@ class StoreConnection:
         else:
             self._check_header()
         self.read_only = _unwritable(self.path) if read_only is None else read_only
+        self._file_version: int | None = None  # set when read through a migrated copy
         self._connection = self._connect()
         try:
             with self._errors():
@@ -93,15 +94,25 @@ class StoreConnection:
 
     @property
     def schema_version(self) -> int:
-        """The store's schema version (``PRAGMA user_version``)."""
+        """The store file's schema version (``PRAGMA user_version``), also when it is read
+        through a copy migrated in memory (:attr:`migrated_in_memory`)."""
+        if self._file_version is not None:
+            return self._file_version
         with self._errors():
             return self._user_version()
+
+    @property
+    def migrated_in_memory(self) -> bool:
+        """Whether this read-only store, written by an older llem, is read through a copy
+        migrated in memory (its file is left as it is)."""
+        return self._file_version is not None
 
     def migrate(self, migrations: Sequence[Migration] = MIGRATIONS) -> list[Migration]:
         """Apply pending ``migrations`` (opening applies llem's own too); returns those applied.
 
         A store already at a version is kept as ``llem.db.v<version>.bak`` before it changes.
         """
+        self._require_writable()
         with self._errors():
             return self._upgrade(migrations)
 
@@ -206,9 +217,14 @@ class StoreConnection:
         if version == latest:
             return
         copy = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
-        self._connection.backup(copy)
+        try:
+            self._connection.backup(copy)
+        except BaseException:
+            copy.close()
+            raise
         self._connection.close()
         self._connection = copy
+        self._file_version = version
         copy.execute("PRAGMA foreign_keys = ON")
         copy.execute("BEGIN IMMEDIATE")
         migrate(copy, version, results_dir=None)

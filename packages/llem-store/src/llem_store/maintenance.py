@@ -6,6 +6,7 @@ only when it lies below the directory the store is in, and never through a symli
 
 import contextlib
 import hashlib
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Final
 
 from llem_store._sqlite import RESULT_FILE, open_backup
-from llem_store.errors import StoreError, StoreLookupError
+from llem_store.errors import ReadOnlyStoreError, StoreError, StoreLookupError
 from llem_store.models import (
     DeletedExperiment,
     ExperimentStatus,
@@ -120,6 +121,12 @@ class StoreMaintenance(StoreQueries):
         The copy is written beside ``target`` and renamed into place, so ``target`` is either
         a complete backup or untouched.
         """
+        if self.migrated_in_memory:
+            raise ReadOnlyStoreError(
+                f"{self.path} is read-only and at store schema {self.schema_version}, read "
+                "through a copy migrated in memory: copy the file itself instead",
+                path=self.path,
+            )
         destination = Path(target)
         if destination.is_dir():
             destination = destination / self.path.name
@@ -153,8 +160,14 @@ class StoreMaintenance(StoreQueries):
             backup.backup(self._connection)
         with self._errors():
             self._upgrade()
-        earlier = sorted(self.path.parent.glob(f"{self.path.name}.before-restore-*"))
-        for old in earlier[:-KEPT_BEFORE_RESTORE]:
+        made = re.compile(re.escape(self.path.name) + r"\.before-restore-\d{8}T\d{6}\.\d{6}")
+        copies = sorted(
+            path
+            for path in self.path.parent.iterdir()
+            if made.fullmatch(path.name)
+            and path.resolve() not in (kept.resolve(), origin.resolve())
+        )
+        for old in copies[: max(0, len(copies) - (KEPT_BEFORE_RESTORE - 1))]:
             old.unlink(missing_ok=True)
         return kept
 
@@ -192,6 +205,14 @@ class StoreMaintenance(StoreQueries):
         summary = self.get(experiment_id)
         self._require_writable()
         directory = summary.result_path
+        if directory is not None and directory.is_symlink() and self._is_ours(directory.parent):
+            # the link is the store's to remove (else an import brings the result back); what
+            # it points to is not
+            target = directory.resolve()
+            with self._errors(), self._transaction():
+                self._remove_rows(summary.experiment_id)
+            directory.unlink()
+            return DeletedExperiment(summary.experiment_id, None, target)
         if directory is None or not directory.exists() or not self._inside(directory):
             with self._errors(), self._transaction():
                 self._remove_rows(summary.experiment_id)
@@ -230,7 +251,8 @@ class StoreMaintenance(StoreQueries):
         """Remove the rows of experiments whose result directory is gone; returns their ids.
 
         Experiments without a directory (running, failed) are kept, and so is one whose
-        directory cannot be looked at, or whose parent is gone too (a drive not mounted).
+        directory cannot be looked at, or that lies outside the store's directory with its
+        parent gone too (a drive not mounted).
         Each row is checked again as it is removed, so one re-indexed meanwhile stays.
         """
         with self._errors():
@@ -254,12 +276,12 @@ class StoreMaintenance(StoreQueries):
                     removed.append(experiment_id)
         return removed
 
-    @staticmethod
-    def _gone(directory: Path) -> bool:
+    def _gone(self, directory: Path) -> bool:
         try:
             (directory / RESULT_FILE).stat()
         except (FileNotFoundError, NotADirectoryError):
-            return directory.parent.is_dir()  # not a whole tree missing (an unmounted drive)
+            # elsewhere, a whole tree missing is more likely a drive not mounted than deleted
+            return self._inside(directory) or directory.parent.is_dir()
         except OSError:
             return False  # there, perhaps, but not for this user to see
         return False
@@ -269,6 +291,11 @@ class StoreMaintenance(StoreQueries):
         self._connection.execute(
             "DELETE FROM experiments WHERE experiment_id = ?", (experiment_id,)
         )
+
+    def _is_ours(self, directory: Path) -> bool:
+        """Whether ``directory`` is the store's directory or lies below it."""
+        resolved = directory.resolve()
+        return resolved.is_relative_to(self.results_dir.resolve())
 
     def _inside(self, directory: Path) -> bool:
         """Whether ``directory`` lies below the store's directory, not through a symlink."""

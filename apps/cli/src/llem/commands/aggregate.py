@@ -62,29 +62,33 @@ def aggregate(
         redo = _indexed_results(store_path) if force else []
         if not staged and not redo:
             typer.echo(f"nothing staged in {staging.root}")
-        failed = []
+        failed, attempted = [], 0
         for staged_id in staged:
             if staging.is_running(staged_id):
                 typer.echo(f"{staged_id}: still running; left alone")
                 continue
+            attempted += 1
             try:  # one run that cannot be recovered stops no other
                 if staging.has_raw(staged_id):
                     _finalize(staging, staged_id, output, store_path)
                 else:
                     _abandoned(staged_id, store_path)
-            except LlemError as exc:
-                typer.echo(f"{staged_id}: not aggregated: {exc}", err=True)
+            except (LlemError, OSError) as exc:
+                typer.echo(f"{staged_id}: not aggregated: {_reason(exc)}", err=True)
                 failed.append(staged_id)
         for indexed in redo:
             if indexed.experiment_id in staged:
                 continue
+            attempted += 1
             try:
                 _reaggregate(indexed, store_path)
-            except LlemError as exc:
-                typer.echo(f"{indexed.experiment_id}: not aggregated again: {exc}", err=True)
+            except (LlemError, OSError) as exc:
+                typer.echo(
+                    f"{indexed.experiment_id}: not aggregated again: {_reason(exc)}", err=True
+                )
                 failed.append(indexed.experiment_id)
         if failed:
-            total = len(staged) + len(redo)
+            total = attempted
             raise LlemError(
                 f"{len(failed)} of {total} experiments could not be aggregated "
                 f"({', '.join(failed)}); the others were"
@@ -110,6 +114,12 @@ def aggregate(
             "aggregates it again from its process results"
         )
     _reaggregate(summary, store_path)
+
+
+def _reason(exc: Exception) -> str:
+    from llem.errors import describe_os_error
+
+    return describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
 
 
 def _abandoned(experiment_id: str, db: Path) -> None:

@@ -132,7 +132,8 @@ def check(
                 problems.append(f"{experiment_id}: {problem}")
     problems += [
         f"{experiment_id}: recorded as running, but no process runs it (abandoned); "
-        f"`llem aggregate --all --output {roots[experiment_id]}` marks it failed"
+        f"`llem aggregate --all --output {roots[experiment_id]} --db {resolve_db(db)}` marks it "
+        "failed"
         for experiment_id in report.abandoned
     ]
     for problem in problems:
