@@ -53,10 +53,10 @@ def test_schema_export_to_a_file(tmp_path: Path) -> None:
     assert json.loads(target.read_text())["title"] == "ExperimentConfig"
 
 
-def test_an_unwritable_output_is_one_line_and_exit_1(tmp_path: Path) -> None:
+def test_an_output_in_a_missing_directory_is_one_line_and_exit_2(tmp_path: Path) -> None:
     target = tmp_path / "missing" / "schema.json"
     completed = llem("schema", "export", "-o", str(target))
-    assert completed.returncode == 1
+    assert completed.returncode == 2
     assert completed.stderr == f"error: cannot write {target}: No such file or directory\n"
 
 

@@ -1,6 +1,6 @@
 """Every command that writes, pointed where it cannot write (a regular file in the way of a
-directory, which stops root too): one line naming the path, the documented exit code, and
-no traceback."""
+directory, which stops root too): one line naming the path, exit 2 (a mistake in what was
+asked) as for `llem study -o`, and no traceback."""
 
 from collections.abc import Callable
 from pathlib import Path
@@ -47,18 +47,18 @@ def blocker(tmp_path: Path) -> Path:
         ),
         (
             ["results", "export", "--all", "-o", "{blocker}/all.csv", "--db", "{db}"],
-            1,
+            2,
             "error: cannot write csv export {blocker}/all.csv: {blocker} is a file, not a "
             "directory",
         ),
         (
             ["results", "import", "{results}", "--db", "{blocker}/llem.db"],
-            1,
+            2,
             "error: cannot create {blocker}/llem.db: a file is in the way of its directory",
         ),
         (
             ["db", "init", "--db", "{blocker}/llem.db"],
-            1,
+            2,
             "error: cannot create {blocker}/llem.db: a file is in the way of its directory",
         ),
         (
@@ -68,7 +68,7 @@ def blocker(tmp_path: Path) -> Path:
         ),
         (
             ["schema", "export", "-o", "{blocker}/schema.json"],
-            1,
+            2,
             "error: cannot write {blocker}/schema.json: Not a directory",
         ),
     ],

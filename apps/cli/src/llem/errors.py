@@ -25,6 +25,7 @@ from llem_store.errors import (
     NoStoreError,
     NotAStoreError,
     StoreLookupError,
+    StorePathError,
     UnknownExperimentError,
 )
 
@@ -48,7 +49,7 @@ __all__ = [
 def exit_code_for(error: LlemError) -> int:
     """2 for the user's mistakes (bad config or usage, an unknown experiment id, a missing or
     foreign results store), 130 for Ctrl-C, 1 for failures (a corrupt store included)."""
-    if isinstance(error, StoreLookupError | ForeignDatabaseError):
+    if isinstance(error, StoreLookupError | ForeignDatabaseError | StorePathError):
         return EXIT_USAGE
     return harness_exit_code(error)
 

@@ -22,6 +22,7 @@ from llem_store.errors import (
     ReadOnlyStoreError,
     StoreError,
     StoreLookupError,
+    StorePathError,
 )
 from llem_store.migrations import APPLICATION_ID, MIGRATIONS, Migration, migrate
 
@@ -60,7 +61,9 @@ class StoreConnection:
                 reason = exc.strerror or str(exc)
                 if isinstance(exc, FileExistsError | NotADirectoryError):
                     reason = "a file is in the way of its directory"
-                raise StoreError(f"cannot create {self.path}: {reason}") from None
+                raise StorePathError(
+                    f"cannot create {self.path}: {reason}", path=self.path
+                ) from None
         elif self.path.is_dir():
             raise StoreLookupError(f"{self.path} is a directory, not a results store")
         else:

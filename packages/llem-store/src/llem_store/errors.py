@@ -17,6 +17,7 @@ __all__ = [
     "ReadOnlyStoreError",
     "StoreError",
     "StoreLookupError",
+    "StorePathError",
     "UnknownExperimentError",
     "UnknownStudyError",
     "UnreadableResultError",
@@ -76,6 +77,15 @@ class NotAStoreError(ForeignDatabaseError):
 
 class DuplicateResultError(StoreError):
     """A second live copy of an experiment that is already indexed from another directory."""
+
+
+class StorePathError(StoreError):
+    """No store can be created at ``path``: a file is in the way of its directory, or the
+    directory cannot be created. A mistake in the path asked for."""
+
+    def __init__(self, message: str, *, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class ReadOnlyStoreError(StoreError):

@@ -55,7 +55,7 @@ def export(
 ) -> None:
     """Export results to CSV, JSON, Parquet or Excel (one result in memory at a time)."""
     from llem_persistence import export as write_export
-    from llem_persistence.exporters import ExportError, format_for_path
+    from llem_persistence.exporters import ExportError, ExportTargetError, format_for_path
     from llem_store import ExperimentFilter
 
     if (all_results, bool(experiment_ids), study is not None).count(True) != 1:
@@ -94,7 +94,10 @@ def export(
                 skipped.append(str(exc))
     else:  # every one asked for, there, before writing
         files = [result_file(summary) for summary in summaries]
-    count = write_export(_load(files, skipped if bulk else None), output, format=file_format)
+    try:
+        count = write_export(_load(files, skipped if bulk else None), output, format=file_format)
+    except ExportTargetError as exc:  # a path that cannot be written: a mistake in the command
+        raise UsageError(str(exc)) from None
     typer.echo(
         f"exported {count} experiment{'' if count == 1 else 's'} to {output} ({file_format})"
     )

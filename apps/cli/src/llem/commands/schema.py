@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 import typer
 
+from llem.errors import UsageError
 from llem_schema import LlemError
 
 app = typer.Typer(help="The llem result format.", no_args_is_help=True)
@@ -36,6 +37,8 @@ def export(
         return
     try:
         atomic_write_bytes(output, text.encode("utf-8"))
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+        raise UsageError(f"cannot write {output}: {exc.strerror}") from None  # a wrong path
     except OSError as exc:
         raise LlemError(f"cannot write {output}: {exc.strerror}") from None
     typer.echo(f"wrote {output}", err=True)

@@ -22,7 +22,7 @@ from llem_persistence.exporters.dispatch import (
     export,
     format_for_path,
 )
-from llem_persistence.exporters.errors import ExportError
+from llem_persistence.exporters.errors import ExportError, ExportTargetError
 from llem_persistence.exporters.json import export_json
 from llem_persistence.exporters.parquet import arrow_schema, export_parquet
 from llem_persistence.exporters.xlsx import export_xlsx
@@ -47,6 +47,7 @@ __all__ = [
     "ColumnKind",
     "ExportError",
     "ExportFormat",
+    "ExportTargetError",
     "RequestRow",
     "arrow_schema",
     "export",

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from os import PathLike
 from pathlib import Path
 
-from llem_persistence.exporters.errors import ExportError
+from llem_persistence.exporters.errors import ExportError, ExportTargetError
 from llem_schema import ExperimentResult
 from llem_schema.io import atomic_path
 
@@ -69,10 +69,10 @@ class ResultSource:
 
 def _check_target(target: Path, kind: str) -> None:
     if target.is_dir():
-        raise ExportError(f"cannot write {kind} export {target}: it is a directory")
+        raise ExportTargetError(f"cannot write {kind} export {target}: it is a directory")
     if not target.parent.is_dir():
         state = "is a file, not a directory" if target.parent.exists() else "does not exist"
-        raise ExportError(f"cannot write {kind} export {target}: {target.parent} {state}")
+        raise ExportTargetError(f"cannot write {kind} export {target}: {target.parent} {state}")
 
 
 @contextlib.contextmanager

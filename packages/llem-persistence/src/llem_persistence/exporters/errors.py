@@ -2,7 +2,7 @@
 
 from llem_persistence.errors import PersistenceError
 
-__all__ = ["ExportError"]
+__all__ = ["ExportError", "ExportTargetError"]
 
 
 class ExportError(PersistenceError):
@@ -11,3 +11,8 @@ class ExportError(PersistenceError):
     ``str(error)`` is one line naming the file and what to do. Nothing is left at the target
     when this is raised: a previous file there is untouched.
     """
+
+
+class ExportTargetError(ExportError):
+    """The path to write cannot be: it is a directory, or its directory is missing or a
+    file. A mistake in what was asked, found before anything is read."""
