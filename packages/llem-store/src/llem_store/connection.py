@@ -7,6 +7,7 @@ every query works, every change is a :class:`ReadOnlyStoreError`.
 """
 
 import contextlib
+import hashlib
 import logging
 import os
 import sqlite3
@@ -15,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from os import PathLike
 from pathlib import Path
 
-from llem_store._sqlite import SQLITE_HEADER, is_busy, store_error
+from llem_store._sqlite import RESULT_FILE, SQLITE_HEADER, is_busy, store_error
 from llem_store.errors import (
     NoStoreError,
     NotAStoreError,
@@ -341,6 +342,15 @@ class StoreConnection:
         """Where an indexed path leads (relative ones from the store's directory). Whether
         it stays inside is for whoever would remove it to check (``_check_inside``)."""
         return self._base / stored
+
+    def _result_digest(self, stored: str) -> str | None:
+        """The SHA-256 of the ``result.json`` in the indexed directory ``stored``; ``None``
+        when it cannot be read."""
+        try:
+            data = (self._absolute(stored) / RESULT_FILE).read_bytes()
+        except OSError:
+            return None
+        return hashlib.sha256(data).hexdigest()
 
     def _size(self) -> int:
         wal = self.path.with_name(self.path.name + "-wal")

@@ -277,11 +277,8 @@ class StoreIngest(StoreConnection):
 
     def _holds(self, stored: str, digest: str | None) -> bool:
         """Whether the indexed directory ``stored`` still holds the indexed result."""
-        try:
-            data = (self._absolute(stored) / RESULT_FILE).read_bytes()
-        except OSError:
-            return False
-        return hashlib.sha256(data).hexdigest() == digest
+        found = self._result_digest(stored)
+        return found is not None and found == digest
 
 
 def _first_duplicate(requests: Sequence[tuple[object, ...]]) -> tuple[object, object] | None:

@@ -299,9 +299,8 @@ class StoreMaintenance(StoreQueries):
 
     def _inside(self, directory: Path) -> bool:
         """Whether ``directory`` lies below the store's directory, not through a symlink."""
-        base = self.results_dir.resolve()
-        resolved = directory.resolve()
-        return not directory.is_symlink() and resolved != base and resolved.is_relative_to(base)
+        below = directory.resolve() != self.results_dir.resolve()
+        return below and not directory.is_symlink() and self._is_ours(directory)
 
 
 def _unreadable(file: Path) -> str | None:

@@ -4,7 +4,6 @@ Nothing here imports pydantic or pyarrow (a test holds it to that): ``llem resul
 answers from SQLite and plain dataclasses.
 """
 
-import hashlib
 import json
 import statistics
 from collections.abc import Sequence
@@ -12,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from llem_store._sqlite import RESULT_FILE, aware, escape_like, like_prefix
+from llem_store._sqlite import aware, escape_like, like_prefix
 from llem_store.connection import StoreConnection
 from llem_store.errors import StoreLookupError, UnknownExperimentError, UnknownStudyError
 from llem_store.models import (
@@ -331,11 +330,10 @@ class StoreQueries(StoreConnection):
             ).fetchone()
         if stored is None:
             return "none"
-        try:
-            data = (self._absolute(stored) / RESULT_FILE).read_bytes()
-        except OSError:
+        found = self._result_digest(stored)
+        if found is None:
             return "missing"
-        return "matches" if hashlib.sha256(data).hexdigest() == digest else "changed"
+        return "matches" if found == digest else "changed"
 
     def running(self) -> list[ExperimentSummary]:
         """Experiments recorded as running: started, with no result yet (or abandoned, when
