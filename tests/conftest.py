@@ -20,3 +20,14 @@ def llem_env(llem_cache: Path) -> dict[str, str]:
         "HF_HUB_OFFLINE": "1",
         "COLUMNS": "200",
     }
+
+
+@pytest.fixture
+def fresh_baselines(tmp_path: Path, llem_cache: Path) -> Path:
+    """A cache directory for ``LLEM_CACHE_DIR`` that shares the session's built models but
+    has no idle-power baselines yet (they are cached beside the models, for an hour)."""
+    cache = tmp_path / "cache"
+    (llem_cache / "models").mkdir(parents=True, exist_ok=True)
+    cache.mkdir()
+    (cache / "models").symlink_to(llem_cache / "models", target_is_directory=True)
+    return cache

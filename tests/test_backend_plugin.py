@@ -107,7 +107,9 @@ def test_llem_run_measures_with_the_plugin_end_to_end(venv: Path, tmp_path: Path
         "3", "--set", "echo.token_delay_ms=2", "-o", str(results), cwd=tmp_path,
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr
-    directory = Path(completed.stdout.strip().splitlines()[-1].removeprefix("result: "))
+    (saved,) = [line for line in completed.stdout.splitlines() if line.startswith("result: ")]
+    directory = Path(saved.removeprefix("result: "))
+    assert completed.stdout.rstrip().splitlines()[-1] == f"id: {directory.name}"
     result = ExperimentResult.from_json(directory)
     assert (result.backend, result.backend_version) == ("echo", "echo 0.1.0")
     assert result.effective_config["echo"] == {"batch_size": 3, "token_delay_ms": 2.0}

@@ -85,7 +85,7 @@ def test_one_process_on_cpu_writes_a_complete_result(
 
 
 def test_every_energy_field_is_filled_when_a_gpu_is_measured(
-    tmp_path: Path, llem_cache: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, fresh_baselines: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The wiring of baseline, per-device energy, timeseries and throttling into the result
     (fields an earlier tool computed but never set), with NVML faked at its boundary. The
@@ -97,8 +97,7 @@ def test_every_energy_field_is_filled_when_a_gpu_is_measured(
         ]
     )
     monkeypatch.setattr(nvml_module, "load_nvml", lambda: fake)
-    monkeypatch.setenv("LLEM_CACHE_DIR", str(llem_cache))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("LLEM_CACHE_DIR", str(fresh_baselines))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     config = ExperimentConfig.model_validate(
@@ -167,14 +166,14 @@ def test_two_worker_processes(tmp_path: Path, llem_env: dict[str, str]) -> None:
 
 
 def test_simulated_gpus_run_the_whole_energy_path_and_say_so(
-    tmp_path: Path, llem_env: dict[str, str]
+    tmp_path: Path, llem_env: dict[str, str], fresh_baselines: Path
 ) -> None:
     """LLEM_SIMULATED_GPUS: every process of the run opens the simulated NVML and meters
     one simulated GPU (the model is on the CPU), and the result can never pass for a
     measurement. 3 prompts over 2 processes are 2 and 1: the one with 1 finishes a whole
     request first and keeps metering until the other is done, so the windows close
     together."""
-    env = llem_env | {"LLEM_SIMULATED_GPUS": "2", "XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    env = llem_env | {"LLEM_SIMULATED_GPUS": "2", "LLEM_CACHE_DIR": str(fresh_baselines)}
     completed = llem(
         "run",
         "-n",

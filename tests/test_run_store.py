@@ -3,9 +3,12 @@ the user the result, and the warning says how to index it later."""
 
 import json
 import re
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+
+from llem_store import ResultStore
 
 TINY_RUN = ("-n", "6", "--max-new-tokens", "4", "--no-baseline", "--energy", "none")
 
@@ -52,9 +55,17 @@ def test_a_run_is_indexed_in_the_store_beside_its_results(
 def test_a_store_that_cannot_be_written_keeps_the_result_and_says_how_to_index_it(
     tmp_path: Path, llem_env: dict[str, str]
 ) -> None:
+    """A store this llem cannot write (one a newer llem wrote, say) does not stop the run:
+    the result is saved and the message says how to index it. (A --db that is no store at all
+    is refused before anything runs: apps/cli/tests/test_checks_before_measuring.py.)"""
     results = tmp_path / "results"
-    db = tmp_path / "notes.txt"
-    db.write_text("not a database\n")
+    db = tmp_path / "newer.db"
+    ResultStore(db).close()
+    connection = sqlite3.connect(db)
+    connection.execute("PRAGMA user_version = 99")
+    connection.execute("PRAGMA journal_mode = DELETE")  # in the file itself, not its WAL
+    connection.close()
+    before = db.read_bytes()
     completed = llem("run", *TINY_RUN, "-o", str(results), "--db", str(db), env=llem_env)
     assert completed.returncode == 0, completed.stderr
     directory = saved_dir(completed.stdout)
@@ -62,14 +73,14 @@ def test_a_store_that_cannot_be_written_keeps_the_result_and_says_how_to_index_i
     warning = next(
         line for line in completed.stderr.splitlines() if line.startswith("warning: result saved")
     )
-    assert warning == (
-        f"warning: result saved at {directory} but not indexed in {db} ({db} is not an llem "
-        "results store (not an SQLite file))"
+    assert warning.startswith(
+        f"warning: result saved at {directory} but not indexed in {db} ({db} was written by a "
+        "newer llem (store schema 99, "
     )
     assert completed.stderr.splitlines()[-1] == (
         f"not indexed: re-index with `llem results import {directory} --db {db}`"
     )
-    assert db.read_text() == "not a database\n"
+    assert db.read_bytes() == before
     assert not (results / ".staging").exists()  # nothing left behind, not even the root
 
     # the advice works once --db names a store

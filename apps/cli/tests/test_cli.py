@@ -27,7 +27,7 @@ def test_help_lists_the_commands() -> None:
     completed = llem("--help")
     assert completed.returncode == 0
     for command in ("run", "aggregate", "backends", "results", "db", "config", "schema"):
-        assert f"│ {command} " in completed.stdout, command
+        assert f"\n  {command} " in completed.stdout, command
 
 
 def test_version_names_both_packages() -> None:

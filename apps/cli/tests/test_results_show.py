@@ -76,6 +76,24 @@ def test_show_accepts_a_unique_beginning_of_the_id(llem: Llem, tmp_path: Path) -
     ]
 
 
+def test_every_id_command_takes_the_result_directory_a_run_printed(
+    llem: Llem, results: Path
+) -> None:
+    """``llem run`` prints ``result: results/<id>`` and ``id: <id>``: either opens it."""
+    directory = results / "exp_2"
+    assert directory.is_dir()  # a result directory is named by its experiment id
+    for target in (str(directory), str(directory / "result.json"), "exp_2"):
+        shown = llem("results", "show", target, "--db", db_of(results))
+        assert shown.exit_code == 0, shown.stderr
+        assert "id exp_2" in [" ".join(line.split()) for line in shown.stdout.splitlines()]
+    compared = llem("results", "compare", str(directory), "exp_1", "--db", db_of(results))
+    assert compared.exit_code == 0, compared.stderr
+    assert "exp_2" in compared.stdout
+    missing = llem("results", "show", str(results / "nowhere"), "--db", db_of(results))
+    assert missing.exit_code == 2
+    assert missing.stderr.startswith(f"error: no experiment '{results / 'nowhere'}' in ")
+
+
 def test_show_raw_prints_the_result_file_as_is(llem: Llem, results: Path) -> None:
     outcome = llem("results", "show", "exp_2", "--raw", "--db", db_of(results))
     assert outcome.exit_code == 0, outcome.stderr
@@ -259,3 +277,25 @@ def test_a_result_directory_deleted_since_indexing_is_exit_2(
     )
     assert (exported.exit_code, exported.stderr) == (2, message)
     assert not target.exists()
+
+
+def test_show_prints_each_aggregation_note_once(llem: Llem, tmp_path: Path) -> None:
+    from llem_persistence import StagingRepository
+    from llem_schema.testing import example_config, example_raw_result
+
+    results = tmp_path / "results"
+    config = example_config()
+    staging = StagingRepository(results)
+    staging.begin(config, "run_a", 2)  # two processes launched, one result: a note
+    raw = example_raw_result(config=config, process_index=0, num_processes=2)
+    staging.save_raw("run_a", raw.model_copy(update={"experiment_id": "run_a"}))
+    assert llem("aggregate", "run_a", "--output", str(results)).exit_code == 0
+
+    outcome = llem("results", "show", "run_a", "--db", db_of(results))
+    assert outcome.exit_code == 0, outcome.stderr
+    note = "processes 1 of 2 have no result; the figures cover the processes that finished"
+    lines = [line for line in outcome.stdout.splitlines() if note in line]
+    assert lines == [f"  aggregation (incomplete): incomplete: {note}"]
+    assert " ".join(outcome.stdout.split()).count("warnings 1") == 1  # the count says one too
+    shown = json.loads(llem("results", "show", "run_a", "--json", "--db", db_of(results)).stdout)
+    assert [w["code"] for w in shown["warnings"]] == ["incomplete"]

@@ -38,6 +38,7 @@ STUDY = {
     "base": {"n": 4, "max_new_tokens": 4},
     "sweep": {"pytorch.batch_size": [1, 2, 0]},
     "cycles": 3,
+    "skip_invalid": True,  # point 2, batch size 0, is skipped
 }
 
 
@@ -82,6 +83,45 @@ def words(text: str) -> list[str]:
     return [" ".join(line.split()) for line in text.splitlines()]
 
 
+def cells(line: str) -> list[str]:
+    """A row's cells: the texts two or more spaces apart."""
+    return re.split(r"\s{2,}", line.strip())
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_show_fits_a_terminal_with_the_point_names_whole(
+    llem: Llem, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, width: int
+) -> None:
+    study_dir = make_study_dir(tmp_path)
+    piped = llem("study", "show", str(study_dir)).stdout.splitlines()
+    whole = [set(cells(row)) for row in piped[3:5]]
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # Rich's terminal, this wide, no colours
+    monkeypatch.setenv("COLUMNS", str(width))
+    monkeypatch.setenv("NO_COLOR", "1")
+    outcome = llem("study", "show", str(study_dir))
+    assert outcome.exit_code == 0, outcome.stderr
+    lines = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", outcome.stdout).splitlines()
+    assert max(map(len, lines)) <= width
+    rule = next(i for i, line in enumerate(lines) if line.startswith("───"))
+    headings = " ".join(" ".join(lines[rule - 2 : rule]).split())
+    assert headings.startswith("tok/s tok/s")  # the metrics' headings on two lines
+    assert "point overrides" in headings
+    rows = [cells(row) for row in lines[rule + 1 : rule + 3]]
+    assert [row[:2] for row in rows] == [
+        ["0", "pytorch.batch_size=1"],
+        ["1", "pytorch.batch_size=2"],
+    ]
+    for row, cells_whole in zip(rows, whole, strict=True):
+        assert set(row) <= cells_whole  # no figure cut or broken
+        assert row[2].count(" ± ") == 1  # tok/s mean ± std, the first figure kept
+    warnings = next(i for i, line in enumerate(lines) if line.endswith("warning(s):"))
+    note = " ".join(lines[rule + 3 : warnings])
+    assert note.startswith("not shown at this width: ")
+    assert "the same in every row: cycles 3" in note
+    if width == 120:
+        assert "95% CI" in headings
+
+
 def test_show_prints_each_configuration_with_its_spread_and_the_warnings(
     llem: Llem, tmp_path: Path
 ) -> None:
@@ -94,16 +134,22 @@ def test_show_prints_each_configuration_with_its_spread_and_the_warnings(
     )
     assert lines[1].startswith(f"study {study_dir.name} (shown), design ")
     assert "6 of 6 run(s) completed" in lines[1]
-    header = next(line for line in lines if line.startswith("┃ point"))
-    for column in ("tok/s mean ± std", "tok/s 95% CI", "tok/J CV", "energy J mean ± std"):
-        assert column in header
-    rows = [line for line in lines if line.startswith("│ ")]
-    assert [row.split(" │ ")[1] for row in rows] == [
-        "pytorch.batch_size=1",
-        "pytorch.batch_size=2",
+    # piped: plain, every column, a row a line, no box
+    table = outcome.stdout.splitlines()[2:5]
+    assert cells(table[0]) == [
+        *("point", "overrides", "cycles"),
+        *("tok/s mean ± std", "tok/s 95% CI", "tok/s CV"),
+        *("tok/J mean ± std", "tok/J 95% CI", "tok/J CV"),
+        *("energy J mean ± std", "energy J 95% CI", "energy J CV"),
     ]
-    assert all(row.split(" │ ")[2] == "3" for row in rows)
-    assert all(" ± " in row and "%" in row for row in rows)
+    rows = [cells(row) for row in table[1:]]
+    assert [row[:3] for row in rows] == [
+        ["0", "pytorch.batch_size=1", "3"],
+        ["1", "pytorch.batch_size=2", "3"],
+    ]
+    assert all(" ± " in row[3] and row[4].startswith("[") and row[5].endswith("%") for row in rows)
+    assert all(line == line.rstrip() for line in outcome.stdout.splitlines())
+    assert not set("┃│─") & set(outcome.stdout)
     assert any(line.startswith("- point 2 (pytorch.batch_size=0) was skipped: ") for line in lines)
 
     as_json = llem("study", "show", str(study_dir), "--json")

@@ -93,10 +93,11 @@ def test_any_other_file_error_is_one_line_naming_the_file(
 
     from llem import cli
 
-    def full_disk() -> None:  # what writing raises when the disk fills, wherever it happens
-        raise OSError(errno.ENOSPC, "No space left on device", "results/run/result.json")
+    class FullDisk:  # what writing raises when the disk fills, wherever it happens
+        def main(self, **kwargs: object) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device", "results/run/result.json")
 
-    monkeypatch.setattr(cli, "app", full_disk)
+    monkeypatch.setattr(cli, "command", FullDisk)
     with pytest.raises(SystemExit) as exit_info:
         cli.main()
     assert exit_info.value.code == 1

@@ -19,7 +19,10 @@ class Now:
         return self.t
 
 
-def test_default_cache_dir_follows_xdg(tmp_path: Path) -> None:
+def test_default_cache_dir_follows_llem_cache_dir_then_xdg(tmp_path: Path) -> None:
+    """LLEM_CACHE_DIR moves the baselines with the built-in model."""
+    moved = {"LLEM_CACHE_DIR": str(tmp_path / "mine"), "XDG_CACHE_HOME": str(tmp_path)}
+    assert default_cache_dir(moved) == tmp_path / "mine" / "baselines"
     assert default_cache_dir({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "llem" / "baselines"
     assert default_cache_dir({}) == Path.home() / ".cache" / "llem" / "baselines"
 

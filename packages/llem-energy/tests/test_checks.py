@@ -155,15 +155,32 @@ def test_window_shorter_than_counter_update() -> None:
 def test_no_energy_source_and_extras_come_first() -> None:
     extra = warning("cpu_energy_only", "from the meter")
     warnings = measurement_warnings(
-        _clean(energy=[], energy_unavailable_reason="NVML: no driver", extra=[extra])
+        _clean(
+            energy=[],
+            energy_unavailable_reason="NVML cannot be used",
+            energy_unavailable_details="NVML: no driver",
+            extra=[extra],
+        )
     )
-    assert [(w.code, w.message) for w in warnings] == [
-        ("cpu_energy_only", "from the meter"),
+    assert [(w.code, w.message, w.figures) for w in warnings] == [
+        ("cpu_energy_only", "from the meter", {}),
         (
             "no_energy",
-            "no energy measured: NVML: no driver; throughput and latency are still valid",
+            "no energy measured: NVML cannot be used (throughput and latency are); "
+            "--energy none skips energy without this warning",
+            {"details": "NVML: no driver"},
         ),
     ]
+
+
+def test_without_energy_a_short_window_is_no_warning_and_energy_none_is_no_warning() -> None:
+    """The window's length weighs on energy figures only; --energy none asked for none."""
+    short = _clean(duration_s=2.0, energy=[])
+    assert [w.code for w in measurement_warnings(short)] == ["short_window"]
+    off = _clean(duration_s=2.0, energy=[], energy_off=True)
+    assert measurement_warnings(off) == []
+    missing = _clean(duration_s=2.0, energy=[], energy_unavailable_reason="no GPU")
+    assert [w.code for w in measurement_warnings(missing)] == ["no_energy"]
 
 
 def test_read_errors() -> None:

@@ -157,8 +157,9 @@ def test_a_process_that_leaves_the_host_to_another_meters_its_gpus_only(
         environ={},
         host=False,
     )
-    assert meter.unavailable_reason is not None
-    assert "NVML_ERROR_LIBRARY_NOT_FOUND" in meter.unavailable_reason
+    assert meter.unavailable_reason == "NVML cannot be used"
+    assert meter.unavailable_details is not None
+    assert "NVML_ERROR_LIBRARY_NOT_FOUND" in meter.unavailable_details
 
 
 def test_auto_without_nvml_falls_back_to_rapl_with_a_warning(
@@ -191,9 +192,15 @@ def test_auto_with_nothing_measures_no_energy_and_says_why(
     assert reading.energy == []
     assert reading.total_energy_j is None
     assert reading.samples == []
-    (warning,) = [w.message for w in reading.warnings if w.code == "no_energy"]
-    assert "NVML_ERROR_LIBRARY_NOT_FOUND" in warning
-    assert "RAPL is not exposed here" in warning
+    (warning,) = [w for w in reading.warnings if w.code == "no_energy"]
+    assert warning.message == (  # one short line; the whole story is in its figures
+        "no energy measured: NVML cannot be used and RAPL is not exposed here (throughput and "
+        "latency are); --energy none skips energy without this warning"
+    )
+    details = str(warning.figures["details"])
+    assert "NVML_ERROR_LIBRARY_NOT_FOUND" in details
+    assert "RAPL is not exposed here (a VM" in details
+    assert "short_window" not in [w.code for w in reading.warnings]  # no energy to weigh on
     assert "rapl_unreadable" not in [w.code for w in reading.warnings]  # absent, not denied
     assert reading.duration_s == 61.0
 
@@ -223,7 +230,8 @@ def test_source_none(clock: ManualClock) -> None:
     clock.sleep(1.0)
     reading = window.stop()
     assert reading.energy == []
-    assert any("energy.source is 'none'" in w.message for w in reading.warnings)
+    assert meter.unavailable_reason is None
+    assert reading.warnings == []  # none was asked for: nothing is missing, no window to judge
 
 
 def test_by_default_the_gpus_cuda_visible_devices_leaves_visible(
@@ -268,10 +276,11 @@ def test_a_run_on_no_gpu_meters_none_and_does_not_open_nvml(
     meter = EnergyMeter.create(QUIET, nvml=fake, clock=clock, rapl_root=no_rapl, gpus=[])
     assert meter.devices == []
     assert fake.calls["nvmlInit"] == 0
-    assert meter.unavailable_reason == (
-        "no energy source could be opened (NVML: the model is on no GPU, so no GPU is metered; "
+    assert meter.unavailable_reason == "the model is on no GPU and RAPL is not exposed here"
+    assert meter.unavailable_details == (
+        "NVML: the model is on no GPU, so no GPU is metered; "
         f"RAPL: no {no_rapl}: RAPL is not exposed here (a VM, a container without "
-        "/sys/class/powercap, or a CPU without RAPL); set energy.source to 'nvml' or 'none')"
+        "/sys/class/powercap, or a CPU without RAPL); set energy.source to 'nvml' or 'none'"
     )
     with pytest.raises(EnergySourceUnavailableError) as caught:
         EnergyMeter.create(EnergyConfig(source="nvml"), nvml=fake, rapl_root=no_rapl, gpus=[])

@@ -49,5 +49,5 @@ def test_the_example_runs_where_there_is_no_energy_source(
     lines = run_example().splitlines()
     assert re.fullmatch(r"\d+\.\d\d s, None J in all", lines[0]), lines
     assert lines[1].startswith(
-        "warning [no_energy]: no energy measured: no energy source could be opened"
+        "warning [no_energy]: no energy measured: NVML cannot be used and RAPL is not exposed here"
     )

@@ -134,10 +134,20 @@ def workers_of(marker: str) -> list[int]:
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads processes from /proc")
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_ctrl_c_and_sigterm_stop_every_worker_and_record_an_interruption(
-    site: Path, tmp_path: Path, signum: signal.Signals
+@pytest.mark.parametrize(
+    ("signum", "group", "code"),
+    [
+        (signal.SIGINT, True, 130),  # Ctrl-C in a terminal: the whole foreground group
+        (signal.SIGTERM, False, 143),  # kill PID
+        (signal.SIGTERM, True, 143),  # a scheduler stopping the job: every process
+    ],
+)
+def test_ctrl_c_and_sigterm_save_what_every_worker_finished_as_an_interruption(
+    site: Path, tmp_path: Path, signum: signal.Signals, group: bool, code: int
 ) -> None:
+    """The workers are asked to stop, stage what finished and exit; the run is saved marked
+    incomplete with every process's finished requests, as a one-process run is, and its exit
+    code says which signal stopped it."""
     marker = f"LLEM_TEST_RUN={uuid.uuid4().hex}"
     env = os.environ | {
         "PYTHONPATH": os.pathsep.join([str(site), str(EXAMPLE_PLUGIN)]),
@@ -145,31 +155,75 @@ def test_ctrl_c_and_sigterm_stop_every_worker_and_record_an_interruption(
     }
     results = tmp_path / "results"
     command = [sys.executable, "-m", "llem", "run", "--backend", "echo", "--num-processes", "2"]
-    command += ["-n", "400", "--set", "echo.token_delay_ms=20", "-o", str(results)]
+    command += ["-n", "400", "--max-new-tokens", "8", "--set", "echo.token_delay_ms=20"]
+    command += ["-o", str(results)]
     with subprocess.Popen(
         command,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=group,
         # a shell without job control starts background jobs with SIGINT ignored
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     ) as run:
         assert run.stderr is not None
+        inference = 0
         for line in run.stderr:
-            if line.startswith("inference"):
+            inference += line.startswith("inference")
+            if inference == 2:  # started, then some requests done
                 break
         else:
             pytest.fail("llem run ended before its inference started")
         assert len(workers_of(marker)) >= 3  # the run, its two workers (and mp's tracker)
-        run.send_signal(signum)
+        if group:
+            os.killpg(run.pid, signum)
+        else:
+            run.send_signal(signum)
         _, rest = run.communicate(timeout=60)
-    assert run.returncode == 130, rest
-    assert rest.strip().splitlines()[-1].startswith("error: interrupted; ")
+    assert run.returncode == code, rest
+    last = rest.strip().splitlines()[-1]
+    assert last.startswith("error: interrupted; what finished is saved, marked incomplete, in ")
+    assert "process 0 failed" not in rest
+    assert "KeyboardInterrupt" not in rest
     deadline = time.monotonic() + 15
     while workers_of(marker) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert workers_of(marker) == []
     with ResultStore(results / "llem.db", create=False) as store:
         (row,) = store.list_experiments(ExperimentFilter(statuses=None))
-    assert (row.status, row.error) == ("failed", "interrupted")
+    assert row.status == "incomplete"
+    assert row.result_path is not None
+    result = ExperimentResult.from_json(row.result_path)
+    assert [process.interrupted for process in result.process_results] == [True, True]
+    assert all(process.requests for process in result.process_results)
+    assert 0 < sum(len(process.requests) for process in result.process_results) < 400
+    assert not result.aggregation.complete
+
+
+def test_sigterm_stops_a_one_process_run_as_ctrl_c_does_with_exit_143(
+    site: Path, tmp_path: Path
+) -> None:
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(site), str(EXAMPLE_PLUGIN)])}
+    results = tmp_path / "results"
+    command = [sys.executable, "-m", "llem", "run", "--backend", "echo", "-n", "400"]
+    command += ["--max-new-tokens", "8", "--set", "echo.token_delay_ms=20", "-o", str(results)]
+    with subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as run:
+        assert run.stderr is not None
+        inference = 0
+        for line in run.stderr:
+            inference += line.startswith("inference")
+            if inference == 2:
+                break
+        else:
+            pytest.fail("llem run ended before its inference started")
+        run.send_signal(signal.SIGTERM)
+        _, rest = run.communicate(timeout=60)
+    assert run.returncode == 143, rest
+    last = rest.strip().splitlines()[-1]
+    assert last.startswith("error: interrupted; what finished is saved, marked incomplete, in ")
+    with ResultStore(results / "llem.db", create=False) as store:
+        (row,) = store.list_experiments(ExperimentFilter(statuses=None))
+    assert row.status == "incomplete"

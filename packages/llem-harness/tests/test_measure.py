@@ -81,6 +81,16 @@ def test_measure_returns_the_result_from_json_reads_and_indexes_it(tmp_path: Pat
     assert not (tmp_path / "results" / ".staging" / result.experiment_id).exists()
 
 
+def test_prompts_longer_than_max_input_tokens_are_a_warning_in_the_result(tmp_path: Path) -> None:
+    """Built-in prompts the backend cuts to max_input_tokens are said, not cut silently."""
+    result = measure(echo_config(tmp_path, max_input_tokens=8), backend=EchoBackend())
+    (truncated,) = [w for w in result.measurement_warnings if w.code == "prompts_truncated"]
+    assert truncated.message.startswith("3 of the 6 prompts (builtin) are longer than ")
+    assert truncated.figures["max_input_tokens"] == 8
+    fits = measure(echo_config(tmp_path, max_input_tokens=4096), backend=EchoBackend())
+    assert "prompts_truncated" not in {w.code for w in fits.measurement_warnings}
+
+
 def test_store_false_writes_no_store_and_a_path_chooses_one(tmp_path: Path) -> None:
     measure(echo_config(tmp_path), backend=EchoBackend(), store=False)
     assert not (tmp_path / "results" / "llem.db").exists()

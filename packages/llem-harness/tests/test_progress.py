@@ -78,7 +78,7 @@ def test_merged_progress_adds_up_the_totals_and_counts_of_the_processes() -> Non
     progress(1, ProgressEvent("advance", "inference", 3, 6))
     progress(0, ProgressEvent("advance", "inference", 4, 4))
     assert summary(events) == [
-        ("start", "inference", 0, 4),  # started by the first process: its total so far
+        ("start", "inference", 0, 8),  # the first process's 4, the other's taken alike
         ("advance", "inference", 1, 10),
         ("advance", "inference", 4, 10),
         ("advance", "inference", 7, 10),
@@ -89,12 +89,12 @@ def test_a_merged_stage_ends_only_when_every_process_ended_it() -> None:
     events, progress = merged(3)
     for index in range(3):
         progress(index, ProgressEvent("start", "warmup", total=2))
-    assert summary(events) == [("start", "warmup", 0, 2)]  # one start, not three
+    assert summary(events) == [("start", "warmup", 0, 6)]  # one start, not three
     progress(1, ProgressEvent("end", "warmup", 2, 2, elapsed_s=1.0))
     progress(0, ProgressEvent("end", "warmup", 2, 2, elapsed_s=1.0))
     assert [e.kind for e in events] == ["start"]
     progress(2, ProgressEvent("end", "warmup", 2, 2, elapsed_s=1.0))
-    assert summary(events) == [("start", "warmup", 0, 2), ("end", "warmup", 6, 6)]
+    assert summary(events) == [("start", "warmup", 0, 6), ("end", "warmup", 6, 6)]
     assert events[-1].elapsed_s >= 0.0
 
 
@@ -170,3 +170,17 @@ def test_merged_events_print_as_one_run() -> None:
 )
 def test_an_event_reads_as_one_line(event: ProgressEvent, text: str) -> None:
     assert str(event) == text
+
+
+def test_progress_counts_every_request_while_another_process_is_still_loading() -> None:
+    """``-n 200`` over two processes once read ``17/100`` until the second one started."""
+    events, progress = merged(2)
+    progress(0, ProgressEvent("start", "inference", total=100))
+    progress(0, ProgressEvent("advance", "inference", 17, 100))
+    progress(1, ProgressEvent("start", "inference", total=100))
+    progress(1, ProgressEvent("advance", "inference", 1, 100))
+    assert summary(events) == [
+        ("start", "inference", 0, 200),
+        ("advance", "inference", 17, 200),
+        ("advance", "inference", 18, 200),
+    ]

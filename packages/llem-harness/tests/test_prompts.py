@@ -10,11 +10,12 @@ from llem_harness.errors import EXIT_USAGE, exit_code_for
 from llem_harness.prompts import (
     PromptSourceError,
     load_prompts,
+    prompt_warnings,
     read_prompt_file,
     select_prompts,
     synthetic_prompts,
 )
-from llem_schema import ConfigError, ExperimentConfig, builtin_prompts
+from llem_schema import WARNING_CODES, ConfigError, ExperimentConfig, builtin_prompts
 
 TokenCount = Callable[[str], int]
 
@@ -191,3 +192,67 @@ def test_prompt_file_errors_say_what_and_where(tmp_path: Path) -> None:
     other = tmp_path / "prompts.txt"
     other.write_text("hello\n")
     assert _error(other) == f"prompt file {other}: expected a .jsonl or .csv file"
+
+
+def test_builtin_prompts_longer_than_max_input_tokens_are_a_coded_warning(
+    tiny_count_tokens: TokenCount,
+) -> None:
+    """Some built-in prompts exceed the default 512 tokens: the backend cuts them, and the
+    result says so instead of measuring shorter prompts silently."""
+    config = ExperimentConfig(n=len(builtin_prompts()))
+    assert config.max_input_tokens == 512
+    prompts = load_prompts(config, count_tokens=tiny_count_tokens)
+    lengths = [tiny_count_tokens(prompt) for prompt in prompts]
+    over = [length for length in lengths if length > 512]
+    assert over  # the reproduction: the built-in set does not fit the default
+
+    [warning] = prompt_warnings(config, prompts, count_tokens=tiny_count_tokens)
+
+    assert warning.code == "prompts_truncated"
+    assert "prompts_truncated" in WARNING_CODES
+    assert warning.message == (
+        f"{len(over)} of the {len(prompts)} prompts (builtin) are longer than "
+        f"max_input_tokens (512 tokens) and were cut to it (the longest had {max(over)}): "
+        "raise max_input_tokens to send them whole"
+    )
+    assert warning.figures == {
+        "truncated": len(over),
+        "prompts": len(prompts),
+        "max_input_tokens": 512,
+        "longest_tokens": max(over),
+        "source": "builtin",
+    }
+
+
+def test_truncation_counts_every_prompt_sent_and_each_distinct_one_once() -> None:
+    config = ExperimentConfig(n=5, max_input_tokens=3)
+    prompts = ["short", "a much longer prompt text", "short", "a much longer prompt text", "ok"]
+    counted: list[str] = []
+
+    def count(text: str) -> int:
+        counted.append(text)
+        return words_count(text)
+
+    [warning] = prompt_warnings(config, prompts, count_tokens=count)
+    assert sorted(counted) == sorted(set(prompts))
+    assert warning.message == (
+        "2 of the 5 prompts (builtin) are longer than max_input_tokens (3 tokens) and were "
+        "cut to it (the longest had 8): raise max_input_tokens to send them whole"
+    )
+
+
+def test_no_truncation_warning_when_every_prompt_fits_or_tokens_cannot_be_counted() -> None:
+    prompts = load_prompts(ExperimentConfig(n=30, seed=5))
+    longest = max(words_count(prompt) for prompt in prompts)
+    fits = ExperimentConfig(n=30, seed=5, max_input_tokens=longest)
+    assert prompt_warnings(fits, prompts, count_tokens=words_count) == []
+    cut = ExperimentConfig(n=30, seed=5, max_input_tokens=longest - 1)
+    assert [w.code for w in prompt_warnings(cut, prompts, count_tokens=words_count)] == [
+        "prompts_truncated"
+    ]
+
+    def uncounted(text: str) -> int | None:
+        return None
+
+    for count_tokens in (None, uncounted):
+        assert prompt_warnings(cut, prompts, count_tokens=count_tokens) == []

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from llem_persistence.exporters import SUMMARY_COLUMN_NAMES, SUMMARY_COLUMNS, export_csv
+from llem_persistence.exporters.csv import CSV_VERSION_COLUMNS
 from llem_schema import ExperimentResult
 from llem_schema.testing import example_config, example_raw_result, example_result
 
@@ -82,6 +83,8 @@ def test_every_cell_round_trips_through_its_type(tmp_path: Path) -> None:
                 assert cell == ("true" if value else "false")
             elif column.kind == "timestamp":
                 assert datetime.fromisoformat(cell) == value
+            elif column.name in CSV_VERSION_COLUMNS:
+                assert cell == f"v{value}", column.name
             else:
                 assert parse[column.kind](cell) == value, column.name
 
@@ -90,3 +93,8 @@ def test_no_results_writes_the_header_only(tmp_path: Path) -> None:
     target = tmp_path / "empty.csv"
     assert export_csv([], target) == 0
     assert _read(target) == [list(SUMMARY_COLUMN_NAMES)]
+
+
+def test_every_version_column_is_a_text_summary_column() -> None:
+    kinds = {column.name: column.kind for column in SUMMARY_COLUMNS}
+    assert {kinds[name] for name in CSV_VERSION_COLUMNS} == {"string"}

@@ -35,27 +35,25 @@ def _sidecar(tmp_path: Path) -> Path:
 def test_save_creates_a_named_directory_with_result_json(tmp_path: Path) -> None:
     result = example_result()
     directory = result.save(tmp_path / "results")
-    assert directory.name == "tiny_pytorch_2026-11-22T14-03-05"
+    assert directory.name == "tiny_pytorch_2026-11-22T14-03-05_0a1b2c"  # the experiment id
     assert sorted(p.name for p in directory.iterdir()) == ["result.json"]
     assert json.loads((directory / "result.json").read_text())["schema_version"] == SCHEMA_VERSION
 
 
-def test_directory_name_uses_utc_and_the_last_component_of_the_model(tmp_path: Path) -> None:
-    config = example_config(model="/models/Meta-Llama/Llama-3.2-1B-Instruct")
-    raw = example_raw_result(
-        config=config, start_time=datetime(2026, 1, 2, 8, 0, 0, tzinfo=timezone(timedelta(hours=5)))
-    )
-    result = example_result([raw], config=config)
-    assert result.directory_name() == "llama-3.2-1b-instruct_pytorch_2026-01-02T03-00-00"
+def test_the_directory_is_named_by_the_experiment_id(tmp_path: Path) -> None:
+    """One name for one experiment: what ``llem run`` prints is what the store knows."""
+    result = example_result().model_copy(update={"experiment_id": "llama_pytorch_x_123abc"})
+    assert result.directory_name() == "llama_pytorch_x_123abc"
+    assert result.save(tmp_path).name == "llama_pytorch_x_123abc"
 
 
 def test_save_never_overwrites_it_adds_suffixes(tmp_path: Path) -> None:
     result = example_result()
     names = [result.save(tmp_path).name for _ in range(3)]
     assert names == [
-        "tiny_pytorch_2026-11-22T14-03-05",
-        "tiny_pytorch_2026-11-22T14-03-05_1",
-        "tiny_pytorch_2026-11-22T14-03-05_2",
+        "tiny_pytorch_2026-11-22T14-03-05_0a1b2c",
+        "tiny_pytorch_2026-11-22T14-03-05_0a1b2c_1",
+        "tiny_pytorch_2026-11-22T14-03-05_0a1b2c_2",
     ]
 
 

@@ -35,6 +35,7 @@ def plan() -> StudyPlan:
                 "name": "bs-sweep",
                 "base": {"n": 8, "max_new_tokens": 16},
                 "sweep": {"pytorch.batch_size": [1, 0, 8]},
+                "skip_invalid": True,
                 "cycles": 2,
             }
         ),

@@ -149,8 +149,21 @@ def test_design_hash_covers_points_cycles_and_order() -> None:
     assert expand(sweep_2x2(gap_between_experiments_s=30.0)).design_hash == plan.design_hash
 
 
-def test_an_invalid_value_skips_that_point_with_the_config_error() -> None:
-    plan = expand(study(sweep={"pytorch.batch_size": [1, 0, 8]}, cycles=2))
+def test_an_invalid_value_refuses_the_study_naming_the_point_and_the_way_out() -> None:
+    """``pytorch.batch_size: [1, two]`` once ran the valid points and dropped the others."""
+    with pytest.raises(ConfigError) as caught:
+        expand(study(sweep={"pytorch.batch_size": [1, "two", 8]}))
+    assert str(caught.value) == (
+        "study 'bs-sweep': point 1 (pytorch.batch_size=two) is not a valid experiment: config "
+        "key 'pytorch.batch_size': Input should be a valid integer, unable to parse string as "
+        "an integer (got 'two'); correct the value, or set skip_invalid: true in the study to "
+        "skip such points"
+    )
+    assert caught.value.key == "pytorch.batch_size"
+
+
+def test_with_skip_invalid_an_invalid_value_skips_that_point_with_the_config_error() -> None:
+    plan = expand(study(sweep={"pytorch.batch_size": [1, 0, 8]}, cycles=2, skip_invalid=True))
     assert [p.overrides for p in plan.points] == [
         {"pytorch.batch_size": 1},
         {"pytorch.batch_size": 8},
@@ -168,7 +181,7 @@ def test_an_invalid_value_skips_that_point_with_the_config_error() -> None:
 
 
 def test_a_point_that_breaks_a_cross_field_rule_is_skipped_too() -> None:
-    plan = expand(study(sweep={"num_processes": [1, 16]}))
+    plan = expand(study(sweep={"num_processes": [1, 16]}, skip_invalid=True))
     [skipped] = plan.skipped
     assert skipped.reason.startswith("invalid config: n (8) is smaller than num_processes (16)")
 
@@ -320,6 +333,7 @@ def test_a_point_merged_into_an_invalid_combination_is_skipped() -> None:
         study(
             base=BASE | {"decoder": {"mode": "sampling", "temperature": 0.7}},
             sweep={"decoder.mode": ["sampling", "greedy"]},
+            skip_invalid=True,
         )
     )
     [skipped] = plan.skipped
@@ -329,7 +343,7 @@ def test_a_point_merged_into_an_invalid_combination_is_skipped() -> None:
 
 def test_none_valid_is_a_config_error_with_the_first_reason() -> None:
     with pytest.raises(ConfigError) as caught:
-        expand(study(sweep={"pytorch.batch_size": [0, -1]}))
+        expand(study(sweep={"pytorch.batch_size": [0, -1]}, skip_invalid=True))
     assert str(caught.value) == (
         "study 'bs-sweep': none of its 2 points is a valid experiment (point 0 "
         "(pytorch.batch_size=0): config key 'pytorch.batch_size': Input should be greater than "

@@ -40,6 +40,7 @@ def plan(cycles: int = 3) -> StudyPlan:
                 "name": "bs-sweep",
                 "base": {"n": 8, "max_new_tokens": 16},
                 "sweep": {"pytorch.batch_size": [1, 0, 8]},
+                "skip_invalid": True,
                 "cycles": cycles,
                 "order": "sequential",
             }

@@ -7,7 +7,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from llem_store import (
     ExperimentFilter,
     IngestOutcome,
     ResultStore,
+    RunTimes,
     StoreLookupError,
 )
 from llem_store.errors import UnknownExperimentError
@@ -446,6 +447,29 @@ def test_get_accepts_a_unique_prefix_and_says_what_is_wrong_otherwise(
     assert isinstance(caught.value, StoreLookupError)
 
 
+def test_get_accepts_a_result_directory_which_wins_over_a_beginning_of_an_id(
+    tmp_path: Path, make_result: MakeResult, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What ``llem run`` prints opens that experiment: its directory, its ``result.json``, the
+    name alone from inside the results directory; an id beginning never wins over it."""
+    first = make_result("run")  # a name that begins another experiment's id
+    second = make_result("run-2")
+    with ResultStore(tmp_path / "results" / "llem.db") as store:
+        store.ingest(first)
+        store.ingest(second)
+        assert store.get(str(first)).experiment_id == "run"
+        assert store.get(str(second / "result.json")).experiment_id == "run-2"
+        monkeypatch.chdir(tmp_path)
+        assert store.get("results/run-2").experiment_id == "run-2"
+        moved = second.rename(tmp_path / "results" / "ru")  # a directory named like a prefix
+        with pytest.raises(UnknownExperimentError) as caught:
+            store.get("results/ru")  # "run-2" was indexed from where it was; not from here
+    assert str(caught.value) == (
+        f"results/ru is not indexed in {store.path} (`llem results import results/ru` indexes it)"
+    )
+    assert moved.is_dir()
+
+
 def test_compare_returns_the_experiments_in_the_order_asked(populated: ResultStore) -> None:
     assert [s.experiment_id for s in populated.compare(["exp-2", "exp-0", "exp-3"])] == [
         "exp-2",
@@ -521,7 +545,26 @@ def test_typical_durations_are_medians_of_completed_experiments(
 ) -> None:
     (config_hash,) = {s.config_hash for s in populated.list_experiments()}
     duration = populated.get("exp-0").duration_s
-    assert populated.typical_durations([config_hash, "unknown"]) == {config_hash: duration}
+    assert duration is not None
+    # ids without a launch time ("exp-0") count their window as the whole run
+    assert populated.typical_durations([config_hash, "unknown"]) == {
+        config_hash: RunTimes(duration, duration)
+    }
+
+
+def test_a_whole_run_counts_from_the_launch_time_its_id_carries(
+    tmp_path: Path, make_result: MakeResult
+) -> None:
+    """Model loading, baseline and warmup are in a study's estimate: an id llem made carries
+    its launch time, 30 s before this template's window opened (EXAMPLE_START)."""
+    launched = (EXAMPLE_START - timedelta(seconds=30)).strftime("%Y-%m-%dT%H-%M-%S")
+    with ResultStore(tmp_path / "results" / "llem.db") as store:
+        store.ingest(make_result(f"tiny_pytorch_{launched}_0a1b2c"))
+        (summary,) = store.list_experiments()
+        times = store.typical_durations([summary.config_hash])[summary.config_hash]
+    assert summary.duration_s is not None
+    assert times.window_s == summary.duration_s
+    assert times.whole_s == pytest.approx(30.0 + summary.duration_s)
 
 
 def test_a_result_that_cannot_be_indexed_is_named_and_skipped_by_import_tree(

@@ -10,12 +10,14 @@ from llem_harness.errors import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_TERMINATED,
     EXIT_USAGE,
     OutputDirectoryError,
     RunFailedError,
     StudyChangedError,
     StudyInterruptedError,
     UsageError,
+    WrongFileKindError,
 )
 from llem_harness.errors import exit_code_for as harness_exit_code
 from llem_schema import BackendNotFoundError, LlemError
@@ -36,6 +38,7 @@ __all__ = [
     "EXIT_FAILURE",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
+    "EXIT_TERMINATED",
     "EXIT_USAGE",
     "UsageError",
     "advice",
@@ -48,7 +51,8 @@ __all__ = [
 
 def exit_code_for(error: LlemError) -> int:
     """2 for the user's mistakes (bad config or usage, an unknown experiment id, a missing or
-    foreign results store), 130 for Ctrl-C, 1 for failures (a corrupt store included)."""
+    foreign results store), 130 for Ctrl-C (143 for a run stopped by SIGTERM), 1 for failures
+    (a corrupt store included)."""
     if isinstance(error, StoreLookupError | ForeignDatabaseError | StorePathError):
         return EXIT_USAGE
     return harness_exit_code(error)
@@ -74,6 +78,9 @@ def advice(error: LlemError) -> str | None:
             else ""
         )
         return f"{original}pass --force to {error.force_does}"
+    if isinstance(error, WrongFileKindError):
+        command = "llem study" if error.kind == "study" else "llem run"
+        return f"run it with `{command} {error.path}`"
     if isinstance(error, OutputDirectoryError):
         return "choose another --output"
     if isinstance(error, CorruptStoreError):

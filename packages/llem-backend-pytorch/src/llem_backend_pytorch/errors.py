@@ -3,7 +3,7 @@
 Every message is one line a user can act on: what went wrong, where, and what to do.
 """
 
-from llem_schema import LlemError
+from llem_schema import ConfigError, LlemError
 
 __all__ = ["BackendError", "BackendStateError", "ModelNotFoundError"]
 
@@ -12,8 +12,12 @@ class BackendError(LlemError):
     """The model could not be loaded or inference failed."""
 
 
-class ModelNotFoundError(BackendError):
-    """The model is neither a local directory nor a hub id in the local cache (never downloaded)."""
+class ModelNotFoundError(BackendError, ConfigError):
+    """The model is neither a local directory nor a hub id in the local cache (never
+    downloaded): a mistake in the config's ``model`` (exit 2), found before anything runs."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, key="model")
 
 
 class BackendStateError(BackendError):

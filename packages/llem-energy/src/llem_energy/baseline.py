@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Final
 
 from llem_schema import BaselineMeasurement
+from llem_schema.cache import cache_dir
 from llem_schema.io import atomic_write_bytes
 
 __all__ = ["CLOCK_SKEW_S", "BaselineCache", "default_cache_dir"]
@@ -32,10 +32,9 @@ CLOCK_SKEW_S: Final = 60.0
 
 
 def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """``$XDG_CACHE_HOME/llem/baselines``, or ``~/.cache/llem/baselines``."""
-    env = os.environ if environ is None else environ
-    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "llem" / "baselines"
+    """``baselines`` in llem's cache directory: ``$LLEM_CACHE_DIR``, ``$XDG_CACHE_HOME/llem``
+    or ``~/.cache/llem``, where the built-in model is kept too."""
+    return cache_dir(environ) / "baselines"
 
 
 class BaselineCache:

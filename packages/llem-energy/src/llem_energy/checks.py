@@ -52,7 +52,11 @@ class MeasurementFacts:
     energy: Sequence[DeviceEnergy] = ()
     """Energy per device over the window."""
     energy_unavailable_reason: str | None = None
-    """Why no energy source was read, when none was."""
+    """Why no energy source was read, when none was, in a few words."""
+    energy_unavailable_details: str | None = None
+    """What each source said when it could not be opened."""
+    energy_off: bool = False
+    """``energy.source`` is ``none``: no energy was asked for, so none is missing."""
     sample_period_s: float | None = None
     """The sampler's requested period, s."""
     gaps: Sequence[SampleGap] = ()
@@ -119,8 +123,9 @@ def _energy(facts: MeasurementFacts) -> list[MeasurementWarning]:
         return [
             warning(
                 "no_energy",
-                f"no energy measured: {facts.energy_unavailable_reason}; "
-                "throughput and latency are still valid",
+                f"no energy measured: {facts.energy_unavailable_reason} (throughput and "
+                "latency are); --energy none skips energy without this warning",
+                details=facts.energy_unavailable_details,
             )
         ]
     return []
@@ -141,7 +146,8 @@ def _simulated(facts: MeasurementFacts) -> list[MeasurementWarning]:
 
 
 def _window(facts: MeasurementFacts) -> list[MeasurementWarning]:
-    if facts.duration_s < MIN_WINDOW_S:
+    no_energy = facts.energy_off or facts.energy_unavailable_reason is not None
+    if facts.duration_s < MIN_WINDOW_S and not no_energy:  # it weighs on energy figures only
         return [
             warning(
                 "short_window",

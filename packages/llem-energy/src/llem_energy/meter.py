@@ -277,6 +277,8 @@ class EnergyWindow:
             duration_s=duration_s,
             energy=energy,
             energy_unavailable_reason=meter.unavailable_reason,
+            energy_unavailable_details=meter.unavailable_details,
+            energy_off=meter.config.source == "none",
             sample_period_s=self._sampler.period_s,
             gaps=gaps,
             throttle=throttle,
@@ -535,6 +537,7 @@ class EnergyMeter:
         gpus: Sequence[NvmlDevice],
         rapl: RaplReader | None,
         unavailable_reason: str | None = None,
+        unavailable_details: str | None = None,
         setup_warnings: Sequence[MeasurementWarning] = (),
         clock: Callable[[], float] = time.perf_counter,
         own_pids: Callable[[], Collection[int] | None] | None = None,
@@ -544,6 +547,10 @@ class EnergyMeter:
         self.gpus = list(gpus)
         self.rapl = rapl
         self.unavailable_reason = unavailable_reason
+        """Why no energy is measured although it was asked for, in a few words; None when
+        energy is measured, or ``energy.source`` is ``none``."""
+        self.unavailable_details = unavailable_details
+        """What each source said when it could not be opened."""
         self.setup_warnings = list(setup_warnings)
         self.baseline_warnings: list[MeasurementWarning] = []
         """What the last :meth:`measure_baseline` found (a device not idle, a warm start)."""
@@ -594,19 +601,13 @@ class EnergyMeter:
         config = config or EnergyConfig()
         env = os.environ if environ is None else environ
         source = config.source
-        if source == "none":
-            return cls(
-                config,
-                session=None,
-                gpus=[],
-                rapl=None,
-                unavailable_reason="energy.source is 'none'; set it to 'auto' to measure energy",
-                clock=clock,
-            )
+        if source == "none":  # asked for: nothing to warn about
+            return cls(config, session=None, gpus=[], rapl=None, clock=clock)
         session: NvmlSession | None = None
         devices: list[NvmlDevice] = []
         rapl: RaplReader | None = None
-        reasons: list[str] = []
+        reasons: list[str] = []  # each source's whole story, kept in the warning's figures
+        short: list[str] = []  # ... and in one line
         setup: list[MeasurementWarning] = []
         on_no_gpu = gpus is not None and not gpus
         if source in ("auto", "nvml") and on_no_gpu:
@@ -617,6 +618,7 @@ class EnergyMeter:
                     "to meter in energy.devices, or set energy.source to 'rapl' or 'none'"
                 )
             reasons.append("NVML: the model is on no GPU, so no GPU is metered")
+            short.append("the model is on no GPU")
         elif source in ("auto", "nvml"):
             try:
                 session = NvmlSession.open(nvml)
@@ -636,6 +638,7 @@ class EnergyMeter:
                         f"energy.source is 'nvml' but NVML cannot be used: {exc}"
                     ) from None
                 reasons.append(f"NVML: {exc}")
+                short.append("NVML cannot be used")
                 logger.info("no NVML energy: %s", exc)
         if source in ("auto", "rapl") and host:
             try:
@@ -646,6 +649,11 @@ class EnergyMeter:
                         f"energy.source is 'rapl' but RAPL cannot be read: {exc}"
                     ) from None
                 reasons.append(f"RAPL: {exc}")
+                short.append(
+                    "RAPL is readable by root only"
+                    if isinstance(exc, RaplPermissionError)
+                    else "RAPL is not exposed here"
+                )
                 logger.info("no RAPL energy: %s", exc)
                 if isinstance(exc, RaplPermissionError):  # there, but not for this user
                     setup.append(
@@ -654,12 +662,13 @@ class EnergyMeter:
                             f"host CPU energy is not measured: {exc}",
                         )
                     )
-        unavailable = None
+        unavailable = details = None
         # a process that leaves the host's energy to another and has no GPU of its own has
         # nothing to report; one whose GPUs could not be metered does
         if not devices and rapl is None and (host or not on_no_gpu):
-            unavailable = "no energy source could be opened (" + "; ".join(reasons) + ")"
-            logger.info("energy will not be measured: %s", unavailable)
+            unavailable = " and ".join(short)
+            details = "; ".join(reasons)
+            logger.info("energy will not be measured: %s", details)
         if source == "auto" and not devices and rapl is not None and not on_no_gpu:
             setup.append(
                 warning(
@@ -674,6 +683,7 @@ class EnergyMeter:
             gpus=devices,
             rapl=rapl,
             unavailable_reason=unavailable,
+            unavailable_details=details,
             setup_warnings=setup,
             clock=clock,
             own_pids=own_pids,

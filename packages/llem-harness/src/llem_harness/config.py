@@ -11,16 +11,32 @@ keys, bad values.
 from collections.abc import Mapping
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import yaml
 from pydantic import BaseModel
 
 from llem_harness.backends import SettingsModels
-from llem_schema import ConfigError, ExperimentConfig, parse_config
+from llem_harness.errors import WrongFileKindError
+from llem_schema import ConfigError, ExperimentConfig, StudyConfig, parse_config
 from llem_schema.config import DEFAULT_BACKEND
 
-__all__ = ["apply_overrides", "load_experiment_config", "read_config_file"]
+__all__ = [
+    "EXPERIMENT_ONLY_KEYS",
+    "STUDY_ONLY_KEYS",
+    "apply_overrides",
+    "load_experiment_config",
+    "read_config_file",
+]
+
+STUDY_ONLY_KEYS: Final = frozenset(StudyConfig.model_fields) - frozenset(
+    ExperimentConfig.model_fields
+)
+"""Top-level keys that make a file a study (``sweep``, ``cycles``, ...)."""
+EXPERIMENT_ONLY_KEYS: Final = frozenset(ExperimentConfig.model_fields) - frozenset(
+    StudyConfig.model_fields
+)
+"""Top-level keys that make a file an experiment config (``model``, ``n``, ...)."""
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -106,6 +122,9 @@ def load_experiment_config(
     are skipped, so unset flags change nothing.
     """
     base = read_config_file(path) if path is not None else {}
+    study_keys = sorted(STUDY_ONLY_KEYS.intersection(base))
+    if path is not None and study_keys:
+        raise WrongFileKindError(Path(path), kind="study", keys=study_keys)
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
     merged = apply_overrides(base, given)
     backend = merged.get("backend", DEFAULT_BACKEND)

@@ -4,6 +4,7 @@ Each carries the data a caller needs (which experiment, which backend, where its
 and a message that says what is wrong; a front end (the ``llem`` command) adds how to go on.
 """
 
+import signal
 from pathlib import Path
 from typing import Final
 
@@ -13,6 +14,7 @@ __all__ = [
     "EXIT_FAILURE",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
+    "EXIT_TERMINATED",
     "EXIT_USAGE",
     "BackendLoadError",
     "BackendNotFoundError",
@@ -23,8 +25,10 @@ __all__ = [
     "StudyChangedError",
     "StudyDirectoryError",
     "StudyInterruptedError",
+    "Terminated",
     "UsageError",
     "WorkerFailedError",
+    "WrongFileKindError",
     "describe_exception",
     "exit_code_for",
 ]
@@ -33,6 +37,14 @@ EXIT_OK: Final = 0
 EXIT_FAILURE: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_INTERRUPTED: Final = 130
+"""Ctrl-C (SIGINT): 128 + the signal's number, as a shell reports a process it stopped."""
+EXIT_TERMINATED: Final = 143
+"""SIGTERM (``kill``, a scheduler stopping the job)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C raises :class:`KeyboardInterrupt`: a run stops the same
+    way for either, and only its exit code (143, not 130) tells them apart."""
 
 
 class HarnessError(LlemError):
@@ -42,6 +54,21 @@ class HarnessError(LlemError):
 class UsageError(HarnessError):
     """Something asked of the harness that cannot be done as asked: a directory that is not a
     study, a study another process is running, devices that do not exist."""
+
+
+class WrongFileKindError(ConfigError):
+    """A study file given where an experiment config is read, or the other way round:
+    ``kind`` is what ``path`` is (``study`` or ``experiment``), ``keys`` the keys that say so."""
+
+    def __init__(self, path: Path, *, kind: str, keys: list[str]) -> None:
+        other = "an experiment config" if kind == "study" else "a study file"
+        super().__init__(
+            f"{path} is {'a study file' if kind == 'study' else 'an experiment config'} "
+            f"(it has {', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''}), not {other}"
+        )
+        self.path = path
+        self.kind = kind
+        self.keys = keys
 
 
 class BackendLoadError(HarnessError):
@@ -102,7 +129,10 @@ class RunFailedError(HarnessError):
 
 class RunInterruptedError(RunFailedError):
     """The run was interrupted (Ctrl-C, SIGINT, SIGTERM): what finished is saved marked
-    incomplete where it can be (``saved``), else staged as for a failure."""
+    incomplete where it can be (``saved``), else staged as for a failure. ``signal_number``
+    says which signal stopped it."""
+
+    signal_number: int = signal.SIGINT
 
 
 class StudyInterruptedError(HarnessError):
@@ -148,13 +178,16 @@ class StudyDirectoryError(OutputDirectoryError):
 
 def exit_code_for(error: LlemError) -> int:
     """The process exit code for ``error``: 2 for a mistake in what was asked (a bad config,
-    an unknown backend, an impossible request), 130 for an interruption, 1 for a failure.
+    an unknown backend, an impossible request), 130 for an interruption (143 for a run stopped
+    by SIGTERM), 1 for a failure.
 
     Front ends may add their own mistakes to the 2s (an unknown experiment id, say); a
     study's run processes exit with these codes.
     """
     if isinstance(error, ConfigError | UsageError):
         return EXIT_USAGE
+    if isinstance(error, RunInterruptedError) and error.signal_number == signal.SIGTERM:
+        return EXIT_TERMINATED
     if isinstance(error, RunInterruptedError | StudyInterruptedError):
         return EXIT_INTERRUPTED
     return EXIT_FAILURE

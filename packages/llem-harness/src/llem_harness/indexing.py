@@ -38,6 +38,38 @@ class StoreIndex:
     def __init__(self, path: Path | None) -> None:
         self.path = path
 
+    def check(self) -> None:
+        """Refuse, before anything is measured, a ``path`` that cannot be a results store:
+        a file that is another application's or not SQLite, a directory. Anything else (a
+        busy or read-only store) lets the run go on; indexing its result reports it."""
+        from llem_store import ResultStore
+        from llem_store.errors import (
+            ForeignDatabaseError,
+            NoStoreError,
+            StoreLookupError,
+            StorePathError,
+        )
+
+        if self.path is None:
+            return
+        if not self.path.exists():  # made at the first write; nothing may be in its way
+            holder = next((parent for parent in self.path.parents if parent.exists()), None)
+            if holder is not None and not holder.is_dir():
+                raise StorePathError(
+                    f"cannot create {self.path}: a file is in the way of its directory",
+                    path=self.path,
+                )
+            return
+        try:
+            with ResultStore(self.path, create=False):
+                pass
+        except NoStoreError:
+            return  # an empty file: it becomes the store
+        except (ForeignDatabaseError, StoreLookupError):
+            raise
+        except _STORE_FAILURES as exc:
+            logger.debug("cannot open the store %s to check it: %s", self.path, exc)
+
     def mark_running(
         self,
         experiment_id: str,

@@ -11,8 +11,12 @@ accelerator busy.
 The launching process watches the workers: their progress reaches the caller as one stream
 (:class:`~llem_harness.progress.MergedProgress`); the first worker that fails, or dies,
 stops the others, and its message (not a traceback) says why. Workers ignore Ctrl-C: the
-launching process receives it, stops them, and reports the run as interrupted. A worker whose
-launching process is gone (killed) stops itself.
+launching process receives it (or SIGTERM) and asks each worker to stop with SIGTERM, which a
+worker takes as its own Ctrl-C: it stops sending, lets what is in flight finish, stages what
+finished marked interrupted and exits 130. The launcher waits for that (up to
+``INTERRUPT_GRACE_S``; a second Ctrl-C stops them at once), so the run is saved as an
+interrupted one with every process's finished requests, as a single-process run is. A
+worker whose launching process is gone (killed) stops itself the same way.
 """
 
 import logging
@@ -22,14 +26,16 @@ import queue
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.context import SpawnProcess
 from pathlib import Path
+from types import FrameType
 from typing import Any, Final
 
 from llem_harness.backends import create_backend
-from llem_harness.errors import WorkerFailedError, describe_exception
+from llem_harness.errors import EXIT_INTERRUPTED, WorkerFailedError, describe_exception
 from llem_harness.logs import configure_process_logging
 from llem_harness.progress import MergedProgress, ProgressCallback, ProgressEvent, Stages
 from llem_harness.study.launcher import describe_exit
@@ -43,6 +49,9 @@ logger = logging.getLogger(__name__)
 
 _POLL_S: Final = 0.05
 _STOP_GRACE_S: Final = 10.0
+INTERRUPT_GRACE_S: Final = 30.0
+"""How long interrupted workers get to finish what is in flight and stage it."""
+_REPEAT_AFTER_S: Final = 1.0
 _BARRIER_TIMEOUT_S: Final = 24 * 3600.0
 """A barrier wait ends sooner: the launcher breaks it as soon as a worker fails."""
 
@@ -135,6 +144,9 @@ class _Workers:
             finally:
                 signal.signal(signal.SIGINT, previous)
             self._watch()
+        except KeyboardInterrupt:
+            self._interrupt()
+            raise
         except BaseException:
             self._stop()
             raise
@@ -149,6 +161,8 @@ class _Workers:
             failed = [rank for rank, code in enumerate(codes) if code not in (None, 0)] or sorted(
                 self.failures
             )
+            if any(code == EXIT_INTERRUPTED for code in codes) and not self.failures:
+                raise KeyboardInterrupt  # a worker was stopped (SIGTERM to the whole group)
             if failed:
                 self._drain()
                 rank = min(failed, key=lambda r: (r not in self.failures, r))
@@ -176,14 +190,35 @@ class _Workers:
             return f"process {rank} failed: {self.failures[rank]}"
         return f"process {rank} {describe_exit(self.processes[rank].exitcode or 0)}"
 
-    def _stop(self) -> None:
+    def _interrupt(self) -> None:
+        """Ask every running worker to stop and stage what finished (SIGTERM: a worker's
+        Ctrl-C), and wait for them; stop them outright after ``INTERRUPT_GRACE_S`` or at a
+        second interruption."""
+        for process in self.processes:
+            if process.pid is not None and process.exitcode is None:
+                process.terminate()
+        started = time.monotonic()
+        while time.monotonic() < started + INTERRUPT_GRACE_S and any(
+            process.pid is not None and process.exitcode is None for process in self.processes
+        ):
+            try:
+                self._drain(timeout_s=_POLL_S)
+            except KeyboardInterrupt:
+                # The same request can arrive twice at once (to the process group, and
+                # passed on by a wrapper such as `uv run`): only a later one means "now".
+                if time.monotonic() - started >= _REPEAT_AFTER_S:
+                    logger.warning("interrupted again: stopping the workers now")
+                    break
+        self._stop(grace_s=0.0)
+
+    def _stop(self, grace_s: float = _STOP_GRACE_S) -> None:
         """Stop every worker still running: break the barrier, SIGTERM, then SIGKILL."""
         self.barrier.abort()
         alive = [p for p in self.processes if p.pid is not None and p.exitcode is None]
         for process in alive:
             process.terminate()
         for process in alive:
-            process.join(_STOP_GRACE_S)
+            process.join(grace_s)
             if process.exitcode is None:
                 process.kill()
                 process.join()
@@ -211,7 +246,7 @@ def _worker_main(
     from llem_harness.study.child import watch_parent
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the launching process handles Ctrl-C
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, _stop_once)  # ... and asks this one to stop with SIGTERM
     watch_parent(os.getppid())
     os.environ.update(
         RANK=str(rank),
@@ -245,6 +280,8 @@ def _worker_main(
         )
     except threading.BrokenBarrierError:
         raise SystemExit(3) from None  # another worker failed; the launcher reports it
+    except KeyboardInterrupt:
+        raise SystemExit(EXIT_INTERRUPTED) from None  # what finished is staged
     except BaseException as exc:
         logger.debug("worker %d failed", rank, exc_info=True)
         messages.put(_Message(rank, failure=describe_exception(exc)))
@@ -253,6 +290,14 @@ def _worker_main(
         raise SystemExit(1) from None
     messages.close()
     messages.join_thread()
+
+
+def _stop_once(signum: int, frame: FrameType | None) -> None:
+    """A worker's first SIGTERM stops its run as Ctrl-C would; later ones are ignored (the
+    same request may come twice: to the whole process group, then from the launcher, which
+    kills what has not stopped in time)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 def _barrier(barrier: Any) -> Callable[[], None]:

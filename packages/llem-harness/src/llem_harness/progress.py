@@ -117,8 +117,8 @@ class MergedProgress:
     """The events of several processes as one stream (see the module docstring).
 
     A stage starts when the first process starts it and ends when every process has ended
-    it; ``done`` and ``total`` add up over the processes (a total grows as processes start
-    the stage). Notes of processes other than the first say which process they come from.
+    it; ``done`` and ``total`` add up over the processes (a process that has not started
+    the stage yet counts as the mean of those that have). Notes of processes other than the first say which process they come from.
     """
 
     def __init__(self, callback: ProgressCallback, num_processes: int) -> None:
@@ -161,5 +161,11 @@ class MergedProgress:
             self._callback(merged)
 
     def _total(self, stage: str) -> int | None:
+        """Every process's total; a process that has not started the stage yet is counted
+        as the mean of those that have, so a run's progress counts all its requests from the
+        start (``17/200``, not ``17/100`` while one process is still loading)."""
         totals = list(self._totals.get(stage, {}).values())
-        return None if not totals or None in totals else sum(t for t in totals if t is not None)
+        if not totals or None in totals:
+            return None
+        known = sum(t for t in totals if t is not None)
+        return known + round((self._count - len(totals)) * known / len(totals))

@@ -2,6 +2,8 @@
 
 The harness prepares them and hands every backend the same requests; a backend only counts
 tokens (for synthetic prompts of an exact length) and truncates to ``max_input_tokens``.
+:func:`prompt_warnings` says when it will: a ``prompts_truncated`` warning, counted with
+the backend's own tokenizer before the window opens.
 
 Selection (:func:`select_prompts`) is the same for the built-in set and files: the source is
 shuffled with ``random.Random(seed)`` and the first ``n`` are taken. When the source holds
@@ -21,13 +23,14 @@ from functools import cache
 from pathlib import Path
 from typing import Final
 
-from llem_schema import ConfigError, ExperimentConfig, builtin_prompts
+from llem_schema import ConfigError, ExperimentConfig, MeasurementWarning, builtin_prompts
 from llem_schema.config import BUILTIN_PROMPTS, SYNTHETIC_PROMPTS
 
 __all__ = [
     "PromptSourceError",
     "TokenCounter",
     "load_prompts",
+    "prompt_warnings",
     "read_prompt_file",
     "select_prompts",
     "synthetic_prompts",
@@ -245,3 +248,34 @@ def _exact(count_tokens: TokenCounter | None, backend: str) -> Callable[[str], i
         return tokens
 
     return counted
+
+
+def prompt_warnings(
+    config: ExperimentConfig, prompts: Sequence[str], *, count_tokens: TokenCounter | None
+) -> list[MeasurementWarning]:
+    """A ``prompts_truncated`` warning when any of ``prompts`` (those :func:`load_prompts`
+    gave) is longer than ``config.max_input_tokens`` by ``count_tokens``, which the backend
+    then cuts to it; none where the backend cannot count tokens. Each distinct prompt is
+    counted once."""
+    if count_tokens is None:
+        return []
+    counts = {prompt: count_tokens(prompt) for prompt in dict.fromkeys(prompts)}
+    lengths = [counts[prompt] for prompt in prompts]
+    limit = config.max_input_tokens
+    over = [length for length in lengths if length is not None and length > limit]
+    if not over:
+        return []
+    source = config.prompts.source
+    return [
+        MeasurementWarning.of(
+            "prompts_truncated",
+            f"{len(over)} of the {len(prompts)} prompts ({source}) are longer than "
+            f"max_input_tokens ({limit} tokens) and were cut to it (the longest had "
+            f"{max(over)}): raise max_input_tokens to send them whole",
+            truncated=len(over),
+            prompts=len(prompts),
+            max_input_tokens=limit,
+            longest_tokens=max(over),
+            source=source,
+        )
+    ]

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from os import PathLike
 from pathlib import Path
 from types import FrameType
-from typing import Literal
+from typing import Literal, TypeVar
 
 from llem_energy import DEFAULT_PACKAGES, collect_environment, simulated_gpu_count
 from llem_harness.backends import (
@@ -32,6 +32,7 @@ from llem_harness.errors import (
     OutputDirectoryError,
     RunFailedError,
     RunInterruptedError,
+    Terminated,
     UsageError,
     WorkerFailedError,
     describe_exception,
@@ -39,6 +40,7 @@ from llem_harness.errors import (
 from llem_harness.indexing import NotIndexed, StoreIndex
 from llem_harness.launch import run_workers
 from llem_harness.progress import ProgressCallback, Stages
+from llem_harness.prompts import load_prompts
 from llem_persistence import StagingRepository, finalize_experiment
 from llem_schema import (
     EnvironmentSnapshot,
@@ -50,13 +52,15 @@ from llem_schema import (
     resolve_backend_settings,
     validate_experiment_id,
 )
+from llem_schema.config import SYNTHETIC_PROMPTS
 from llem_store import DEFAULT_STORE_FILE
 
-__all__ = ["Measurement", "measure", "resolve_config", "run_experiment"]
+__all__ = ["Measurement", "check_experiment", "measure", "resolve_config", "run_experiment"]
 
 logger = logging.getLogger(__name__)
 
 StoreChoice = str | PathLike[str] | Literal[False] | None
+Failure = TypeVar("Failure", bound=RunFailedError)
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,31 @@ def resolve_config(
     return resolve_backend_settings(config, SettingsModels({backend.name: model}))
 
 
+def check_experiment(
+    config: ExperimentConfig,
+    *,
+    backend: InferenceBackend | None = None,
+    store: StoreChoice = None,
+) -> InferenceBackend:
+    """Everything about ``config`` that can be checked without measuring, in seconds, and
+    the backend it prepared: the prompts (a prompt file that is missing, empty or malformed),
+    the results store (a file that is not one), and what the backend's ``prepare`` checks
+    (a model path that does not exist, a server that does not answer). A mistake raises
+    before any model loads and before the run is recorded anywhere.
+
+    ``llem config validate`` and ``llem run --dry-run`` run it too, so each finds what the
+    run would.
+    """
+    config = resolve_config(config, backend)
+    simulated_gpu_count()  # a bad LLEM_SIMULATED_GPUS stops the run before anything starts
+    if config.prompts.source != SYNTHETIC_PROMPTS:  # synthetic ones need the loaded model
+        load_prompts(config)
+    _store_index(store, Path(config.output_dir)).check()
+    prepared = backend or create_backend(config.backend)
+    prepared.prepare(config)
+    return prepared
+
+
 def run_experiment(
     config: ExperimentConfig,
     *,
@@ -143,7 +172,6 @@ def run_experiment(
     marked incomplete (a study's runs leave it staged instead: the study runs them again).
     """
     config = resolve_config(config, backend)
-    simulated_gpu_count()  # a bad LLEM_SIMULATED_GPUS stops the run before anything starts
     stages = Stages(progress)
     results_dir = Path(config.output_dir)
     index = _store_index(store, results_dir)
@@ -153,8 +181,7 @@ def run_experiment(
     else:
         validate_experiment_id(experiment_id)
     check_output_dir(results_dir)  # before a model loads: not a minute later, with a traceback
-    prepared = backend or create_backend(config.backend)
-    prepared.prepare(config)
+    prepared = check_experiment(config, backend=backend, store=store)
     staging = StagingRepository(results_dir)
     staging.begin(
         config, experiment_id, config.num_processes, environment=_environment(config.backend)
@@ -176,20 +203,24 @@ def run_experiment(
                 backend=prepared if config.num_processes == 1 else None,
                 verbose=verbose,
             )
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
             saved = None
             if save_interrupted and staging.has_raw(experiment_id):
                 saved = _save_interrupted(staging, experiment_id, results_dir, index)
             if saved is None:
                 index.mark_failed(experiment_id, "interrupted")
-                raise _failure(RunInterruptedError, "interrupted", staging, experiment_id) from None
-            raise RunInterruptedError(
-                "interrupted",
-                experiment_id=experiment_id,
-                results_dir=results_dir,
-                staged=False,
-                saved=saved,
-            ) from None
+                interrupted = _failure(RunInterruptedError, "interrupted", staging, experiment_id)
+            else:
+                interrupted = RunInterruptedError(
+                    "interrupted",
+                    experiment_id=experiment_id,
+                    results_dir=results_dir,
+                    staged=False,
+                    saved=saved,
+                )
+            if isinstance(stop, Terminated):
+                interrupted.signal_number = signal.SIGTERM
+            raise interrupted from None
         except Exception as exc:
             logger.debug("the run failed", exc_info=True)
             if isinstance(exc, WorkerFailedError):
@@ -230,7 +261,7 @@ def _terminate_as_interrupt() -> Iterator[None]:
         return
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
+        raise Terminated
 
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
@@ -262,8 +293,8 @@ def _save_interrupted(
 
 
 def _failure(
-    kind: type[RunFailedError], reason: str, staging: StagingRepository, experiment_id: str
-) -> RunFailedError:
+    kind: type[Failure], reason: str, staging: StagingRepository, experiment_id: str
+) -> Failure:
     """The error of a run that failed: its staging kept where a process finished, removed
     otherwise; files its backend left (a server's log that says why) are moved beside the
     results first, into ``<experiment id>.failed``."""

@@ -23,7 +23,7 @@ from llem_energy import (
 from llem_harness.arrivals import arrival_times, request_count, shard_indices
 from llem_harness.errors import HarnessError
 from llem_harness.progress import Stages
-from llem_harness.prompts import load_prompts
+from llem_harness.prompts import load_prompts, prompt_warnings
 from llem_harness.warmup import run_warmup
 from llem_persistence import StagingRepository, write_timeseries
 from llem_schema import (
@@ -131,6 +131,7 @@ def measure_process(
                     )
             barrier()  # no process warms up while another still measures idle power
         prompts = load_prompts(config, count_tokens=backend.count_tokens)
+        prompt_notes = prompt_warnings(config, prompts, count_tokens=backend.count_tokens)
         requests = requests_of(config, prompts, context)
         warm = config.warmup
         with stages.stage(
@@ -142,13 +143,17 @@ def measure_process(
             backend.synchronize()
             window = meter.start()
             run_started_s = time.perf_counter()
-            timings, interrupted = _collect(backend.run(requests), advance)
-            if not interrupted:
-                backend.synchronize()
-                barrier()  # the windows close together
+            timings, stop = _collect(backend.run(requests), advance)
+            if stop is None:
+                try:
+                    backend.synchronize()
+                    barrier()  # the windows close together
+                except KeyboardInterrupt as late:  # this share is done; another's is not
+                    stop = late
             reading = window.stop()
-        if interrupted and not timings:
-            raise KeyboardInterrupt
+        interrupted = stop is not None
+        if stop is not None and not timings:
+            raise stop
         records = _records(
             requests,
             timings,
@@ -198,6 +203,7 @@ def measure_process(
             throttle=reading.throttle,
             measurement_warnings=[
                 *(warning("backend", message) for message in info.warnings),
+                *prompt_notes,
                 *reading.warnings_with(prompt_count=len(requests)),
                 *notes,
             ],
@@ -206,8 +212,8 @@ def measure_process(
             timeseries=timeseries.name if has_samples else None,
         )
         staging.save_raw(experiment_id, raw)
-        if interrupted:
-            raise KeyboardInterrupt  # what finished is staged; the run stops here
+        if stop is not None:
+            raise stop  # what finished is staged; the run stops here (Ctrl-C or SIGTERM)
         return raw
     finally:
         backend.unload()
@@ -217,8 +223,9 @@ def measure_process(
 
 def _collect(
     run: Iterable[RequestTiming], advance: Callable[[int], None]
-) -> tuple[list[RequestTiming], bool]:
-    """Every timing ``run`` yields, and whether Ctrl-C (KeyboardInterrupt) stopped it first.
+) -> tuple[list[RequestTiming], KeyboardInterrupt | None]:
+    """Every timing ``run`` yields, and the interruption (Ctrl-C's KeyboardInterrupt, or
+    SIGTERM's :class:`~llem_harness.errors.Terminated`) that stopped it first, if one did.
 
     A backend sees the interruption where it is waiting (or has it thrown in at the ``yield``
     where it is paused), so one that can finish what is in flight yields those timings before
@@ -230,10 +237,10 @@ def _collect(
         for timing in iterator:
             timings.append(timing)
             advance(1)
-    except KeyboardInterrupt:
-        pass
+    except KeyboardInterrupt as stop:
+        interruption = stop
     else:
-        return timings, False
+        return timings, None
     if inspect.isgenerator(iterator) and (
         inspect.getgeneratorstate(iterator) == inspect.GEN_SUSPENDED
     ):
@@ -241,7 +248,7 @@ def _collect(
         with contextlib.suppress(KeyboardInterrupt, StopIteration):
             timings.append(paused.throw(KeyboardInterrupt()))
             timings.extend(paused)
-    return timings, True
+    return timings, interruption
 
 
 def _records(

@@ -221,8 +221,8 @@ def aggregate_results(
                 limit_s=skew_limit_s,
             )
         )
-    for note in notes:
-        logger.warning("%s: %s", first.experiment_id, note.message)
+    for note in notes:  # data in the result's warnings, which a front end shows: no warning
+        logger.info("%s: %s", first.experiment_id, note.message)
 
     return ExperimentResult(
         experiment_id=first.experiment_id,

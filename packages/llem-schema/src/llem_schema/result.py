@@ -4,7 +4,6 @@ import math
 import shutil
 import warnings
 from collections.abc import Mapping
-from datetime import UTC
 from os import PathLike
 from pathlib import Path
 from typing import Any, Final, Literal, Self
@@ -23,7 +22,7 @@ from pydantic import (
 
 from llem_schema._base import FrozenModel
 from llem_schema.errors import LlemError, LlemWarning, ResultFormatError
-from llem_schema.ids import ExperimentId, model_slug, timestamp_slug, validate_sidecar_name
+from llem_schema.ids import ExperimentId, validate_sidecar_name
 from llem_schema.io import (
     atomic_copy,
     atomic_write_bytes,
@@ -369,8 +368,9 @@ class ExperimentResult(FrozenModel):
                 raise ValueError(f"efficiency.{name} does not follow from tokens and energy")
 
     def directory_name(self) -> str:
-        """``{model_slug}_{backend}_{UTC start time}``: the name :meth:`save` starts from."""
-        return f"{model_slug(self.model)}_{model_slug(self.backend)}_{timestamp_slug(self.start_time.astimezone(UTC))}"
+        """The experiment id: the name :meth:`save` starts from, so the directory a run prints
+        and the id the store knows it by are one name (ids are path-safe by construction)."""
+        return self.experiment_id
 
     def save(
         self,
@@ -381,8 +381,8 @@ class ExperimentResult(FrozenModel):
     ) -> Path:
         """Write a new result directory under ``output_dir`` and return its path.
 
-        The directory is :meth:`directory_name`, or that name with ``_1``, ``_2``, ... when
-        taken: an existing result is never overwritten, also when many processes save the
+        The directory is :meth:`directory_name` (the experiment id), or that name with ``_1``,
+        ``_2``, ... when taken: an existing result is never overwritten, also when many processes save the
         same name at once. ``timeseries_source`` (a Parquet file) is copied in beside
         ``result.json`` and ``timeseries`` names it; each of ``file_sources`` (name -> path)
         is copied in under its name and ``files`` lists them. ``result.json`` is written last

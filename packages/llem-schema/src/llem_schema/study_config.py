@@ -106,6 +106,13 @@ class StudyConfig(FrozenModel):
             "{until_temperature_c, max_s}; None: the fixed gaps alone."
         ),
     )
+    skip_invalid: bool = Field(
+        default=False,
+        description=(
+            "Skip a point whose values are not a valid experiment (with its reason) instead "
+            "of refusing the study: for sweeps whose combinations are knowingly partly invalid."
+        ),
+    )
     timeout_s: float = Field(
         default=3600.0,
         gt=0.0,

@@ -10,9 +10,11 @@ The points, in this order:
 
 Merging works on dotted leaf keys (:func:`~llem_schema.study_config.leaf_settings`): a point's
 setting replaces base's setting of the same key, and a mapping merges key by key (sweeping
-``decoder: [{mode: greedy}, {preset: factual}]`` keeps base's other ``decoder`` keys). A point whose values are invalid (``pytorch.batch_size: 0``) is
-skipped with the :class:`~llem_schema.ConfigError` message; a point measuring the same thing as
-an earlier one (equal ``measurement_config_hash``) is skipped as a duplicate. Point indices
+``decoder: [{mode: greedy}, {preset: factual}]`` keeps base's other ``decoder`` keys). A point
+whose values are invalid (``pytorch.batch_size: 0``) refuses the study with the
+:class:`~llem_schema.ConfigError` message, or, where the study says ``skip_invalid: true``, is
+skipped with it; a point measuring the same thing as an earlier one (equal
+``measurement_config_hash``) is skipped as a duplicate. Point indices
 count every point in this order, skipped ones included, so messages and the manifest agree.
 """
 
@@ -129,7 +131,8 @@ def expand_study(
 
     Raises :class:`ConfigError` for a key unknown to :class:`~llem_schema.ExperimentConfig`
     anywhere in the study (it would make every point it touches fail; the message names the
-    key and suggests the right one), and when no point at all is a valid experiment.
+    key and suggests the right one), for a point that is not a valid experiment unless the
+    study says ``skip_invalid``, and when no point at all is a valid experiment.
     """
     check_study_keys(study, backends=backends)
     base = leaf_settings(study.base, where="base", backends=backends)
@@ -152,6 +155,13 @@ def expand_study(
         try:
             config = parse_config(_nest(_apply(base, leaves)), backends=backends)
         except ConfigError as exc:
+            if not study.skip_invalid:
+                raise ConfigError(
+                    f"study {study.name!r}: point {index} ({format_overrides(overrides)}) is not "
+                    f"a valid experiment: {exc}; correct the value, or set skip_invalid: true in "
+                    "the study to skip such points",
+                    key=exc.key,
+                ) from None
             skipped.append(SkippedPoint(index=index, overrides=overrides, reason=str(exc)))
             continue
         config_hash = config.measurement_config_hash()

@@ -46,6 +46,11 @@ _CODES: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
         "A process measured fewer than 30 prompts: percentiles and per-token energy are unstable.",
         ("prompts were measured (fewer than",),
     ),
+    "prompts_truncated": (
+        "Prompts longer than max_input_tokens were cut to it: the model was sent fewer "
+        "tokens than those prompts hold.",
+        (),
+    ),
     "no_baseline": (
         "A device has no idle baseline: baseline-adjusted figures are unavailable.",
         ("no idle baseline for",),

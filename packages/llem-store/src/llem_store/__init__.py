@@ -29,7 +29,7 @@ from llem_store.models import (
     IntegrityReport,
     StudyRecord,
 )
-from llem_store.queries import SORT_KEYS, ExperimentFilter
+from llem_store.queries import SORT_KEYS, ExperimentFilter, RunTimes
 from llem_store.store import DEFAULT_STORE_FILE, ResultStore
 
 __all__ = [
@@ -51,6 +51,7 @@ __all__ = [
     "NotAStoreError",
     "ReadOnlyStoreError",
     "ResultStore",
+    "RunTimes",
     "StoreError",
     "StoreLookupError",
     "StorePathError",

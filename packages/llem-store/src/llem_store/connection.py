@@ -208,6 +208,9 @@ class StoreConnection:
         if self.read_only:
             self._check_readable_version()
             return
+        version, latest = self._user_version(), MIGRATIONS[-1].version
+        if version > latest:  # refused before anything is written to it (its journal mode)
+            raise StoreError(_newer(self.path, version, latest))
         self._enable_wal()
         connection.execute("PRAGMA synchronous = NORMAL")
         self._upgrade()

@@ -5,13 +5,15 @@ answers from SQLite and plain dataclasses.
 """
 
 import json
+import re
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from llem_store._sqlite import aware, escape_like, like_prefix
+from llem_store._sqlite import RESULT_FILE, aware, escape_like, like_prefix
 from llem_store.connection import StoreConnection
 from llem_store.errors import StoreLookupError, UnknownExperimentError, UnknownStudyError
 from llem_store.models import (
@@ -26,11 +28,26 @@ from llem_store.models import (
 if TYPE_CHECKING:
     from llem_schema import LatencyStats
 
-__all__ = ["SORT_KEYS", "ExperimentFilter", "FileState", "StoreQueries"]
+__all__ = ["SORT_KEYS", "ExperimentFilter", "FileState", "RunTimes", "StoreQueries"]
 
 FileState = Literal["matches", "changed", "missing", "none"]
 """Whether an indexed ``result.json`` is still the one indexed (see
 :meth:`StoreQueries.file_state`)."""
+
+
+@dataclass(frozen=True)
+class RunTimes:
+    """How long runs of one configuration took, s (see :meth:`StoreQueries.typical_durations`)."""
+
+    window_s: float
+    """The measurement window."""
+    whole_s: float
+    """From launch to the window's end: model loading, baseline and warmup included."""
+
+
+_LAUNCH: Final = re.compile(r"_(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2})_[0-9a-f]{6}$")
+"""The launch time (UTC) an id made by llem carries before its random suffix."""
+
 
 SORT_KEYS: Final[dict[str, tuple[str, bool]]] = {
     "created": ("created_at", True),
@@ -195,13 +212,22 @@ class StoreQueries(StoreConnection):
         return int(row[0])
 
     def get(self, experiment_id: str) -> ExperimentSummary:
-        """One experiment, by its id or a unique beginning of it."""
+        """One experiment, by its id, its result directory (a path such as
+        ``results/tiny_pytorch_…``, or its ``result.json``) or a unique beginning of its id.
+
+        An existing directory wins over a beginning of an id: what names a directory opens that
+        directory's experiment, never another one's.
+        """
         with self._errors():
             rows = self._connection.execute(
                 f"SELECT {_SUMMARY_COLUMNS} FROM experiments WHERE experiment_id = ?",
                 (experiment_id,),
             ).fetchall()
-            if not rows:
+        if not rows:
+            directory = _result_directory(experiment_id)
+            if directory is not None:
+                return self._at(directory, experiment_id)
+            with self._errors():
                 rows = self._connection.execute(
                     f"SELECT {_SUMMARY_COLUMNS} FROM experiments "
                     "WHERE experiment_id LIKE ? ESCAPE '\\' ORDER BY experiment_id LIMIT 6",
@@ -218,6 +244,20 @@ class StoreQueries(StoreConnection):
                 f"{', ...' if len(rows) > 5 else ''}): give more of the id"
             )
         return self._summary(rows[0])
+
+    def _at(self, directory: Path, given: str) -> ExperimentSummary:
+        """The experiment indexed from ``directory``."""
+        with self._errors():
+            row = self._connection.execute(
+                f"SELECT {_SUMMARY_COLUMNS} FROM experiments WHERE result_path = ?",
+                (self._stored_path(directory),),
+            ).fetchone()
+        if row is None:
+            raise UnknownExperimentError(
+                f"{given} is not indexed in {self.path} (`llem results import {given}` indexes it)",
+                experiment_id=given,
+            )
+        return self._summary(row)
 
     def compare(self, experiment_ids: Sequence[str]) -> list[ExperimentSummary]:
         """Several experiments side by side, in the order asked."""
@@ -264,21 +304,33 @@ class StoreQueries(StoreConnection):
             raise UnknownStudyError(f"no study {study!r} in {self.path}", study=study)
         return named[0]
 
-    def typical_durations(self, config_hashes: Sequence[str]) -> dict[str, float]:
-        """The median measurement-window length, s, of the completed experiments of each
-        measurement config hash that has any (for estimating how long a study will take)."""
-        durations: dict[str, list[float]] = {}
+    def typical_durations(self, config_hashes: Sequence[str]) -> dict[str, RunTimes]:
+        """How long the completed experiments of each measurement config hash that has any
+        took, as medians (for estimating how long a study will take): the measurement window,
+        and the whole run from its launch (the time its id carries, ``…_2026-12-02T16-00-31_…``)
+        to the window's end, model loading, baseline and warmup included. An id without that
+        time counts its window for both."""
+        windows: dict[str, list[float]] = {}
+        wholes: dict[str, list[float]] = {}
         with self._errors():
             for start in range(0, len(config_hashes), 500):
                 chunk = list(config_hashes[start : start + 500])
                 rows = self._connection.execute(
-                    "SELECT config_hash, duration_s FROM experiments WHERE status = 'completed' "
-                    f"AND duration_s IS NOT NULL AND config_hash IN ({', '.join('?' * len(chunk))})",
+                    "SELECT config_hash, duration_s, experiment_id, end_time FROM experiments "
+                    "WHERE status = 'completed' AND duration_s IS NOT NULL AND config_hash IN "
+                    f"({', '.join('?' * len(chunk))})",
                     chunk,
                 ).fetchall()
-                for config_hash, duration_s in rows:
-                    durations.setdefault(config_hash, []).append(float(duration_s))
-        return {key: statistics.median(values) for key, values in durations.items()}
+                for config_hash, duration_s, experiment_id, end_time in rows:
+                    window = float(duration_s)
+                    windows.setdefault(config_hash, []).append(window)
+                    wholes.setdefault(config_hash, []).append(
+                        max(window, _since_launch(experiment_id, end_time) or 0.0)
+                    )
+        return {
+            key: RunTimes(statistics.median(windows[key]), statistics.median(wholes[key]))
+            for key in windows
+        }
 
     def config(self, experiment_id: str) -> dict[str, Any]:
         """The experiment's effective configuration."""
@@ -371,3 +423,22 @@ def _bound(when: datetime, *, earliest: bool) -> str:
     except (OverflowError, ValueError):
         edge = datetime.min if earliest else datetime.max
         return utc_text(edge.replace(tzinfo=UTC))
+
+
+def _result_directory(text: str) -> Path | None:
+    """``text`` as a result directory when it names one (a ``result.json`` names its
+    directory); None when it is no path to one."""
+    path = Path(text)
+    if path.name == RESULT_FILE:
+        path = path.parent
+    return path if (path / RESULT_FILE).is_file() else None
+
+
+def _since_launch(experiment_id: str, end_time: str | None) -> float | None:
+    """Seconds from the launch time in ``experiment_id`` to ``end_time``; None when the id
+    carries no launch time or there is no end."""
+    found = _LAUNCH.search(experiment_id)
+    if found is None or end_time is None:
+        return None
+    launched = datetime.strptime(found[1], "%Y-%m-%dT%H-%M-%S").replace(tzinfo=UTC)
+    return (aware(datetime.fromisoformat(end_time)) - launched).total_seconds()

@@ -35,7 +35,11 @@ DEFAULT_RESULTS_DIR: Final = Path("results")
 def db_option(default: str = "results/llem.db") -> Any:
     """The ``--db`` option (``$LLEM_DB`` when not given), its default named in the help."""
     return typer.Option(
-        "--db", envvar=DB_ENV, help=f"The results store (default: {default}).", show_default=False
+        "--db",
+        envvar=DB_ENV,
+        metavar="PATH",
+        help=f"The results store (default: {default}).",
+        show_default=False,
     )
 
 
@@ -76,8 +80,9 @@ def result_file(summary: "ExperimentSummary") -> Path:
 
 
 def parse_when(text: str, *, option: str, end_of_day: bool = False) -> datetime:
-    """``--since``/``--until``: an ISO date or date-time (local time unless it says otherwise),
-    or an age before now such as ``7d``, ``12h``, ``30m``, ``90s``, ``2w``.
+    """``--since``/``--until``: an ISO date or date-time (UTC unless it says otherwise: the
+    zone of ids and of every time llem shows), or an age before now such as ``7d``, ``12h``,
+    ``30m``, ``90s``, ``2w``.
 
     With ``end_of_day`` a bare date means the end of that day, so ``--until 2026-11-01``
     includes the first of November.
@@ -93,6 +98,8 @@ def parse_when(text: str, *, option: str, end_of_day: bool = False) -> datetime:
             f"{option} {text!r}: give a date (2026-11-01), a date and time (2026-11-01T14:30) "
             "or an age (7d, 12h, 30m) within the years 1 to 9999"
         ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
     if end_of_day and _DATE.fullmatch(value):
         try:
             when += timedelta(days=1)

@@ -12,11 +12,18 @@ import typer
 
 from llem_schema import ConfigError
 
-app = typer.Typer(help="Check and show experiment configs.", no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode=None, help="Check and show experiment configs.", no_args_is_help=True
+)
 
 SetOption = Annotated[
     list[str] | None,
-    typer.Option("--set", "-s", help="Override one key: --set pytorch.batch_size=8 (YAML value)."),
+    typer.Option(
+        "--set",
+        "-s",
+        metavar="KEY=VALUE",
+        help="Override one key: --set pytorch.batch_size=8 (YAML value; repeatable).",
+    ),
 ]
 
 
@@ -38,10 +45,13 @@ def validate(
     file: Annotated[Path, typer.Argument(help="The experiment YAML.")],
     sets: SetOption = None,
 ) -> None:
-    """Check a config; print its measurement hash. Exit 2 naming the key when invalid."""
+    """Check a config as a run would before measuring (its keys, its prompts, its model);
+    print its measurement hash. Exit 2 naming the key when invalid."""
     from llem_harness import load_experiment_config
+    from llem_harness.run import check_experiment
 
     config = load_experiment_config(file, parse_sets(sets))
+    check_experiment(config)
     typer.echo(f"{file}: valid (measurement_config_hash {config.measurement_config_hash()})")
 
 

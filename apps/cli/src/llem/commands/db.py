@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Look after the results store file (llem.db).", no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode=None, help="Look after the results store file (llem.db).", no_args_is_help=True
+)
 
 
 @app.command("init")

@@ -18,6 +18,7 @@ def env(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable."
             MeasurementFacts(
                 duration_s=0.0,
                 energy_unavailable_reason=meter.unavailable_reason,
+                energy_unavailable_details=meter.unavailable_details,
                 persistence_mode=meter.persistence,
                 ecc_enabled=meter.ecc,
                 mig_enabled=meter.mig,

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = ["app"]
 
 app = typer.Typer(
+    rich_markup_mode=None,
     help="Find, show, compare, export and index results (the results store).",
     no_args_is_help=True,
 )
@@ -35,7 +36,8 @@ app.command("compare")(compare)
 def export(
     output: Annotated[Path, typer.Option("--output", "-o", help="The file to write.")],
     experiment_ids: Annotated[
-        list[str] | None, typer.Argument(help="Experiments (ids or unique beginnings).")
+        list[str] | None,
+        typer.Argument(help="Experiments: ids, unique beginnings of ids, or result directories."),
     ] = None,
     all_results: Annotated[
         bool, typer.Option("--all", help="Every experiment with a result (incomplete too).")
@@ -173,7 +175,8 @@ def import_results(
 @app.command("delete")
 def delete(
     experiment_ids: Annotated[
-        list[str] | None, typer.Argument(help="Experiments (ids or unique beginnings).")
+        list[str] | None,
+        typer.Argument(help="Experiments: ids, unique beginnings of ids, or result directories."),
     ] = None,
     status: Annotated[
         list[str] | None,

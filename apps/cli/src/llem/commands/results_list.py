@@ -5,6 +5,7 @@ pyarrow (typer itself loads pydantic to coerce parameters). Staged runs (``--all
 exception: reading their manifests loads llem_schema's models, and only then.
 """
 
+from collections.abc import Callable
 from dataclasses import fields, replace
 from datetime import datetime
 from pathlib import Path
@@ -14,7 +15,17 @@ import typer
 
 from llem.commands._store import DbOption, open_store, parse_when, resolve_db
 from llem.errors import UsageError
-from llem.render.format import MISSING, console, dumps_rows, local_time, number
+from llem.render.format import (
+    MISSING,
+    Column,
+    Listing,
+    console,
+    dumps_rows,
+    left_out,
+    number,
+    unique_beginnings,
+    utc_time,
+)
 from llem_schema.warning_codes import WARNING_CODES
 from llem_store import (
     EXPERIMENT_STATUSES,
@@ -32,22 +43,22 @@ STAGED: Final = "staged"
 ``llem aggregate``)."""
 
 _SUMMARY_KEYS: Final = tuple(f.name for f in fields(ExperimentSummary))
-_COLUMNS: Final = (
-    "id",
-    "created",
-    "model",
+_DROPPED_FIRST: Final = (
+    "requests",
     "backend",
     "precision",
+    "created",  # the id has the time too (UTC)
     "batch",
-    "status",
-    "requests",
-    "output tok/s",
-    "energy J",  # of the energy scope: what tok/J divides
-    "tok/J",
-    "TTFT p50 ms",
+    "TTFT\np50 ms",
     "warnings",
+    "energy J",
+    "status",
+    "output\ntok/s",
+    "model",
+    "tok/J",
 )
-_RIGHT: Final = frozenset(_COLUMNS[7:]) | {"batch"}
+"""The columns a terminal too narrow for the whole table leaves out, the least useful first
+(never the id)."""
 
 
 def list_experiments(
@@ -66,10 +77,16 @@ def list_experiments(
         ),
     ] = None,
     since: Annotated[
-        str | None, typer.Option(help="Started at or after: 2026-11-01, 2026-11-01T14:30, 7d, 12h.")
+        str | None,
+        typer.Option(
+            help="Started at or after: 2026-11-01, 2026-11-01T14:30, 7d, 12h. A date or time "
+            "is UTC, as ids and `created` are, unless it gives its offset "
+            "(2026-11-01T14:30+01:00)."
+        ),
     ] = None,
     until: Annotated[
-        str | None, typer.Option(help="Started before (a date includes that whole day).")
+        str | None,
+        typer.Option(help="Started before (a date includes that whole day); UTC, as for --since."),
     ] = None,
     min_tokens_per_j: Annotated[
         float | None, typer.Option(help="At least this many output tokens per joule.")
@@ -88,8 +105,8 @@ def list_experiments(
         bool | None,
         typer.Option("--asc/--desc", help="Default: newest, most efficient, fastest first."),
     ] = None,
-    limit: Annotated[int, typer.Option(min=0, help="At most this many; 0 for all.")] = 50,
-    offset: Annotated[int, typer.Option(min=0, help="Skip this many first.")] = 0,
+    limit: Annotated[int, typer.Option(help="At most this many; 0 for all.")] = 50,
+    offset: Annotated[int, typer.Option(help="Skip this many first.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="A JSON array.")] = False,
     db: DbOption = None,
 ) -> None:
@@ -107,6 +124,9 @@ def list_experiments(
         )
     if sort not in SORT_KEYS:
         raise UsageError(f"unknown sort key {sort!r}: choose one of {', '.join(SORT_KEYS)}")
+    for option, value in (("--limit", limit), ("--offset", offset)):
+        if value < 0:
+            raise UsageError(f"{option} {value}: give 0 or more")
     statuses: list[ExperimentStatus] | None
     if wanted:
         statuses = [s for s in EXPERIMENT_STATUSES if s in wanted]
@@ -138,10 +158,16 @@ def list_experiments(
             )
             total = store.count_experiments(where)
         staged = _staged_rows(store, where) if with_staged else []
-    if as_json:
-        typer.echo(dumps_rows(rows + staged))
-        return
-    _print_table(rows + staged, total, offset, staged, resolve_db(db))
+        if as_json:
+            typer.echo(dumps_rows(rows + staged))
+            return
+        _print_table(rows + staged, total, offset, staged, resolve_db(db), store)
+
+
+def _every_id(store: ResultStore) -> list[str]:
+    """The id of every experiment in the store (what a beginning of an id must tell apart)."""
+    everything = ExperimentFilter(statuses=None)
+    return [row["experiment_id"] for row in store.list_experiment_dicts(everything)]
 
 
 def _staged_rows(store: ResultStore, where: ExperimentFilter) -> list[dict[str, Any]]:
@@ -216,11 +242,9 @@ def _print_table(
     offset: int,
     staged: list[dict[str, Any]],
     db: Path,
+    store: ResultStore,
 ) -> None:
-    from rich import box
-    from rich.table import Table
-    from rich.text import Text
-
+    """The table, then what it holds (and, on a terminal, what it left out)."""
     out = console()
     if not rows and not total:
         out.print(
@@ -228,43 +252,57 @@ def _print_table(
             "and staged runs)"
         )
         return
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    # On a narrow terminal the other columns wrap; the id, which a user copies, stays whole.
-    id_width = max((len(row["experiment_id"]) for row in rows), default=2)
-    table.add_column(_COLUMNS[0], no_wrap=True, min_width=id_width)
-    for column in _COLUMNS[1:]:
-        table.add_column(column, justify="right" if column in _RIGHT else "left", overflow="fold")
-    for row in rows:
-        created = row["created_at"]
-        table.add_row(
-            *(
-                Text(cell)
-                for cell in (
-                    row["experiment_id"],
-                    local_time(datetime.fromisoformat(created)) if created else MISSING,
-                    row["model"] or MISSING,
-                    row["backend"] or MISSING,
-                    row["precision"] or MISSING,
-                    number(row["batch_size"]),
-                    row["status"],
-                    number(row["requests"]),
-                    number(row["output_tokens_per_s"]),
-                    number(row["energy_j"]),
-                    number(row["output_tokens_per_j"], 2),
-                    number(row["ttft_median_ms"]),
-                    number(row["warning_count"]),
-                )
-            )
-        )
+    notes = []
     if rows:
-        out.print(table)
-    shown = len(rows) - len(staged)
-    footer = f"showing {shown:,} of {total:,}"
-    if offset + shown < total:
+        listing = _listing(rows, {})
+        if out.is_terminal and listing.width > out.width:
+            indexed = [row["experiment_id"] for row in rows if row["status"] != STAGED]
+            short = unique_beginnings(indexed, _every_id(store))
+            if any(short[i] != i for i in indexed):
+                listing = _listing(rows, short)
+                notes.append(
+                    "ids are cut to a unique beginning, which `llem results show` takes "
+                    "(a pipe or --json gives them whole)"
+                )
+        shown = listing.fit(out.width, drop=_DROPPED_FIRST) if out.is_terminal else listing
+        out.print(shown)
+        dropped = left_out(listing, shown)
+        if dropped is not None:
+            notes.append(dropped)
+    shown_count = len(rows) - len(staged)
+    footer = f"showing {shown_count:,} of {total:,}"
+    if offset + shown_count < total:
         footer += " (--limit 0 for all)"
     if staged:
         footer += (
             f"; {len(staged)} staged run{'' if len(staged) == 1 else 's'} not indexed "
             f"(recover with `llem aggregate ID --output {db.parent}`)"
         )
-    out.print(footer)
+    out.print(footer, markup=False)
+    for note in notes:
+        out.print(note, markup=False, style="dim")
+
+
+def _listing(rows: list[dict[str, Any]], short: dict[str, str]) -> Listing:
+    """The rows as a listing, each id as ``short`` has it (whole where it has none)."""
+
+    def cells(key: str, text: Callable[[Any], str] = str) -> list[str]:
+        return [MISSING if row[key] is None else text(row[key]) for row in rows]
+
+    ids = [short.get(row["experiment_id"], row["experiment_id"]) for row in rows]
+    columns = [
+        Column("id", ids),
+        Column("created", cells("created_at", lambda at: utc_time(datetime.fromisoformat(at)))),
+        Column("model", cells("model")),
+        Column("backend", cells("backend")),
+        Column("precision", cells("precision")),
+        Column("batch", cells("batch_size", number), right=True),
+        Column("status", cells("status")),
+        Column("requests", cells("requests", number), right=True),
+        Column("output\ntok/s", cells("output_tokens_per_s", number), right=True),
+        Column("energy J", cells("energy_j", number), right=True),  # what tok/J divides
+        Column("tok/J", cells("output_tokens_per_j", lambda v: number(v, 2)), right=True),
+        Column("TTFT\np50 ms", cells("ttft_median_ms", number), right=True),
+        Column("warnings", cells("warning_count", number), right=True),
+    ]
+    return Listing(columns)

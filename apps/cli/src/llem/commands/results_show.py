@@ -9,7 +9,7 @@ import typer
 
 from llem.commands._store import DbOption, open_store, result_file
 from llem.errors import UsageError
-from llem.render.format import MISSING, console, dumps, local_time, number
+from llem.render.format import MISSING, Column, Listing, console, dumps, number, utc_time
 from llem_store import ExperimentSummary
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ _METRICS: Final[tuple[tuple[str, Cell], ...]] = (
     ("output tokens", lambda s: number(s.output_tokens)),
     ("duration s", lambda s: number(s.duration_s, 2)),
     ("energy J (raw)", lambda s: number(s.total_energy_j, 2)),
-    ("energy J (baseline-adjusted)", lambda s: number(s.energy_adjusted_j, 2)),
+    ("energy J (adjusted)", lambda s: number(s.energy_adjusted_j, 2)),  # for the baseline
     ("baseline power W", lambda s: number(s.baseline_power_w, 2)),
     ("output tokens/s", lambda s: number(s.output_tokens_per_s, 2)),
     ("output tokens/J (raw)", lambda s: number(s.output_tokens_per_j, 3)),
@@ -63,7 +63,12 @@ _STALE: Final = {"changed": "changed", "missing": "was moved or deleted"}
 
 
 def show(
-    experiment_id: Annotated[str, typer.Argument(help="An experiment id or a unique beginning.")],
+    experiment_id: Annotated[
+        str,
+        typer.Argument(
+            help="An experiment id, a unique beginning of one, or its result directory."
+        ),
+    ],
     raw: Annotated[bool, typer.Option("--raw", help="Print the stored result.json as is.")] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="summary, request_stats, warnings and config.")
@@ -109,12 +114,18 @@ def show(
     _print_stats(out, {name: None if v is None else v.model_dump() for name, v in stats.items()})
     if warnings:
         out.print("[bold]warnings[/bold]")
+        said: set[tuple[str, str]] = set()
         for source, code, text in warnings:
-            out.print(f"  {source} ({code}): {text}", markup=False)
+            if (code, text) not in said:  # each once, whichever part of llem gave it
+                said.add((code, text))
+                out.print(f"  {source} ({code}): {text}", markup=False)
 
 
 def compare(
-    experiment_ids: Annotated[list[str], typer.Argument(help="Two or more experiment ids.")],
+    experiment_ids: Annotated[
+        list[str],
+        typer.Argument(help="Two or more experiments (ids, beginnings or result directories)."),
+    ],
     as_json: Annotated[
         bool, typer.Option("--json", help="experiments and ratios to the first.")
     ] = False,
@@ -129,14 +140,36 @@ def compare(
     if as_json:
         typer.echo(dumps({"experiments": [s.to_json_dict() for s in summaries], "ratios": ratios}))
         return
-    from rich import box
-    from rich.table import Table
-    from rich.text import Text
+    _print_compare(summaries, ratios)
 
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    table.add_column("")
-    for summary in summaries:
-        table.add_column(summary.experiment_id, justify="right", no_wrap=True)
+
+def _print_compare(
+    summaries: Sequence[ExperimentSummary], ratios: dict[str, list[float | None]]
+) -> None:
+    """A column of labels, and a column per experiment headed by its id. On a terminal too
+    narrow for that, the columns are headed #1, #2, ... under a list of the ids; too narrow
+    still, the experiments go on in blocks, each with the labels again."""
+    out = console()
+    listing = _comparison(summaries, ratios, numbered=False)
+    if out.is_terminal and len(listing.blocks(out.width)) > 1:
+        listing = _comparison(summaries, ratios, numbered=True)
+        for index, summary in enumerate(summaries, 1):
+            out.print(f"#{index}  {summary.experiment_id}", markup=False)
+        out.print()
+    blocks = listing.blocks(out.width) if out.is_terminal else [listing]
+    for index, block in enumerate(blocks):
+        if index:
+            out.print()
+        out.print(block)
+
+
+def _comparison(
+    summaries: Sequence[ExperimentSummary],
+    ratios: dict[str, list[float | None]],
+    *,
+    numbered: bool,
+) -> Listing:
+    """The labels and a column per experiment, headed by its id, or by #1, #2, ..."""
     rows: list[tuple[str, Cell]] = [
         ("model", lambda s: s.model),
         ("backend", lambda s: s.backend),
@@ -144,18 +177,20 @@ def compare(
         ("batch size", lambda s: number(s.batch_size)),
         ("processes", lambda s: number(s.num_processes)),
         ("status", lambda s: s.status),
-        ("created", lambda s: local_time(s.created_at)),
+        ("created", lambda s: utc_time(s.created_at)),
         *_METRICS,
     ]
-    for label, cell in rows:
-        table.add_row(Text(label), *(Text(cell(s)) for s in summaries))
-    table.add_section()
-    for key in KEY_METRICS:
-        table.add_row(
-            Text(f"{_KEY_LABELS[key]} vs first"),
-            *(Text(MISSING if r is None else f"{r:.2f}x") for r in ratios[key]),
-        )
-    console().print(table)
+    labels = [label for label, _ in rows] + [f"{_KEY_LABELS[key]} vs first" for key in KEY_METRICS]
+    columns = [Column("", labels, wrap=True)]
+    for index, summary in enumerate(summaries):
+        figures = [cell(summary) for _, cell in rows]
+        figures += [
+            MISSING if ratio is None else f"{ratio:.2f}x"
+            for ratio in (ratios[key][index] for key in KEY_METRICS)
+        ]
+        header = f"#{index + 1}" if numbered else summary.experiment_id
+        columns.append(Column(header, figures, right=True))
+    return Listing(columns, sections=[len(rows)])
 
 
 def _ratios(summaries: Sequence[ExperimentSummary], key: str) -> list[float | None]:
@@ -187,8 +222,8 @@ def _identity(s: ExperimentSummary) -> list[tuple[str, str]]:
         ("id", s.experiment_id),
         ("name", s.name or MISSING),
         ("status", s.status),
-        ("created", local_time(s.created_at)),
-        ("ended", local_time(s.end_time)),
+        ("created", utc_time(s.created_at)),
+        ("ended", utc_time(s.end_time)),
         ("path", str(s.result_path) if s.result_path else MISSING),
         ("schema version", s.schema_version or MISSING),
         ("config hash", s.config_hash),
@@ -218,45 +253,39 @@ def _value(value: object) -> str:
 
 
 def _section(out: "Console", title: str, lines: list[tuple[str, str]]) -> None:
-    from rich.table import Table
-    from rich.text import Text
-
     out.print(f"[bold]{title}[/bold]")
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="dim")
-    grid.add_column()
-    for label, value in lines:
-        grid.add_row(Text(f"  {label}"), Text(value))
-    out.print(grid)
+    labels = Column("", [f"  {label}" for label, _ in lines], style="dim")
+    out.print(
+        Listing([labels, Column("", [value for _, value in lines], wrap=True)], show_header=False)
+    )
+
+
+_STATS: Final = (
+    ("count", "count"),
+    ("mean", "mean_ms"),
+    ("p50", "median_ms"),
+    ("p90", "p90_ms"),
+    ("p95", "p95_ms"),
+    ("p99", "p99_ms"),
+    ("min", "min_ms"),
+    ("max", "max_ms"),
+)
+_STATS_DROPPED_FIRST: Final = ("p90", "min", "p99", "mean", "max", "count")
+"""The statistics a terminal too narrow for all of them leaves out, the least useful first."""
 
 
 def _print_stats(out: "Console", stats: dict[str, dict[str, Any] | None]) -> None:
-    from rich import box
-    from rich.table import Table
-
     out.print("[bold]per-request statistics[/bold] (ms, over the indexed request rows)")
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    table.add_column("  metric")
-    for column in ("count", "mean", "p50", "p90", "p95", "p99", "min", "max"):
-        table.add_column(column, justify="right")
-    for name, values in stats.items():
-        if values is None:
-            table.add_row(f"  {name}", "0", *(MISSING,) * 7)
-            continue
-        table.add_row(
-            f"  {name}",
-            number(values["count"]),
-            *(
-                number(values[key], 2)
-                for key in (
-                    "mean_ms",
-                    "median_ms",
-                    "p90_ms",
-                    "p95_ms",
-                    "p99_ms",
-                    "min_ms",
-                    "max_ms",
-                )
-            ),
-        )
-    out.print(table)
+    columns = [Column("  metric", [f"  {name}" for name in stats])]
+    for header, key in _STATS:
+        cells = [_statistic(values, key) for values in stats.values()]
+        columns.append(Column(header, cells, right=True))
+    listing = Listing(columns)
+    out.print(listing.fit(out.width, drop=_STATS_DROPPED_FIRST) if out.is_terminal else listing)
+
+
+def _statistic(values: dict[str, Any] | None, key: str) -> str:
+    """A count, or a time in ms to two decimals; a metric no request has is ``0`` and ``-``."""
+    if values is None:
+        return "0" if key == "count" else MISSING
+    return number(values[key]) if key == "count" else number(values[key], 2)

@@ -19,33 +19,61 @@ def run(
     ] = None,
     backend: Annotated[
         str | None,
-        typer.Option(help="The backend to measure with (`llem backends` lists them)."),
+        typer.Option(
+            help="The backend to measure with (`llem backends` lists them).  [default: pytorch]"
+        ),
     ] = None,
     model: Annotated[
-        str | None, typer.Option(help="Model directory or cached hub id; 'llem/tiny' is built in.")
+        str | None,
+        typer.Option(
+            help="Model directory or cached hub id; 'llem/tiny' is built in.  [default: llem/tiny]"
+        ),
     ] = None,
     dataset: Annotated[
         str | None,
-        typer.Option(help="Prompts: 'builtin', 'synthetic', or a .jsonl/.csv file."),
+        typer.Option(
+            metavar="SOURCE",
+            help="Prompts: 'builtin', 'synthetic', or a .jsonl/.csv file.  [default: builtin]",
+        ),
     ] = None,
-    n: Annotated[int | None, typer.Option("-n", "--n", help="Number of prompts.")] = None,
+    n: Annotated[
+        int | None,
+        typer.Option("-n", "--num-prompts", help="Number of prompts to measure.  [default: 100]"),
+    ] = None,
     batch_size: Annotated[
-        int | None, typer.Option(help="Prompts per batch (the backend's batch_size setting).")
+        int | None,
+        typer.Option(help="Prompts per batch (the backend's batch_size setting).  [default: 1]"),
     ] = None,
-    precision: Annotated[Literal["fp32", "fp16", "bf16"] | None, typer.Option()] = None,
-    max_new_tokens: Annotated[int | None, typer.Option(help="Output tokens per request.")] = None,
-    num_processes: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+    precision: Annotated[
+        Literal["fp32", "fp16", "bf16"] | None,
+        typer.Option(help="Weights and activations.  [default: fp32]"),
+    ] = None,
+    max_new_tokens: Annotated[
+        int | None, typer.Option(help="Output tokens per request.  [default: 128]")
+    ] = None,
+    num_processes: Annotated[
+        int | None, typer.Option(help="Worker processes.  [default: 1]")
+    ] = None,
     request_rate: Annotated[
         str | None,
-        typer.Option(help="Requests per second sent on the arrival schedule, or 'inf'."),
+        typer.Option(
+            metavar="RATE",
+            help="Requests per second sent on the arrival schedule, or 'inf' (all at once).  [default: inf]",
+        ),
     ] = None,
-    max_concurrency: Annotated[int | None, typer.Option(help="Requests in flight at most.")] = None,
+    max_concurrency: Annotated[
+        int | None, typer.Option(help="Requests in flight at most.  [default: no limit]")
+    ] = None,
     energy: Annotated[
-        Literal["auto", "nvml", "rapl", "none"] | None, typer.Option(help="Energy source.")
+        Literal["auto", "nvml", "rapl", "none"] | None,
+        typer.Option(help="Energy source; none: throughput and latency only.  [default: auto]"),
     ] = None,
     no_baseline: Annotated[bool, typer.Option("--no-baseline", help="Skip idle power.")] = False,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Results directory.")
+        Path | None,
+        typer.Option(
+            "--output", "-o", metavar="DIR", help="Results directory.  [default: results]"
+        ),
     ] = None,
     export_csv: Annotated[
         bool, typer.Option("--export-csv", help="Also write result.csv beside result.json.")
@@ -84,6 +112,9 @@ def run(
         config_file, overrides, backend_overrides={"batch_size": batch_size}
     )
     if dry_run:
+        from llem_harness.run import check_experiment
+
+        check_experiment(config, store=resolve_db(db, Path(config.output_dir)))
         _plan(config)
         return
 
@@ -117,6 +148,7 @@ def run(
 
         write_csv([measured.result], measured.directory / "result.csv")
     console().print(summary(measured.result, measured.directory))
+    typer.echo(f"id: {measured.result.experiment_id}")  # the last line: what other commands take
     if measured.not_indexed is not None:
         from llem.errors import reindex_advice
 

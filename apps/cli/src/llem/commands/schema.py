@@ -9,7 +9,7 @@ import typer
 from llem.errors import UsageError
 from llem_schema import LlemError
 
-app = typer.Typer(help="The llem result format.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help="The llem result format.", no_args_is_help=True)
 
 
 @app.command("export")

@@ -28,6 +28,7 @@ class _RunByDefault(TyperGroup):
 
 
 app = typer.Typer(
+    rich_markup_mode=None,
     cls=_RunByDefault,
     help=(
         "Run a study (a sweep of configurations, each measured over several cycles), resume "
@@ -100,23 +101,33 @@ def run(
     if devices is not None and not parallel:
         raise UsageError("--devices needs --parallel")
 
+    chosen = parallel_devices(devices) if parallel else (None,)
     if resume is None:
         assert study_file is not None
         loaded = load_study(study_file)
         output_dir = output if output is not None else Path(loaded.study.output_dir)
-        if dry_run:
+        if dry_run:  # refused where the run would be
             from llem.render.study import print_dry_run
+            from llem_harness.study.devices import check_parallel_plan
 
+            check_parallel_plan(loaded.plan, chosen)
             print_dry_run(loaded, db=resolve_db(db, output_dir), console=console())
             return
     options = RunOptions(
         store=db,
-        devices=parallel_devices(devices) if parallel else (None,),
+        devices=chosen,
         display=make_study_display(interactive=sys.stderr.isatty()),
         enter_skips=sys.stderr.isatty() and sys.stdin.isatty(),
         verbose=verbose,
     )
     if resume is None:
+        from llem_schema.study_plan import format_overrides
+
+        for skip in loaded.plan.skipped:  # said before the first run, not found afterwards
+            typer.echo(
+                f"skipped: point {skip.index} ({format_overrides(skip.overrides)}): {skip.reason}",
+                err=True,
+            )
         outcome = start_study(loaded, output_dir, options)
     else:
         outcome = resume_study(resume, study_file, force=force, options=options)

@@ -3,10 +3,10 @@
 and ``llem study --dry-run`` (the runs, the skipped points, the estimate)."""
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from llem.errors import UsageError
-from llem.render.format import MISSING, number
+from llem.render.format import MISSING, Column, Listing, left_out, number
 from llem_harness.study.dry_run import estimate_study
 from llem_harness.study.layout import StudyLayout, is_being_run
 from llem_harness.study.session import LoadedStudy
@@ -18,11 +18,20 @@ if TYPE_CHECKING:
 
 __all__ = ["format_duration", "print_dry_run", "print_study", "study_json"]
 
-_COLUMNS = (
+_COLUMNS: Final = (
     ("output_tokens_per_s", "tok/s"),
     ("output_tokens_per_j", "tok/J"),
     ("total_energy_j", "energy J"),
 )
+_STATISTICS: Final = ("mean ± std", "95% CI", "CV")
+_DROPPED_FIRST: Final = (
+    *(f"{name}\n95% CI" for _, name in reversed(_COLUMNS)),
+    *(f"{name}\nCV" for _, name in reversed(_COLUMNS)),
+    "cycles",
+    *(f"{name}\nmean ± std" for _, name in reversed(_COLUMNS)),
+)
+"""The columns a terminal too narrow for the whole table leaves out, the least useful first
+(never the point and its overrides)."""
 
 
 def study_json(study_dir: Path) -> str:
@@ -49,7 +58,12 @@ def print_study(study_dir: Path, console: "Console") -> None:
         f"{summary.completed} of {summary.total - summary.skipped} run(s) completed, "
         f"wall time {number(summary.wall_time_s)} s, energy {energy}"
     )
-    console.print(_table(result))
+    listing = _listing(result)
+    shown = listing.fit(console.width, drop=_DROPPED_FIRST) if console.is_terminal else listing
+    console.print(shown)
+    dropped = left_out(listing, shown)
+    if dropped is not None:
+        console.print(dropped, style="dim", markup=False)
     warnings = [w for c in result.configurations for w in c.warnings] + result.warnings
     if warnings:
         console.print(f"{len(warnings)} warning(s):")
@@ -85,23 +99,21 @@ def _progress(layout: StudyLayout) -> str:
     return text
 
 
-def _table(result: StudyResult) -> object:
-    from rich.table import Table
-
-    headers = ["point", "overrides", "cycles"]
-    for _, name in _COLUMNS:
-        headers += [f"{name} mean ± std", f"{name} 95% CI", f"{name} CV"]
-    table = Table(*headers)
-    for configuration in result.configurations:
-        row = [
-            str(configuration.point_index),
-            format_overrides(configuration.overrides),
-            str(configuration.cycles_completed),
-        ]
-        for key, _ in _COLUMNS:
-            row += _cells(configuration.metrics.get(key))
-        table.add_row(*row)
-    return table
+def _listing(result: StudyResult) -> Listing:
+    """A row per configuration: its point, its overrides (the point's name), and the mean and
+    spread of each metric across its cycles."""
+    configurations = result.configurations
+    columns = [
+        Column("point", [str(c.point_index) for c in configurations], right=True),
+        Column("overrides", [format_overrides(c.overrides) for c in configurations], wrap=True),
+        Column("cycles", [str(c.cycles_completed) for c in configurations], right=True),
+    ]
+    for key, name in _COLUMNS:
+        cells = [_cells(c.metrics.get(key)) for c in configurations]
+        for index, statistic in enumerate(_STATISTICS):
+            column = [row[index] for row in cells]
+            columns.append(Column(f"{name}\n{statistic}", column, right=True))
+    return Listing(columns)
 
 
 def _cells(stats: MetricStatistics | None) -> list[str]:
@@ -132,41 +144,46 @@ def format_duration(seconds: float) -> str:
 
 def print_dry_run(loaded: LoadedStudy, *, db: Path, console: "Console") -> None:
     """Print the plan and the estimate; run nothing, create nothing."""
-    from rich.table import Table
-
     study, plan = loaded.study, loaded.plan
     skipped = f"; {len(plan.skipped)} point(s) skipped" if plan.skipped else ""
     console.print(
         f"study {study.name}: {len(plan.points)} point(s) x {study.cycles} cycle(s) = "
         f"{len(plan.runs)} run(s), order {study.order}{skipped}"
     )
-    table = Table("run", "point", "cycle", "overrides")
-    for run in plan.runs:
-        point = plan.point(run.point_index)
-        table.add_row(
-            str(run.run_index),
-            str(run.point_index),
-            str(run.cycle),
-            format_overrides(point.overrides),
-        )
-    console.print(table)
+    runs = plan.runs
+    columns = [
+        Column("run", [str(run.run_index) for run in runs], right=True),
+        Column("point", [str(run.point_index) for run in runs], right=True),
+        Column("cycle", [str(run.cycle) for run in runs], right=True),
+        Column(
+            "overrides",
+            [format_overrides(plan.point(run.point_index).overrides) for run in runs],
+            wrap=True,
+        ),
+    ]
+    console.print(Listing(columns))
     for skip in plan.skipped:
         console.print(
             f"skipped: point {skip.index} ({format_overrides(skip.overrides)}): {skip.reason}"
         )
     estimate = estimate_study(loaded, db=db)
-    console.print(f"measurement window per run (median of earlier runs in {db}):")
+    console.print(f"time per run, loading and warmup included (median of earlier runs in {db}):")
     for point in plan.points:
-        known = estimate.window_s.get(point.index)
-        when = "no earlier run: unknown" if known is None else format_duration(known)
-        console.print(f"  point {point.index} ({format_overrides(point.overrides)}): {when}")
-    caveat = "model loading and warmup come on top"
-    if estimate.unknown_points:
-        caveat += (
-            f", and {estimate.unknown_points} of {len(plan.points)} point(s) have no earlier run"
+        run_s, window_s = estimate.run_s.get(point.index), estimate.window_s.get(point.index)
+        when = (
+            "no earlier run: unknown"
+            if run_s is None or window_s is None
+            else f"{format_duration(run_s)} (window {format_duration(window_s)})"
         )
+        console.print(f"  point {point.index} ({format_overrides(point.overrides)}): {when}")
+    unknown = (
+        f"; {estimate.unknown_points} of {len(plan.points)} point(s) have no earlier run"
+        if estimate.unknown_points
+        else ""
+    )
     console.print(
         f"estimated time: at least {format_duration(estimate.total_s)} "
-        f"(measurement windows {format_duration(estimate.windows_s)} + gaps "
-        f"{format_duration(estimate.gaps_s)}); {caveat}"
+        f"(runs {format_duration(estimate.runs_s)}, of which measurement windows "
+        f"{format_duration(estimate.windows_s)}, + gaps {format_duration(estimate.gaps_s)})"
+        f"{unknown}"
     )

@@ -4,9 +4,9 @@ from pathlib import Path
 from typing import Final
 
 from rich.console import Group, RenderableType
-from rich.table import Table
 from rich.text import Text
 
+from llem.render.format import Column, Listing
 from llem_schema import ExperimentResult, LatencyStats
 
 __all__ = ["summary"]
@@ -28,11 +28,6 @@ def _latency(stats: LatencyStats | None) -> str:
 
 def summary(result: ExperimentResult, directory: Path) -> RenderableType:
     """A table of the key figures, then the warnings and where the result is."""
-    table = Table(
-        title=f"{result.model} on {result.backend}", show_header=False, title_justify="left"
-    )
-    table.add_column("metric", style="bold")
-    table.add_column("value")
     efficiency = result.efficiency
     scope_j = result.scope_energy_j() if result.energy_scope else result.total_energy_j
     rows = [
@@ -87,8 +82,14 @@ def summary(result: ExperimentResult, directory: Path) -> RenderableType:
                 ),
             )
         )
-    for name, value in rows:
-        table.add_row(name, value)
+    table = Listing(
+        [
+            Column("metric", [name for name, _ in rows], style="bold"),
+            Column("value", [value for _, value in rows]),
+        ],
+        title=f"{result.model} on {result.backend}",
+        show_header=False,
+    )
     parts: list[RenderableType] = [table]
     if result.measurement_warnings:
         parts.append(

@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Literal
 
 from llem_harness.backends import SettingsModels
-from llem_harness.config import read_config_file
+from llem_harness.config import EXPERIMENT_ONLY_KEYS, STUDY_ONLY_KEYS, read_config_file
 from llem_harness.errors import (
     StudyChangedError,
     StudyDirectoryError,
     StudyInterruptedError,
     UsageError,
+    WrongFileKindError,
 )
 from llem_harness.indexing import StoreIndex
 from llem_harness.study.devices import check_parallel_plan
@@ -75,7 +76,11 @@ def load_study(path: Path) -> LoadedStudy:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the study file: {exc.strerror or exc}") from None
     backends = SettingsModels()
-    study = parse_study(read_config_file(path), source=path, backends=backends)
+    document = read_config_file(path)
+    experiment_keys = sorted(EXPERIMENT_ONLY_KEYS.intersection(document))
+    if experiment_keys and not STUDY_ONLY_KEYS.intersection(document):
+        raise WrongFileKindError(path, kind="experiment", keys=experiment_keys)
+    study = parse_study(document, source=path, backends=backends)
     try:
         plan = expand_study(study, backends=backends)
     except ConfigError as exc:
