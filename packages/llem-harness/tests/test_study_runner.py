@@ -29,7 +29,14 @@ from llem_harness.study.session import (
     study_from_config,
 )
 from llem_harness.study.spec import ChildSpec
-from llem_schema import ExperimentResult, StudyConfig, StudyManifest, StudyPlan, StudyResult
+from llem_schema import (
+    ConfigError,
+    ExperimentResult,
+    StudyConfig,
+    StudyManifest,
+    StudyPlan,
+    StudyResult,
+)
 from llem_schema.testing import EXAMPLE_EXPERIMENT_ID, example_raw_result, example_result
 from llem_store import ExperimentFilter, ResultStore
 
@@ -310,11 +317,18 @@ def test_ctrl_c_puts_the_running_run_back_and_a_resume_finishes(
     assert (summary.completed, summary.pending) == (1, 3)
     assert "[2/4] point 1 (pytorch.batch_size=2) cycle 0: interrupted" in capsys.readouterr().err
 
+    time.sleep(1.0)  # the pause between the interruption and the resume
     resumed = bench.resume(outcome.layout.root)
     assert resumed.manifest.status == "completed"
     assert resumed.manifest.entries[0].experiment_id == manifest.entries[0].experiment_id
     assert resumed.manifest.entries[1].experiment_id != manifest.entries[1].experiment_id
     assert_each_result_kept_once(resumed, bench.db)
+    # the pause is recorded and is not study time
+    assert resumed.manifest.paused_s >= 1.0
+    finished = max(e.finished_at for e in resumed.manifest.entries if e.finished_at)
+    whole_s = (finished - resumed.manifest.created_at).total_seconds()
+    wall_s = StudyResult.from_json(outcome.layout.root).summary.wall_time_s
+    assert wall_s == pytest.approx(whole_s - resumed.manifest.paused_s)
 
 
 def test_ctrl_c_in_a_gap_of_a_resume_retrying_failed_runs_is_an_interruption(
@@ -641,3 +655,16 @@ def test_the_cooldown_gives_up_after_max_s(
     pause_s = (entries[1].started_at - entries[0].finished_at).total_seconds()
     assert 1.5 <= pause_s < 5.0
     assert "cooldown: still 90 °C after 1.5 s; going on" in capsys.readouterr().err
+
+
+def test_a_study_started_before_skip_invalid_existed_still_resumes(tmp_path: Path) -> None:
+    """Its invalid points were skipped when it started; a resume skips them again."""
+    study_file = tmp_path / "old.yaml"
+    study_file.write_text(
+        "name: old\nbase: {model: llem/tiny, n: 4}\nsweep:\n  pytorch.batch_size: [1, 0]\n"
+    )
+    with pytest.raises(ConfigError, match="set skip_invalid: true in the study"):
+        load_study(study_file)
+    plan = load_study(study_file, resuming=True).plan
+    assert [point.index for point in plan.points] == [0]
+    assert [skip.index for skip in plan.skipped] == [1]

@@ -121,6 +121,19 @@ def test_cycles_that_agree_give_statistics_and_no_warning() -> None:
     ]
 
 
+def test_the_wall_time_leaves_out_the_time_the_study_was_stopped() -> None:
+    manifest, results = completed_study({0: [120.0, 120.0, 120.0], 2: [90.0, 90.0, 90.0]})
+    stopped_at = manifest.updated_at
+    resumed = manifest.resumed(stopped_at=stopped_at, at=stopped_at + timedelta(minutes=15))
+    assert (resumed.status, resumed.paused_s) == ("running", 900.0)
+    again = resumed.resumed(stopped_at=resumed.updated_at, at=resumed.updated_at)
+    assert again.paused_s == 900.0  # a resume at once adds nothing
+    study = summarize_study(
+        again, results, cv_warning_threshold=0.05, finished_at=T0 + timedelta(hours=2)
+    )
+    assert study.summary.wall_time_s == 7200.0 - 900.0
+
+
 def test_cycles_that_disagree_warn_what_was_seen_and_what_to_do() -> None:
     manifest, results = completed_study({0: [100.0, 130.0, 160.0], 2: [90.0, 90.0, 90.0]})
     study = summarize_study(

@@ -15,6 +15,7 @@ from pydantic import (
     AwareDatetime,
     Field,
     JsonValue,
+    NonNegativeFloat,
     NonNegativeInt,
     field_validator,
     model_validator,
@@ -148,6 +149,13 @@ class StudyManifest(FrozenModel):
     )
     created_at: AwareDatetime = Field(description="When the study started.")
     updated_at: AwareDatetime = Field(description="When the manifest last changed.")
+    paused_s: NonNegativeFloat = Field(
+        default=0.0,
+        description=(
+            "Time the study spent stopped, s: from the last change before each interruption "
+            "(or crash) to the resume that went on with it. Added in schema 1.4."
+        ),
+    )
     entries: list[ManifestEntry] = Field(
         description="Every run in run order (entries[i].run_index == i), then skipped points."
     )
@@ -253,6 +261,13 @@ class StudyManifest(FrozenModel):
         entries = list(self.entries)
         entries[run_index] = entry
         return self._changed(updated_at, entries=entries)
+
+    def resumed(self, *, stopped_at: datetime, at: datetime | None = None) -> Self:
+        """A copy running again, the time from ``stopped_at`` (its last change before it
+        stopped) to ``at`` (now) added to :attr:`paused_s`."""
+        now = at or datetime.now(UTC)
+        pause = max(0.0, (now - stopped_at).total_seconds())
+        return self._changed(now, status="running", paused_s=self.paused_s + pause)
 
     def with_status(self, status: StudyStatus, *, updated_at: datetime | None = None) -> Self:
         """A copy with the study's ``status`` and ``updated_at`` set (validated)."""

@@ -81,7 +81,11 @@ class StudySummary(FrozenModel):
         description="Runs that did not finish: never started, or running when interrupted."
     )
     wall_time_s: NonNegativeFloat = Field(
-        description="From the study's creation to finished_at, s (gaps and interruptions included)."
+        description=(
+            "From the study's creation to finished_at, s, the gaps between runs included and "
+            "the time it spent stopped between an interruption and its resume left out (up to "
+            "schema 1.3 that time was included)."
+        )
     )
     total_energy_j: NonNegativeFloat | None = Field(
         description=(
@@ -274,7 +278,9 @@ def summarize_study(
             failed=counts["failed"],
             skipped=counts["skipped"],
             pending=pending,
-            wall_time_s=max(0.0, (finished_at - manifest.created_at).total_seconds()),
+            wall_time_s=max(
+                0.0, (finished_at - manifest.created_at).total_seconds() - manifest.paused_s
+            ),
             total_energy_j=total_energy,
         ),
         configurations=configurations,

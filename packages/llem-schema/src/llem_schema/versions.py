@@ -28,6 +28,9 @@ The versions:
   was read, its scope and the achieved sampling rate; the windows' start and end skew;
   hardware slowdown and the power cap's time apart from the slowdowns warned about;
   ``simulated`` for runs on simulated GPUs.
+- 1.4: a study's manifest records ``paused_s``, the time it spent stopped between an
+  interruption and its resume, and ``study.json``'s ``wall_time_s`` leaves it out. Documents
+  of 1.3 read unchanged (nothing paused).
 """
 
 import math
@@ -49,7 +52,7 @@ __all__ = [
     "parse_version",
 ]
 
-SCHEMA_VERSION: Final = "1.3"
+SCHEMA_VERSION: Final = "1.4"
 """The version this package writes."""
 
 _VERSION_RE: Final = re.compile(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)")
@@ -143,6 +146,9 @@ for _registry in (RESULT_MIGRATIONS, RAW_MIGRATIONS, STUDY_MIGRATIONS, MANIFEST_
     _registry.register("1.1", "1.2")(_unchanged)
 for _registry in (STUDY_MIGRATIONS, MANIFEST_MIGRATIONS):  # nothing of theirs changed in 1.3
     _registry.register("1.2", "1.3")(_unchanged)
+# 1.4 only added an optional field (the manifest's paused_s): a 1.3 document is valid at 1.4.
+for _registry in (RESULT_MIGRATIONS, RAW_MIGRATIONS, STUDY_MIGRATIONS, MANIFEST_MIGRATIONS):
+    _registry.register("1.3", "1.4")(_unchanged)
 
 
 def _warning(message: object) -> object:

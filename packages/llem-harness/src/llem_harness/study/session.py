@@ -65,10 +65,12 @@ class LoadedStudy:
     plan: StudyPlan
 
 
-def load_study(path: Path) -> LoadedStudy:
+def load_study(path: Path, *, resuming: bool = False) -> LoadedStudy:
     """Read ``path`` with the strict YAML reader (duplicate keys refused), validate and expand
     it against the installed backends; every problem is a one-line :class:`ConfigError`
-    naming the file (exit 2)."""
+    naming the file (exit 2). ``resuming``: a study that already started skips the invalid
+    points it skipped then (a study started before ``skip_invalid`` existed skipped them
+    all), rather than refusing to go on."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -81,6 +83,8 @@ def load_study(path: Path) -> LoadedStudy:
     if experiment_keys and not STUDY_ONLY_KEYS.intersection(document):
         raise WrongFileKindError(path, kind="experiment", keys=experiment_keys)
     study = parse_study(document, source=path, backends=backends)
+    if resuming:
+        study = study.model_copy(update={"skip_invalid": True})
     try:
         plan = expand_study(study, backends=backends)
     except ConfigError as exc:
@@ -169,8 +173,9 @@ def resume_study(
         raise UsageError(f"{study_dir} is not a study directory (it has no manifest.json)")
     with hold_study_lock(layout):
         manifest = StudyManifest.load(layout.root)
+        stopped_at = manifest.updated_at  # its last change before it stopped
         source = study_file or layout.study_file
-        loaded = load_study(source)
+        loaded = load_study(source, resuming=True)
         check_parallel_plan(loaded.plan, options.devices)
         changed = manifest.study_file_sha256 not in (None, loaded.sha256)
         if changed and not force:
@@ -207,7 +212,7 @@ def resume_study(
                     else ""
                 )
             )
-        manifest = manifest.with_status("running")
+        manifest = manifest.resumed(stopped_at=stopped_at)  # the pause is no study time
         manifest.save(layout.root)
         return _run(layout, loaded, manifest, index, display, options)
 
