@@ -60,7 +60,7 @@ def test_a_bad_prompt_file_is_exit_2_before_anything_loads(
     outcome = llem(*args)
     assert (outcome.exit_code, outcome.stdout) == (2, "")
     assert outcome.stderr == f"error: {MALFORMED[name].format(path=path)}\n"
-    assert not (results / "llem.db").exists()  # nothing recorded
+    assert not results.exists()  # nothing recorded, no directory made
 
 
 @pytest.mark.parametrize("dry_run", [False, True])
@@ -191,3 +191,38 @@ def test_a_db_whose_directory_a_file_is_in_the_way_of_is_exit_2(llem: Llem, tmp_
     assert outcome.exit_code == 2
     assert outcome.stderr == f"error: cannot create {db}: a file is in the way of its directory\n"
     assert blocker.read_text() == "mine\n"
+
+
+def test_checking_an_older_store_leaves_it_as_it_was(llem: Llem, tmp_path: Path) -> None:
+    """A dry run or a validation reads the store it would index into; it migrates nothing."""
+    import shutil
+
+    fixture = ROOT / "packages" / "llem-store" / "tests" / "fixtures" / "store-v2"
+    results = tmp_path / "results"
+    shutil.copytree(fixture, results)
+    before = (results / "llem.db").read_bytes()
+    outcome = llem("run", "-n", "4", "-o", str(results), "--dry-run")
+    assert outcome.exit_code == 0, outcome.stderr
+    assert (results / "llem.db").read_bytes() == before  # not migrated (schema 2 still)
+    assert not list(results.glob("*.bak"))  # no copy made before a migration either
+    with sqlite3.connect(f"file:{results / 'llem.db'}?mode=ro", uri=True) as connection:
+        assert connection.execute("PRAGMA user_version").fetchone() == (2,)
+
+
+def test_a_study_whose_prompt_file_cannot_be_read_is_refused_before_it_starts(
+    llem: Llem, tmp_path: Path
+) -> None:
+    study = tmp_path / "sweep.yaml"
+    missing = tmp_path / "missing.jsonl"
+    study.write_text(
+        f"name: sweep\nbase: {{n: 4, prompts: {{source: {missing}}}}}\n"
+        "sweep:\n  pytorch.batch_size: [1, 2]\n"
+    )
+    for extra in (["--dry-run"], []):
+        outcome = llem("study", str(study), "-o", str(tmp_path / "results"), *extra)
+        assert outcome.exit_code == 2
+        assert outcome.stderr == (
+            f"error: {study}: point 0 (pytorch.batch_size=1): prompt file {missing} does not "
+            "exist; check prompts.source (a .jsonl or .csv path)\n"
+        )
+    assert not (tmp_path / "results").exists()

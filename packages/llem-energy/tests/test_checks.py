@@ -173,12 +173,11 @@ def test_no_energy_source_and_extras_come_first() -> None:
     ]
 
 
-def test_without_energy_a_short_window_is_no_warning_and_energy_none_is_no_warning() -> None:
-    """The window's length weighs on energy figures only; --energy none asked for none."""
-    short = _clean(duration_s=2.0, energy=[])
-    assert [w.code for w in measurement_warnings(short)] == ["short_window"]
-    off = _clean(duration_s=2.0, energy=[], energy_off=True)
-    assert measurement_warnings(off) == []
+def test_without_energy_a_short_window_is_no_warning() -> None:
+    """The window's length weighs on energy figures only: none measured (--energy none, or a
+    process that leaves the host's energy to another and has no GPU), nothing to warn about."""
+    assert [w.code for w in measurement_warnings(_clean(duration_s=2.0))] == ["short_window"]
+    assert measurement_warnings(_clean(duration_s=2.0, energy=[])) == []
     missing = _clean(duration_s=2.0, energy=[], energy_unavailable_reason="no GPU")
     assert [w.code for w in measurement_warnings(missing)] == ["no_energy"]
 

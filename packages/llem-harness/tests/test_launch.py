@@ -100,12 +100,20 @@ def test_two_workers_measure_their_shares_and_report_one_stream(site: Path, tmp_
 
 @pytest.mark.parametrize("where", ["load", "run"])
 def test_a_failing_worker_is_named_and_the_others_are_stopped(
-    site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+    site: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    where: str,
 ) -> None:
     monkeypatch.setenv("FAIL_IN", where)
     started = time.monotonic()
     with pytest.raises(RunFailedError) as caught:
         measure(config(tmp_path, "failing"))
+    # the others were stopped, keeping nothing, and no worker printed a traceback
+    assert "Traceback" not in capfd.readouterr().err
+    assert not caught.value.staged
+    assert not list((tmp_path / "results").glob(".staging/*/process_*.json"))
     assert time.monotonic() - started < 60  # the other worker did not wait on at the barrier
     reason = {
         "load": "process 1 failed: RuntimeError: no GPU left for process 1",
@@ -196,6 +204,10 @@ def test_ctrl_c_and_sigterm_save_what_every_worker_finished_as_an_interruption(
     assert row.result_path is not None
     result = ExperimentResult.from_json(row.result_path)
     assert [process.interrupted for process in result.process_results] == [True, True]
+    said = [w.message for w in result.measurement_warnings if w.code == "interrupted"]
+    for process in result.process_results:  # each process's own count, not the first's
+        finished = len(process.requests)
+        assert any(f"interrupted: {finished} of " in m for m in said), said
     assert all(process.requests for process in result.process_results)
     assert 0 < sum(len(process.requests) for process in result.process_results) < 400
     assert not result.aggregation.complete

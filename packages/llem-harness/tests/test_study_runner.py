@@ -4,6 +4,7 @@ forcing a changed study, the locks, and parallel runs. Each fake child copies a 
 result.json (an example result of its point's configuration) under its experiment id, or
 misbehaves as told."""
 
+import hashlib
 import json
 import os
 import signal
@@ -665,6 +666,11 @@ def test_a_study_started_before_skip_invalid_existed_still_resumes(tmp_path: Pat
     )
     with pytest.raises(ConfigError, match="set skip_invalid: true in the study"):
         load_study(study_file)
-    plan = load_study(study_file, resuming=True).plan
+    started_from = hashlib.sha256(study_file.read_bytes()).hexdigest()
+    plan = load_study(study_file, started_from=started_from).plan
     assert [point.index for point in plan.points] == [0]
     assert [skip.index for skip in plan.skipped] == [1]
+    # a changed file (a resume with --force) follows the rules: a new invalid value refuses
+    study_file.write_text(study_file.read_text().replace("[1, 0]", "[1, 0, -3]"))
+    with pytest.raises(ConfigError, match="set skip_invalid: true in the study"):
+        load_study(study_file, started_from=started_from)

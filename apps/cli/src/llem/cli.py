@@ -143,7 +143,7 @@ def main() -> None:
     except clicks.ClickException as error:
         error.show()
         sys.exit(error.exit_code)
-    except typer.Abort:  # end of input at a question (Ctrl-C is exit 130, from typer)
+    except typer.Abort:  # end of input at a question (typer makes a Ctrl-C exit 130 itself)
         typer.echo("aborted", err=True)
         sys.exit(EXIT_FAILURE)
     except BrokenPipeError:  # `llem results list | head`: the reader has all it wanted

@@ -55,8 +55,6 @@ class MeasurementFacts:
     """Why no energy source was read, when none was, in a few words."""
     energy_unavailable_details: str | None = None
     """What each source said when it could not be opened."""
-    energy_off: bool = False
-    """``energy.source`` is ``none``: no energy was asked for, so none is missing."""
     sample_period_s: float | None = None
     """The sampler's requested period, s."""
     gaps: Sequence[SampleGap] = ()
@@ -146,8 +144,7 @@ def _simulated(facts: MeasurementFacts) -> list[MeasurementWarning]:
 
 
 def _window(facts: MeasurementFacts) -> list[MeasurementWarning]:
-    no_energy = facts.energy_off or facts.energy_unavailable_reason is not None
-    if facts.duration_s < MIN_WINDOW_S and not no_energy:  # it weighs on energy figures only
+    if facts.duration_s < MIN_WINDOW_S and facts.energy:  # it weighs on energy figures only
         return [
             warning(
                 "short_window",

@@ -278,7 +278,6 @@ class EnergyWindow:
             energy=energy,
             energy_unavailable_reason=meter.unavailable_reason,
             energy_unavailable_details=meter.unavailable_details,
-            energy_off=meter.config.source == "none",
             sample_period_s=self._sampler.period_s,
             gaps=gaps,
             throttle=throttle,

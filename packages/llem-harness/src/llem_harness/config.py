@@ -123,7 +123,7 @@ def load_experiment_config(
     """
     base = read_config_file(path) if path is not None else {}
     study_keys = sorted(STUDY_ONLY_KEYS.intersection(base))
-    if path is not None and study_keys:
+    if path is not None and study_keys and not EXPERIMENT_ONLY_KEYS.intersection(base):
         raise WrongFileKindError(Path(path), kind="study", keys=study_keys)
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
     merged = apply_overrides(base, given)

@@ -61,7 +61,7 @@ class StoreIndex:
                 )
             return
         try:
-            with ResultStore(self.path, create=False):
+            with ResultStore(self.path, create=False, read_only=True):  # changes nothing
                 pass
         except NoStoreError:
             return  # an empty file: it becomes the store

@@ -49,8 +49,9 @@ logger = logging.getLogger(__name__)
 
 _POLL_S: Final = 0.05
 _STOP_GRACE_S: Final = 10.0
-INTERRUPT_GRACE_S: Final = 30.0
-"""How long interrupted workers get to finish what is in flight and stage it."""
+INTERRUPT_GRACE_S: Final = 60.0
+"""How long interrupted workers get to finish what is in flight and stage it: longer than a
+backend lets requests in flight finish (the openai backend: 30 s), with room to stage."""
 _REPEAT_AFTER_S: Final = 1.0
 _BARRIER_TIMEOUT_S: Final = 24 * 3600.0
 """A barrier wait ends sooner: the launcher breaks it as soon as a worker fails."""
@@ -209,17 +210,24 @@ class _Workers:
                 if time.monotonic() - started >= _REPEAT_AFTER_S:
                     logger.warning("interrupted again: stopping the workers now")
                     break
-        self._stop(grace_s=0.0)
+        late = [rank for rank, p in enumerate(self.processes) if p.exitcode is None]
+        if late:
+            logger.warning(
+                "process(es) %s did not stage what they finished in time; stopping them",
+                ", ".join(map(str, late)),
+            )
+        self._stop()
 
-    def _stop(self, grace_s: float = _STOP_GRACE_S) -> None:
-        """Stop every worker still running: break the barrier, SIGTERM, then SIGKILL."""
+    def _stop(self) -> None:
+        """Stop every worker still running, keeping nothing of theirs (a run that failed):
+        break the barrier, let a worker that is already ending end, kill the others. (SIGTERM
+        would ask them to stage what they finished, as for an interruption.)"""
         self.barrier.abort()
-        alive = [p for p in self.processes if p.pid is not None and p.exitcode is None]
-        for process in alive:
-            process.terminate()
-        for process in alive:
-            process.join(grace_s)
-            if process.exitcode is None:
+        for rank, process in enumerate(self.processes):
+            if rank in self.failures and process.exitcode is None:
+                process.join(_STOP_GRACE_S)  # it said why; let it flush that and exit
+        for process in self.processes:
+            if process.pid is not None and process.exitcode is None:
                 process.kill()
                 process.join()
 
@@ -246,7 +254,6 @@ def _worker_main(
     from llem_harness.study.child import watch_parent
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the launching process handles Ctrl-C
-    signal.signal(signal.SIGTERM, _stop_once)  # ... and asks this one to stop with SIGTERM
     watch_parent(os.getppid())
     os.environ.update(
         RANK=str(rank),
@@ -263,6 +270,7 @@ def _worker_main(
 
     try:
         config = ExperimentConfig.model_validate_json(config_json)
+        signal.signal(signal.SIGTERM, _stop_once)  # the launcher's (or anyone's) "stop now"
         measure_process(
             config,
             experiment_id,
@@ -285,17 +293,17 @@ def _worker_main(
     except BaseException as exc:
         logger.debug("worker %d failed", rank, exc_info=True)
         messages.put(_Message(rank, failure=describe_exception(exc)))
+        raise SystemExit(1) from None
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the run is over: nothing to stop
         messages.close()
         messages.join_thread()
-        raise SystemExit(1) from None
-    messages.close()
-    messages.join_thread()
 
 
 def _stop_once(signum: int, frame: FrameType | None) -> None:
-    """A worker's first SIGTERM stops its run as Ctrl-C would; later ones are ignored (the
-    same request may come twice: to the whole process group, then from the launcher, which
-    kills what has not stopped in time)."""
+    """A worker's first SIGTERM (while it measures) stops its run as Ctrl-C would; later ones
+    are ignored (the same request may come twice: to the whole process group, then from the
+    launcher, which kills what has not stopped in time)."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt
 

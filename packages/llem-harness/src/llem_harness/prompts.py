@@ -29,6 +29,7 @@ from llem_schema.config import BUILTIN_PROMPTS, SYNTHETIC_PROMPTS
 __all__ = [
     "PromptSourceError",
     "TokenCounter",
+    "check_prompts",
     "load_prompts",
     "prompt_warnings",
     "read_prompt_file",
@@ -230,6 +231,14 @@ def load_prompts(
         )
     pool = read_prompt_file(source, column=config.prompts.column)
     return select_prompts(pool, config.n, seed=config.seed)
+
+
+def check_prompts(config: ExperimentConfig) -> None:
+    """Read ``config``'s prompts as a run will (a :class:`PromptSourceError` for a file that
+    is missing, empty or malformed), before anything loads; synthetic prompts need the loaded
+    model's tokenizer and are made then."""
+    if config.prompts.source != SYNTHETIC_PROMPTS:
+        load_prompts(config)
 
 
 def _exact(count_tokens: TokenCounter | None, backend: str) -> Callable[[str], int]:

@@ -40,7 +40,7 @@ from llem_harness.errors import (
 from llem_harness.indexing import NotIndexed, StoreIndex
 from llem_harness.launch import run_workers
 from llem_harness.progress import ProgressCallback, Stages
-from llem_harness.prompts import load_prompts
+from llem_harness.prompts import check_prompts
 from llem_persistence import StagingRepository, finalize_experiment
 from llem_schema import (
     EnvironmentSnapshot,
@@ -52,7 +52,6 @@ from llem_schema import (
     resolve_backend_settings,
     validate_experiment_id,
 )
-from llem_schema.config import SYNTHETIC_PROMPTS
 from llem_store import DEFAULT_STORE_FILE
 
 __all__ = ["Measurement", "check_experiment", "measure", "resolve_config", "run_experiment"]
@@ -143,13 +142,18 @@ def check_experiment(
     run would.
     """
     config = resolve_config(config, backend)
-    simulated_gpu_count()  # a bad LLEM_SIMULATED_GPUS stops the run before anything starts
-    if config.prompts.source != SYNTHETIC_PROMPTS:  # synthetic ones need the loaded model
-        load_prompts(config)
-    _store_index(store, Path(config.output_dir)).check()
+    _check_inputs(config, store)
     prepared = backend or create_backend(config.backend)
     prepared.prepare(config)
     return prepared
+
+
+def _check_inputs(config: ExperimentConfig, store: StoreChoice) -> None:
+    """What :func:`check_experiment` checks before the backend's ``prepare``: in a moment,
+    reading files only."""
+    simulated_gpu_count()  # a bad LLEM_SIMULATED_GPUS stops the run before anything starts
+    check_prompts(config)
+    _store_index(store, Path(config.output_dir)).check()
 
 
 def run_experiment(
@@ -180,8 +184,10 @@ def run_experiment(
         experiment_id = new_experiment_id(config.model, config.backend, started)
     else:
         validate_experiment_id(experiment_id)
+    _check_inputs(config, store)  # a mistake leaves nothing behind, not even the directory
     check_output_dir(results_dir)  # before a model loads: not a minute later, with a traceback
-    prepared = check_experiment(config, backend=backend, store=store)
+    prepared = backend or create_backend(config.backend)
+    prepared.prepare(config)
     staging = StagingRepository(results_dir)
     staging.begin(
         config, experiment_id, config.num_processes, environment=_environment(config.backend)

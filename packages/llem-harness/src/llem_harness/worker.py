@@ -6,9 +6,11 @@ import contextlib
 import inspect
 import logging
 import os
+import signal
 import socket
+import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Final, cast
 
@@ -109,6 +111,7 @@ def measure_process(
     """
     staging = StagingRepository(results_dir)
     meter: EnergyMeter | None = None
+    staging_share = contextlib.ExitStack()  # from the window's close to the staged result
     try:
         with stages.stage(f"loading {config.model}"):
             info = backend.load(config, context)
@@ -150,10 +153,12 @@ def measure_process(
                     barrier()  # the windows close together
                 except KeyboardInterrupt as late:  # this share is done; another's is not
                     stop = late
+            staging_share.enter_context(_stops_deferred())  # a finished share is kept
             reading = window.stop()
-        interrupted = stop is not None
         if stop is not None and not timings:
             raise stop
+        # stopped before its share was done (not merely while waiting for the others)
+        interrupted = stop is not None and len(timings) < len(requests)
         records = _records(
             requests,
             timings,
@@ -212,13 +217,40 @@ def measure_process(
             timeseries=timeseries.name if has_samples else None,
         )
         staging.save_raw(experiment_id, raw)
+        staging_share.close()  # a stop asked for while staging takes effect here
         if stop is not None:
             raise stop  # what finished is staged; the run stops here (Ctrl-C or SIGTERM)
         return raw
     finally:
+        staging_share.close()
         backend.unload()
         if meter is not None:
             meter.close()
+
+
+@contextlib.contextmanager
+def _stops_deferred() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait until the block is done (a share being staged is never cut
+    short), then act as they would have. Main thread only, as signal handlers are."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    asked: list[signal.Signals] = []
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    for signum, handler in previous.items():
+        if handler is not signal.SIG_IGN:
+            signal.signal(signum, lambda number, frame: asked.append(signal.Signals(number)))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if asked:
+            first = previous[asked[0]]
+            if callable(first):
+                first(asked[0], None)
+            elif first == signal.SIG_DFL:
+                signal.raise_signal(asked[0])
 
 
 def _collect(

@@ -527,7 +527,7 @@ def _throttle(infos: Sequence[ThermalThrottleInfo]) -> ThermalThrottleInfo | Non
     )
 
 
-_TEXT_IS_SUBJECT: Final = frozenset({"backend", "unclassified"})
+_TEXT_IS_SUBJECT: Final = frozenset({"backend", "interrupted", "unclassified"})
 """Codes whose warnings say different things under one code: their text tells them apart."""
 
 

@@ -2,7 +2,7 @@
 
 import re
 import secrets
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Final
 
 from pydantic import AfterValidator
@@ -71,7 +71,10 @@ def model_slug(model: str) -> str:
 
 
 def timestamp_slug(when: datetime) -> str:
-    """``2026-11-22T14-03-05``: an ISO timestamp that is safe in a file name."""
+    """``2026-11-22T14-03-05``: an ISO timestamp that is safe in a file name, in UTC (a naive
+    ``when`` is taken as UTC)."""
+    if when.tzinfo is not None:
+        when = when.astimezone(UTC)
     return when.strftime("%Y-%m-%dT%H-%M-%S")
 
 

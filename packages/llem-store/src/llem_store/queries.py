@@ -253,9 +253,14 @@ class StoreQueries(StoreConnection):
                 (self._stored_path(directory),),
             ).fetchone()
         if row is None:
+            beside = directory.parent / self.path.name
+            where = (
+                f"{beside} may index it: pass --db {beside}"
+                if beside.is_file() and beside.resolve() != self.path.resolve()
+                else f"`llem results import {given}` indexes it"
+            )
             raise UnknownExperimentError(
-                f"{given} is not indexed in {self.path} (`llem results import {given}` indexes it)",
-                experiment_id=given,
+                f"{given} is not indexed in {self.path} ({where})", experiment_id=given
             )
         return self._summary(row)
 
@@ -431,7 +436,10 @@ def _result_directory(text: str) -> Path | None:
     path = Path(text)
     if path.name == RESULT_FILE:
         path = path.parent
-    return path if (path / RESULT_FILE).is_file() else None
+    try:
+        return path if (path / RESULT_FILE).is_file() else None
+    except OSError:  # a name no file system takes (too long): no directory, only an id
+        return None
 
 
 def _since_launch(experiment_id: str, end_time: str | None) -> float | None:

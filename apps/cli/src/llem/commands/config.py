@@ -45,8 +45,9 @@ def validate(
     file: Annotated[Path, typer.Argument(help="The experiment YAML.")],
     sets: SetOption = None,
 ) -> None:
-    """Check a config as a run would before measuring (its keys, its prompts, its model);
-    print its measurement hash. Exit 2 naming the key when invalid."""
+    """Check a config as a run would before measuring: its keys, its prompts, its model or
+    server (probed), the store. Print its measurement hash. Exit 2 naming the key when it is
+    invalid, 1 when what it names cannot be reached."""
     from llem_harness import load_experiment_config
     from llem_harness.run import check_experiment
 

@@ -19,6 +19,7 @@ from llem_harness.errors import (
     WrongFileKindError,
 )
 from llem_harness.indexing import StoreIndex
+from llem_harness.prompts import check_prompts
 from llem_harness.study.devices import check_parallel_plan
 from llem_harness.study.display import PlainDisplay, StudyDisplay
 from llem_harness.study.gaps import EnterSkips, NeverSkip, NvmlThermometer, Thermometer
@@ -37,6 +38,7 @@ from llem_schema import (
     parse_study,
 )
 from llem_schema.io import atomic_write_bytes
+from llem_schema.study_plan import format_overrides
 from llem_store import DEFAULT_STORE_FILE
 
 __all__ = [
@@ -65,12 +67,13 @@ class LoadedStudy:
     plan: StudyPlan
 
 
-def load_study(path: Path, *, resuming: bool = False) -> LoadedStudy:
+def load_study(path: Path, *, started_from: str | None = None) -> LoadedStudy:
     """Read ``path`` with the strict YAML reader (duplicate keys refused), validate and expand
     it against the installed backends; every problem is a one-line :class:`ConfigError`
-    naming the file (exit 2). ``resuming``: a study that already started skips the invalid
-    points it skipped then (a study started before ``skip_invalid`` existed skipped them
-    all), rather than refusing to go on."""
+    naming the file (exit 2). ``started_from``: the SHA-256 of the file a study started from;
+    the same file skips the invalid points it skipped then (a study started before
+    ``skip_invalid`` existed skipped them all) rather than refusing to go on; a changed one
+    follows the rules."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -83,10 +86,18 @@ def load_study(path: Path, *, resuming: bool = False) -> LoadedStudy:
     if experiment_keys and not STUDY_ONLY_KEYS.intersection(document):
         raise WrongFileKindError(path, kind="experiment", keys=experiment_keys)
     study = parse_study(document, source=path, backends=backends)
-    if resuming:
+    if started_from is not None and started_from == file_sha256(data):
         study = study.model_copy(update={"skip_invalid": True})
     try:
         plan = expand_study(study, backends=backends)
+        for point in plan.points:  # a prompt file that cannot be read fails every run of it
+            try:
+                check_prompts(point.config)
+            except ConfigError as exc:
+                raise ConfigError(
+                    f"point {point.index} ({format_overrides(point.overrides)}): {exc}",
+                    key=exc.key,
+                ) from None
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}", key=exc.key) from None
     return LoadedStudy(path=path, data=data, sha256=file_sha256(data), study=study, plan=plan)
@@ -175,7 +186,7 @@ def resume_study(
         manifest = StudyManifest.load(layout.root)
         stopped_at = manifest.updated_at  # its last change before it stopped
         source = study_file or layout.study_file
-        loaded = load_study(source, resuming=True)
+        loaded = load_study(source, started_from=manifest.study_file_sha256)
         check_parallel_plan(loaded.plan, options.devices)
         changed = manifest.study_file_sha256 not in (None, loaded.sha256)
         if changed and not force:
@@ -191,6 +202,10 @@ def resume_study(
             )
         index = _index(options.store, _recorded_store(layout) or _default_store(layout))
         display = options.display or PlainDisplay()
+        for skip in loaded.plan.skipped:
+            display.note(
+                f"skipped: point {skip.index} ({format_overrides(skip.overrides)}): {skip.reason}"
+            )
         manifest, notes = settle_stale_runs(layout, manifest, index)
         for note in notes:
             display.note(note)
