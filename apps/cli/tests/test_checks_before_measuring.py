@@ -75,7 +75,7 @@ def test_a_model_path_that_does_not_exist_is_exit_2_and_no_row(
         f"error: model directory {missing} does not exist; point model to a directory holding "
         "config.json and the weights, or to a hub id already in the local cache\n"
     )
-    assert not (tmp_path / "results" / "llem.db").exists()
+    assert not (tmp_path / "results").exists()  # nothing made, not even the directory
 
 
 @pytest.mark.parametrize("dry_run", [False, True])
@@ -203,6 +203,7 @@ def test_checking_an_older_store_leaves_it_as_it_was(llem: Llem, tmp_path: Path)
     before = (results / "llem.db").read_bytes()
     outcome = llem("run", "-n", "4", "-o", str(results), "--dry-run")
     assert outcome.exit_code == 0, outcome.stderr
+    assert outcome.stderr == ""  # nothing to say about it: it is a store, to be migrated later
     assert (results / "llem.db").read_bytes() == before  # not migrated (schema 2 still)
     assert not list(results.glob("*.bak"))  # no copy made before a migration either
     with sqlite3.connect(f"file:{results / 'llem.db'}?mode=ro", uri=True) as connection:

@@ -94,8 +94,9 @@ class WorkerFailedError(HarnessError):
 class RunFailedError(HarnessError):
     """A run did not finish. ``staged`` says whether processes that finished left their raw
     results in the staging of ``results_dir``, to be aggregated later; ``saved``, where what
-    finished was saved instead, marked incomplete; ``files``, where the files a backend left
-    (a server's log) are kept when no process finished."""
+    finished was saved instead, marked incomplete (``complete``: every request had finished
+    when it was stopped); ``files``, where the files a backend left (a server's log) are kept
+    when no process finished."""
 
     def __init__(
         self,
@@ -106,8 +107,11 @@ class RunFailedError(HarnessError):
         staged: bool,
         saved: Path | None = None,
         files: Path | None = None,
+        complete: bool = False,
     ) -> None:
-        if saved is not None:
+        if saved is not None and complete:  # stopped once every request had finished
+            kept = f"every request had finished: the result is saved in {saved}"
+        elif saved is not None:
             kept = f"what finished is saved, marked incomplete, in {saved}"
         elif staged:
             kept = (

@@ -40,15 +40,11 @@ class StoreIndex:
 
     def check(self) -> None:
         """Refuse, before anything is measured, a ``path`` that cannot be a results store:
-        a file that is another application's or not SQLite, a directory. Anything else (a
-        busy or read-only store) lets the run go on; indexing its result reports it."""
-        from llem_store import ResultStore
-        from llem_store.errors import (
-            ForeignDatabaseError,
-            NoStoreError,
-            StoreLookupError,
-            StorePathError,
-        )
+        a file that is another application's or not SQLite, a directory, a file in the way
+        of its directory. It is only read. Anything else (a busy, read-only or newer store)
+        lets the run go on; indexing its result reports it."""
+        from llem_store.connection import check_store_file
+        from llem_store.errors import ForeignDatabaseError, StoreLookupError, StorePathError
 
         if self.path is None:
             return
@@ -61,14 +57,11 @@ class StoreIndex:
                 )
             return
         try:
-            with ResultStore(self.path, create=False, read_only=True):  # changes nothing
-                pass
-        except NoStoreError:
-            return  # an empty file: it becomes the store
+            check_store_file(self.path)
         except (ForeignDatabaseError, StoreLookupError):
             raise
         except _STORE_FAILURES as exc:
-            logger.debug("cannot open the store %s to check it: %s", self.path, exc)
+            logger.debug("cannot read the store %s to check it: %s", self.path, exc)
 
     def mark_running(
         self,

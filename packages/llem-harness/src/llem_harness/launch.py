@@ -19,6 +19,7 @@ interrupted one with every process's finished requests, as a single-process run 
 worker whose launching process is gone (killed) stops itself the same way.
 """
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -210,7 +211,11 @@ class _Workers:
                 if time.monotonic() - started >= _REPEAT_AFTER_S:
                     logger.warning("interrupted again: stopping the workers now")
                     break
-        late = [rank for rank, p in enumerate(self.processes) if p.exitcode is None]
+        late = [
+            rank
+            for rank, p in enumerate(self.processes)
+            if p.pid is not None and p.exitcode is None
+        ]
         if late:
             logger.warning(
                 "process(es) %s did not stage what they finished in time; stopping them",
@@ -220,14 +225,19 @@ class _Workers:
 
     def _stop(self) -> None:
         """Stop every worker still running, keeping nothing of theirs (a run that failed):
-        break the barrier, let a worker that is already ending end, kill the others. (SIGTERM
-        would ask them to stage what they finished, as for an interruption.)"""
+        break the barrier, ask each to abandon its run (SIGUSR1: it unloads its backend and
+        exits; SIGTERM would have it stage what it finished, as for an interruption), and
+        kill what is still there after ``_STOP_GRACE_S``."""
         self.barrier.abort()
+        alive = [p for p in self.processes if p.pid is not None and p.exitcode is None]
         for rank, process in enumerate(self.processes):
-            if rank in self.failures and process.exitcode is None:
-                process.join(_STOP_GRACE_S)  # it said why; let it flush that and exit
-        for process in self.processes:
-            if process.pid is not None and process.exitcode is None:
+            if process in alive and rank not in self.failures and process.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGUSR1)
+        deadline = time.monotonic() + _STOP_GRACE_S
+        for process in alive:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.exitcode is None:
                 process.kill()
                 process.join()
 
@@ -271,22 +281,29 @@ def _worker_main(
     try:
         config = ExperimentConfig.model_validate_json(config_json)
         signal.signal(signal.SIGTERM, _stop_once)  # the launcher's (or anyone's) "stop now"
-        measure_process(
-            config,
-            experiment_id,
-            backend=create_backend(config.backend),
-            results_dir=Path(results_dir),
-            context=WorkerContext(
-                process_index=rank,
-                num_processes=count,
-                local_index=rank,
-                local_count=count,
-                files_dir=str(StagingRepository(Path(results_dir)).files_dir(experiment_id, rank)),
-            ),
-            stages=Stages(report),
-            barrier=_barrier(barrier),
-        )
-    except threading.BrokenBarrierError:
+        signal.signal(signal.SIGUSR1, _abandon)  # the launcher's "another one failed"
+        try:
+            measure_process(
+                config,
+                experiment_id,
+                backend=create_backend(config.backend),
+                results_dir=Path(results_dir),
+                context=WorkerContext(
+                    process_index=rank,
+                    num_processes=count,
+                    local_index=rank,
+                    local_count=count,
+                    files_dir=str(
+                        StagingRepository(Path(results_dir)).files_dir(experiment_id, rank)
+                    ),
+                ),
+                stages=Stages(report),
+                barrier=_barrier(barrier),
+            )
+        finally:  # the run is over: nothing left to stop
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    except (threading.BrokenBarrierError, _Abandoned):
         raise SystemExit(3) from None  # another worker failed; the launcher reports it
     except KeyboardInterrupt:
         raise SystemExit(EXIT_INTERRUPTED) from None  # what finished is staged
@@ -295,9 +312,18 @@ def _worker_main(
         messages.put(_Message(rank, failure=describe_exception(exc)))
         raise SystemExit(1) from None
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the run is over: nothing to stop
         messages.close()
         messages.join_thread()
+
+
+class _Abandoned(BaseException):
+    """Raised in a worker the launcher abandons (another one failed): it stages nothing, but
+    its backend still unloads (a backend's own processes are stopped) before it exits."""
+
+
+def _abandon(signum: int, frame: FrameType | None) -> None:
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    raise _Abandoned
 
 
 def _stop_once(signum: int, frame: FrameType | None) -> None:

@@ -153,7 +153,14 @@ def _check_inputs(config: ExperimentConfig, store: StoreChoice) -> None:
     reading files only."""
     simulated_gpu_count()  # a bad LLEM_SIMULATED_GPUS stops the run before anything starts
     check_prompts(config)
-    _store_index(store, Path(config.output_dir)).check()
+    results_dir = Path(config.output_dir)
+    holder = next((p for p in (results_dir, *results_dir.parents) if p.exists()), None)
+    if holder is not None and not holder.is_dir():  # said as check_output_dir says it
+        raise OutputDirectoryError(
+            f"cannot write results to {results_dir} (a file is in the way of the directory)",
+            directory=results_dir,
+        )
+    _store_index(store, results_dir).check()
 
 
 def run_experiment(
@@ -184,10 +191,8 @@ def run_experiment(
         experiment_id = new_experiment_id(config.model, config.backend, started)
     else:
         validate_experiment_id(experiment_id)
-    _check_inputs(config, store)  # a mistake leaves nothing behind, not even the directory
+    prepared = check_experiment(config, backend=backend, store=store)  # nothing made yet
     check_output_dir(results_dir)  # before a model loads: not a minute later, with a traceback
-    prepared = backend or create_backend(config.backend)
-    prepared.prepare(config)
     staging = StagingRepository(results_dir)
     staging.begin(
         config, experiment_id, config.num_processes, environment=_environment(config.backend)
@@ -223,6 +228,7 @@ def run_experiment(
                     results_dir=results_dir,
                     staged=False,
                     saved=saved,
+                    complete=ExperimentResult.from_json(saved).aggregation.complete,
                 )
             if isinstance(stop, Terminated):
                 interrupted.signal_number = signal.SIGTERM

@@ -10,9 +10,10 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from pathlib import Path
-from typing import Final, cast
+from types import FrameType
+from typing import Any, Final, cast
 
 from llem_energy import (
     EnergyMeter,
@@ -111,7 +112,7 @@ def measure_process(
     """
     staging = StagingRepository(results_dir)
     meter: EnergyMeter | None = None
-    staging_share = contextlib.ExitStack()  # from the window's close to the staged result
+    held = _HeldStops()  # from the window's close to the staged result
     try:
         with stages.stage(f"loading {config.model}"):
             info = backend.load(config, context)
@@ -153,7 +154,7 @@ def measure_process(
                     barrier()  # the windows close together
                 except KeyboardInterrupt as late:  # this share is done; another's is not
                     stop = late
-            staging_share.enter_context(_stops_deferred())  # a finished share is kept
+            held.hold()  # a finished share is kept whole
             reading = window.stop()
         if stop is not None and not timings:
             raise stop
@@ -217,39 +218,58 @@ def measure_process(
             timeseries=timeseries.name if has_samples else None,
         )
         staging.save_raw(experiment_id, raw)
-        staging_share.close()  # a stop asked for while staging takes effect here
+        held.release(deliver=True)  # a stop asked for while staging takes effect here
         if stop is not None:
             raise stop  # what finished is staged; the run stops here (Ctrl-C or SIGTERM)
         return raw
     finally:
-        staging_share.close()
-        backend.unload()
-        if meter is not None:
-            meter.close()
+        held.release(deliver=False)
+        try:
+            backend.unload()
+        finally:
+            if meter is not None:
+                meter.close()
 
 
-@contextlib.contextmanager
-def _stops_deferred() -> Iterator[None]:
-    """Ctrl-C and SIGTERM wait until the block is done (a share being staged is never cut
-    short), then act as they would have. Main thread only, as signal handlers are."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    asked: list[signal.Signals] = []
-    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    for signum, handler in previous.items():
-        if handler is not signal.SIG_IGN:
-            signal.signal(signum, lambda number, frame: asked.append(signal.Signals(number)))
-    try:
-        yield
-    finally:
+class _HeldStops:
+    """Ctrl-C and SIGTERM held back while a finished share is staged, so it is never cut
+    short: :meth:`release` restores the handlers and, asked to, acts on what came meanwhile.
+    A second signal while held acts at once (a stuck staging can still be stopped). Main
+    thread only, as signal handlers are; elsewhere it holds nothing."""
+
+    _SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self._previous: dict[signal.Signals, Any] = {}
+        self._asked: list[signal.Signals] = []
+
+    def hold(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in self._SIGNALS:
+            handler = signal.getsignal(signum)
+            if handler is None or handler is signal.SIG_IGN:
+                continue  # not set from Python, or ignored: left as it is
+            self._previous[signum] = handler
+            signal.signal(signum, self._note)
+
+    def _note(self, number: int, frame: FrameType | None) -> None:
+        self._asked.append(signal.Signals(number))
+        if len(self._asked) > 1:  # asked again: now
+            self.release(deliver=True)
+
+    def release(self, *, deliver: bool) -> None:
+        """Restore the handlers; with ``deliver``, act on the first signal held back (the
+        run is ending with an error otherwise: that error is what to report)."""
+        previous, self._previous = self._previous, {}
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        if asked:
-            first = previous[asked[0]]
-            if callable(first):
-                first(asked[0], None)
-            elif first == signal.SIG_DFL:
+        asked, self._asked = self._asked, []
+        if deliver and asked and asked[0] in previous:
+            handler = previous[asked[0]]
+            if callable(handler):
+                handler(asked[0], None)
+            elif handler == signal.SIG_DFL:
                 signal.raise_signal(asked[0])
 
 

@@ -27,7 +27,7 @@ from llem_store.errors import (
 )
 from llem_store.migrations import APPLICATION_ID, MIGRATIONS, Migration, migrate
 
-__all__ = ["StoreConnection"]
+__all__ = ["StoreConnection", "check_store_file"]
 
 logger = logging.getLogger(__name__)
 
@@ -374,3 +374,41 @@ def _newer(path: Path, version: int, latest: int) -> str:
         f"{path} was written by a newer llem (store schema {version}, this llem knows up to "
         f"{latest}): upgrade llem to read it"
     )
+
+
+def check_store_file(path: Path) -> None:
+    """Raise what opening ``path`` as a store would for a file that is none (a directory, not
+    SQLite, another application's database), reading it only: nothing is migrated, nothing
+    written. A missing or empty file passes (a store is made there at the first write)."""
+    if not path.exists():
+        return
+    if path.is_dir():
+        raise StoreLookupError(f"{path} is a directory, not a results store")
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not header:
+        return
+    if header != SQLITE_HEADER:
+        raise NotAStoreError(f"{path} is not an llem results store (not an SQLite file)", path=path)
+    connection = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+    try:
+        application_id = connection.execute("PRAGMA application_id").fetchone()[0]
+        tables = connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read {path}: {exc}") from None
+    finally:
+        connection.close()
+    if application_id == 0 and tables:
+        raise NotAStoreError(
+            f"{path} is an SQLite database of another application, not an llem results store",
+            path=path,
+        )
+    if application_id not in (0, APPLICATION_ID):
+        raise NotAStoreError(
+            f"{path} is a database of another application (application_id "
+            f"{application_id:#x}), not an llem results store",
+            path=path,
+        )

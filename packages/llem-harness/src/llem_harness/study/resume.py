@@ -12,6 +12,7 @@ from llem_harness.study.layout import StudyLayout, wait_for_log_lock
 from llem_harness.study.results import find_result
 from llem_harness.study.runner import INTERRUPTED
 from llem_schema import StudyManifest, StudyPlan
+from llem_schema.result import RESULT_FILE
 
 __all__ = ["carry_over", "changed_file_error", "file_sha256", "settle_stale_runs"]
 
@@ -57,10 +58,14 @@ def settle_stale_runs(
             warning = index.ingest_into_study(directory, entry.experiment_id, manifest.study_id)
             if warning is not None:
                 notes.append(f"warning: {warning}")
+            try:  # when it saved its result, not now: the study was stopped in between
+                saved = datetime.fromtimestamp((directory / RESULT_FILE).stat().st_mtime, UTC)
+            except OSError:
+                saved = now
             manifest = manifest.with_entry(
                 entry.run_index,
                 status="completed",
-                finished_at=max(now, entry.started_at or now),
+                finished_at=max(min(saved, now), entry.started_at or now),
                 error=None,
                 result_path=layout.relative(directory),
             )

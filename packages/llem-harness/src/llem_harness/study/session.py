@@ -90,7 +90,12 @@ def load_study(path: Path, *, started_from: str | None = None) -> LoadedStudy:
         study = study.model_copy(update={"skip_invalid": True})
     try:
         plan = expand_study(study, backends=backends)
+        read: set[tuple[str, str]] = set()
         for point in plan.points:  # a prompt file that cannot be read fails every run of it
+            source = (point.config.prompts.source, point.config.prompts.column)
+            if source in read:
+                continue
+            read.add(source)
             try:
                 check_prompts(point.config)
             except ConfigError as exc:
@@ -207,6 +212,10 @@ def resume_study(
                 f"skipped: point {skip.index} ({format_overrides(skip.overrides)}): {skip.reason}"
             )
         manifest, notes = settle_stale_runs(layout, manifest, index)
+        # a run found saved after a crash finished later than the manifest last changed
+        stopped_at = max(
+            [stopped_at, *(e.finished_at for e in manifest.entries if e.finished_at is not None)]
+        )
         for note in notes:
             display.note(note)
         if changed or not _same_plan(manifest, loaded.plan):
