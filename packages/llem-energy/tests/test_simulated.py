@@ -45,10 +45,16 @@ def test_an_explicit_nvml_module_is_never_replaced(monkeypatch: pytest.MonkeyPat
         assert session.device_count() == 1
 
 
-def _spin(seconds: float) -> None:
+def _spin(seconds: float, gpu: SimulatedGpu, t0: float) -> None:
+    """Busy for ``seconds`` of CPU time, the GPU read every 0.1 s of wall time as the sampler
+    does (on a loaded machine the spin takes longer than ``seconds``, and a reading half a
+    second after the last one would find the load too old to count)."""
     deadline = time.process_time() + seconds
+    read_at = time.perf_counter() + 0.1
     while time.process_time() < deadline:
-        pass
+        if time.perf_counter() >= read_at:
+            gpu.true_power_w(time.perf_counter() - t0)
+            read_at = time.perf_counter() + 0.1
 
 
 def test_power_follows_the_process_load_and_energy_is_its_integral() -> None:
@@ -58,7 +64,7 @@ def test_power_follows_the_process_load_and_energy_is_its_integral() -> None:
     time.sleep(0.2)
     idle_w = gpu.true_power_w(time.perf_counter() - t0)
     idle_utilization = gpu.utilization_at_pct(time.perf_counter() - t0)
-    _spin(0.2)
+    _spin(0.2, gpu, t0)
     busy_w = gpu.true_power_w(time.perf_counter() - t0)
     assert idle_w < gpu.idle_w + 0.3 * (gpu.peak_w - gpu.idle_w)
     # a busy loop is one core's work; a loaded machine may give it less of the core
