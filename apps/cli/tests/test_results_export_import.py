@@ -5,7 +5,7 @@ import csv
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import openpyxl
 import pyarrow.parquet as pq
@@ -104,6 +104,55 @@ def test_export_writes_each_format_and_it_reads_back_as_the_store_says(
     assert [row["experiment_id"] for row in found] == ["exp_2", "exp_0"]  # the order asked
     for exported, indexed in zip(found, expected, strict=True):
         assert exported == pytest.approx(indexed)
+
+
+@pytest.mark.parametrize("suffix", ["parquet", "csv", "xlsx"])
+def test_export_requests_writes_one_row_per_request_of_the_experiments_asked(
+    llem: Llem, results: Path, tmp_path: Path, suffix: str
+) -> None:
+    target = tmp_path / f"requests.{suffix}"
+    db = str(results / "llem.db")
+    outcome = llem(
+        "results", "export", "--requests", "exp_2", "exp_0", "-o", str(target), "--db", db
+    )
+    assert outcome.exit_code == 0, outcome.stderr
+    records = [
+        (result.experiment_id, process.process_index, record.request_index, record.ttft_ms)
+        for result in (ExperimentResult.from_json(results / name) for name in ("exp_2", "exp_0"))
+        for process in result.process_results
+        for record in process.requests
+    ]
+    assert outcome.stdout == (
+        f"exported {len(records)} requests of 2 experiments to {target} ({suffix})\n"
+    )
+    rows: list[dict[str, Any]]
+    if suffix == "parquet":
+        rows = pq.read_table(target).to_pylist()
+    elif suffix == "csv":
+        with target.open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    else:
+        sheet = openpyxl.load_workbook(target, read_only=True).worksheets[0]
+        header, *cells = list(sheet.iter_rows(values_only=True))
+        rows = [dict(zip(map(str, header), row, strict=True)) for row in cells]
+    found = [
+        (
+            row["experiment_id"],
+            int(row["process_index"]),
+            int(row["request_index"]),
+            float(row["ttft_ms"]),
+        )
+        for row in rows
+    ]
+    assert [row[:3] for row in found] == [record[:3] for record in records]
+    assert [row[3] for row in found] == pytest.approx([record[3] for record in records])
+    refused = llem(
+        "results", "export", "--requests", "exp_2", "-o", str(tmp_path / "r.json"), "--db", db
+    )
+    assert (refused.exit_code, refused.stderr) == (
+        2,
+        "error: --requests writes csv, parquet, xlsx, not json\n",
+    )
 
 
 def test_export_format_option_wins_over_the_suffix(

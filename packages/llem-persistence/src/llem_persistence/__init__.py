@@ -17,6 +17,7 @@ from llem_persistence.exporters import (
     export_csv,
     export_json,
     export_parquet,
+    export_requests,
     export_xlsx,
 )
 from llem_persistence.finalize import finalize_experiment
@@ -48,6 +49,7 @@ __all__ = [
     "export_csv",
     "export_json",
     "export_parquet",
+    "export_requests",
     "export_xlsx",
     "finalize_experiment",
     "merge_timeseries",

@@ -53,11 +53,25 @@ def export(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace the file if it exists.")
     ] = False,
+    requests: Annotated[
+        bool,
+        typer.Option(
+            "--requests",
+            help="One row per request (times, tokens, TTFT, E2E, TPOT, ITL, error) instead of "
+            "one per experiment: csv, parquet or xlsx.",
+        ),
+    ] = False,
     db: DbOption = None,
 ) -> None:
     """Export results to CSV, JSON, Parquet or Excel (one result in memory at a time)."""
     from llem_persistence import export as write_export
-    from llem_persistence.exporters import ExportError, ExportTargetError, format_for_path
+    from llem_persistence.exporters import (
+        REQUEST_EXPORT_FORMATS,
+        ExportError,
+        ExportTargetError,
+        export_requests,
+        format_for_path,
+    )
     from llem_store import ExperimentFilter
 
     if (all_results, bool(experiment_ids), study is not None).count(True) != 1:
@@ -96,12 +110,22 @@ def export(
                 skipped.append(str(exc))
     else:  # every one asked for, there, before writing
         files = [result_file(summary) for summary in summaries]
+    if requests and file_format not in REQUEST_EXPORT_FORMATS:
+        raise UsageError(
+            f"--requests writes {', '.join(REQUEST_EXPORT_FORMATS)}, not {file_format}"
+        )
+    loaded = _load(files, skipped if bulk else None)
     try:
-        count = write_export(_load(files, skipped if bulk else None), output, format=file_format)
+        if requests:
+            written = export_requests(loaded, output, format=file_format)
+            count = written.experiments
+            what = f"{written.requests} request{'' if written.requests == 1 else 's'} of "
+        else:
+            count, what = write_export(loaded, output, format=file_format), ""
     except ExportTargetError as exc:  # a path that cannot be written: a mistake in the command
         raise UsageError(str(exc)) from None
     typer.echo(
-        f"exported {count} experiment{'' if count == 1 else 's'} to {output} ({file_format})"
+        f"exported {what}{count} experiment{'' if count == 1 else 's'} to {output} ({file_format})"
     )
     for reason in skipped:
         typer.echo(f"warning: skipped {reason}", err=True)

@@ -7,6 +7,8 @@
 - :func:`export_xlsx`: summary, per-request, config and warnings sheets, colour scales on
   efficiency, a chart.
 - :func:`export`: picks one of them by ``format=`` or the file's suffix.
+- :func:`export_requests`: one row per request, :data:`REQUEST_COLUMNS`, to CSV, Parquet or
+  Excel.
 
 Every export takes any iterable of :class:`~llem_schema.ExperimentResult` (a generator
 too) and streams it, holding one result at a time. Every export is atomic: it appears at
@@ -25,6 +27,11 @@ from llem_persistence.exporters.dispatch import (
 from llem_persistence.exporters.errors import ExportError, ExportTargetError
 from llem_persistence.exporters.json import export_json
 from llem_persistence.exporters.parquet import arrow_schema, export_parquet
+from llem_persistence.exporters.requests import (
+    REQUEST_EXPORT_FORMATS,
+    RequestExport,
+    export_requests,
+)
 from llem_persistence.exporters.xlsx import export_xlsx
 from llem_schema.tabular import (
     REQUEST_COLUMNS,
@@ -40,6 +47,7 @@ from llem_schema.tabular import (
 __all__ = [
     "EXPORT_FORMATS",
     "REQUEST_COLUMNS",
+    "REQUEST_EXPORT_FORMATS",
     "SUMMARY_COLUMNS",
     "SUMMARY_COLUMN_NAMES",
     "Cell",
@@ -48,12 +56,14 @@ __all__ = [
     "ExportError",
     "ExportFormat",
     "ExportTargetError",
+    "RequestExport",
     "RequestRow",
     "arrow_schema",
     "export",
     "export_csv",
     "export_json",
     "export_parquet",
+    "export_requests",
     "export_xlsx",
     "format_for_path",
     "summary_row",

@@ -9,7 +9,7 @@ and DuckDB read it directly. No results gives a valid file with the schema and n
 
 from collections.abc import Iterable, Sequence
 from os import PathLike
-from typing import Final
+from typing import Any, Final
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -33,7 +33,7 @@ _ARROW_TYPES: Final[dict[ColumnKind, pa.DataType]] = {
 }
 
 
-def arrow_schema(columns: Sequence[Column[ExperimentResult]] = SUMMARY_COLUMNS) -> pa.Schema:
+def arrow_schema(columns: Sequence[Column[Any]] = SUMMARY_COLUMNS) -> pa.Schema:
     """The Arrow schema of the Parquet export (by default of :data:`SUMMARY_COLUMNS`)."""
     fields = [
         pa.field(
