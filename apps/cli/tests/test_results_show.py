@@ -177,6 +177,45 @@ def test_compare_json(llem: Llem, results: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize("suffix", ["json", "csv", "xlsx"])
+def test_compare_output_keeps_the_comparison_as_a_file(
+    llem: Llem, results: Path, tmp_path: Path, suffix: str
+) -> None:
+    import csv
+
+    import openpyxl
+
+    target = tmp_path / f"comparison.{suffix}"
+    args = ["results", "compare", "exp_0", "exp_2", "--db", db_of(results)]
+    outcome = llem(*args, "-o", str(target))
+    assert outcome.exit_code == 0, outcome.stderr
+    assert outcome.stderr == f"comparison of 2 experiments kept in {target}\n"
+    assert "exp_0" in outcome.stdout  # the table is still shown
+    rows: list[dict[str, object]]
+    if suffix == "json":
+        rows = json.loads(target.read_text())
+    elif suffix == "csv":
+        with target.open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    else:
+        sheet = openpyxl.load_workbook(target, read_only=True).worksheets[0]
+        header, *cells = list(sheet.iter_rows(values_only=True))
+        rows = [dict(zip(map(str, header), row, strict=True)) for row in cells]
+    assert [row["experiment_id"] for row in rows] == ["exp_0", "exp_2"]
+    with ResultStore(results / "llem.db") as store:
+        first, second = store.compare(["exp_0", "exp_2"])
+    assert first.total_energy_j
+    assert second.total_energy_j
+    ratio = float(str(rows[1]["total_energy_j_vs_first"]))
+    assert ratio == pytest.approx(second.total_energy_j / first.total_energy_j)
+    assert float(str(rows[0]["total_energy_j_vs_first"])) == 1.0
+    again = llem(*args, "-o", str(target))
+    assert (again.exit_code, again.stderr) == (
+        2,
+        f"error: {target} exists; choose another file, or pass --overwrite\n",
+    )
+
+
 def test_compare_needs_two(llem: Llem, results: Path) -> None:
     outcome = llem("results", "compare", "exp_1", "--db", db_of(results))
     assert (outcome.exit_code, outcome.stderr) == (

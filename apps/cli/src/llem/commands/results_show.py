@@ -3,6 +3,7 @@ side by side, from the store (``show --raw`` prints the result file itself)."""
 
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
@@ -129,14 +130,31 @@ def compare(
     as_json: Annotated[
         bool, typer.Option("--json", help="experiments and ratios to the first.")
     ] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            help="Also keep the comparison: .csv, .json or .xlsx, a row per experiment with "
+            "its ratios to the first.",
+        ),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace --output if it exists.")
+    ] = False,
     db: DbOption = None,
 ) -> None:
     """Compare experiments side by side, with ratios to the first for the key metrics."""
     if len(experiment_ids) < 2:
         raise UsageError("compare needs two or more experiment ids")
+    if output is not None and output.exists() and not output.is_dir() and not overwrite:
+        raise UsageError(f"{output} exists; choose another file, or pass --overwrite")
     with open_store(db) as store:
         summaries = store.compare(experiment_ids)
     ratios = {key: _ratios(summaries, key) for key in KEY_METRICS}
+    if output is not None:
+        _keep(summaries, ratios, output)
     if as_json:
         typer.echo(dumps({"experiments": [s.to_json_dict() for s in summaries], "ratios": ratios}))
         return
@@ -191,6 +209,28 @@ def _comparison(
         header = f"#{index + 1}" if numbered else summary.experiment_id
         columns.append(Column(header, figures, right=True))
     return Listing(columns, sections=[len(rows)])
+
+
+def _keep(
+    summaries: Sequence[ExperimentSummary], ratios: dict[str, list[float | None]], output: Path
+) -> None:
+    """The comparison as a file: each experiment's summary fields, then ``<metric>_vs_first``
+    for each key metric."""
+    from llem_persistence.exporters import ExportError, ExportTargetError, write_table
+
+    rows = [summary.to_json_dict() for summary in summaries]
+    names = [*rows[0], *(f"{key}_vs_first" for key in KEY_METRICS)]
+    table = [
+        [*row.values(), *(ratios[key][index] for key in KEY_METRICS)]
+        for index, row in enumerate(rows)
+    ]
+    try:
+        write_table(names, table, output, sheet="comparison")
+    except ExportTargetError as exc:  # a path that cannot be written: a mistake in the command
+        raise UsageError(str(exc)) from None
+    except ExportError as exc:
+        raise UsageError(str(exc).replace("format=", "--format")) from None
+    typer.echo(f"comparison of {len(rows)} experiments kept in {output}", err=True)
 
 
 def _ratios(summaries: Sequence[ExperimentSummary], key: str) -> list[float | None]:

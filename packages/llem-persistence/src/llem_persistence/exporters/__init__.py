@@ -32,6 +32,7 @@ from llem_persistence.exporters.requests import (
     RequestExport,
     export_requests,
 )
+from llem_persistence.exporters.table import TABLE_FORMATS, write_table
 from llem_persistence.exporters.xlsx import export_xlsx
 from llem_schema.tabular import (
     REQUEST_COLUMNS,
@@ -50,6 +51,7 @@ __all__ = [
     "REQUEST_EXPORT_FORMATS",
     "SUMMARY_COLUMNS",
     "SUMMARY_COLUMN_NAMES",
+    "TABLE_FORMATS",
     "Cell",
     "Column",
     "ColumnKind",
@@ -67,4 +69,5 @@ __all__ = [
     "export_xlsx",
     "format_for_path",
     "summary_row",
+    "write_table",
 ]
