@@ -16,10 +16,12 @@ import json
 import warnings
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 from typing import Any, Final, Protocol, cast, runtime_checkable
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -30,10 +32,13 @@ from llem_schema.io import atomic_path
 
 __all__ = [
     "TIMESERIES_SCHEMA",
+    "DeviceSeries",
     "TimeseriesColumns",
     "check_timeseries",
+    "export_timeseries",
     "merge_timeseries",
     "read_timeseries",
+    "summarize_timeseries",
     "write_timeseries",
 ]
 
@@ -243,3 +248,83 @@ def check_timeseries(result_dir: str | PathLike[str]) -> str | None:
             f"integrated power of {len(sampled)}"
         )
     return None
+
+
+@dataclass(frozen=True)
+class DeviceSeries:
+    """What a timeseries holds of one GPU (see :func:`summarize_timeseries`)."""
+
+    gpu_index: int
+    samples: int
+    first_s: float
+    last_s: float
+    rate_hz: float | None
+    """Samples per second achieved over the stretch sampled; None for fewer than two."""
+    longest_gap_s: float | None
+    """The longest time between two successive samples."""
+    mean_power_w: float | None
+    max_power_w: float | None
+    max_temperature_c: float | None
+    window_energy_j: float | None
+    """Power integrated (trapezoids) over the samples inside the energy window, from 0 s to
+    ``window_s``; None without two such samples with power."""
+
+
+def summarize_timeseries(table: pa.Table, *, window_s: float | None = None) -> list[DeviceSeries]:
+    """Per GPU, in index order: samples, their span and achieved rate, the longest gap,
+    power and temperature, and the energy integrated over ``[0, window_s]`` (the whole
+    sampled span where ``window_s`` is None)."""
+    if table.num_rows == 0:
+        return []
+    times = table.column("timestamp_s").to_numpy(zero_copy_only=False).astype(float)
+    indices = table.column("gpu_index").to_numpy(zero_copy_only=False)
+    power = table.column("gpu_power_w").to_numpy(zero_copy_only=False).astype(float)
+    temperature = table.column("gpu_temperature_c").to_numpy(zero_copy_only=False).astype(float)
+    devices = []
+    for index in sorted(set(indices.tolist())):
+        mine = indices == index
+        order = np.argsort(times[mine], kind="stable")
+        t, w, c = times[mine][order], power[mine][order], temperature[mine][order]
+        steps = np.diff(t)
+        inside = (t >= 0.0) & (t <= (window_s if window_s is not None else t[-1]))
+        known = inside & ~np.isnan(w)
+        devices.append(
+            DeviceSeries(
+                gpu_index=int(index),
+                samples=len(t),
+                first_s=float(t[0]),
+                last_s=float(t[-1]),
+                rate_hz=float((len(t) - 1) / (t[-1] - t[0]))
+                if len(t) > 1 and t[-1] > t[0]
+                else None,
+                longest_gap_s=float(steps.max()) if len(steps) else None,
+                mean_power_w=_finite(np.nanmean(w)) if (~np.isnan(w)).any() else None,
+                max_power_w=_finite(np.nanmax(w)) if (~np.isnan(w)).any() else None,
+                max_temperature_c=_finite(np.nanmax(c)) if (~np.isnan(c)).any() else None,
+                window_energy_j=(
+                    float(np.trapezoid(w[known], t[known])) if known.sum() >= 2 else None
+                ),
+            )
+        )
+    return devices
+
+
+def _finite(value: Any) -> float | None:
+    number = float(value)
+    return number if np.isfinite(number) else None
+
+
+def export_timeseries(table: pa.Table, path: str | PathLike[str]) -> None:
+    """Write a timeseries ``table`` to ``path``, ``.parquet`` or ``.csv`` by its suffix (CSV
+    for a spreadsheet; Parquet keeps the types), atomically."""
+    import pyarrow.csv as pacsv
+
+    target = Path(path)
+    suffix = target.suffix.lower()
+    if suffix not in (".parquet", ".pq", ".csv"):
+        raise PersistenceError(f"cannot tell how to write {target}: name it .parquet or .csv")
+    with atomic_path(target) as temporary:
+        if suffix == ".csv":
+            pacsv.write_csv(table, temporary)
+        else:
+            pq.write_table(table, temporary, compression="zstd")

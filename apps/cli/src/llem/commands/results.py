@@ -14,6 +14,7 @@ import typer
 from llem.commands._store import DbOption, open_store, resolve_db, result_file
 from llem.commands.results_list import list_experiments
 from llem.commands.results_show import compare, show
+from llem.commands.results_timeseries import timeseries
 from llem.errors import UsageError
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ app = typer.Typer(
 app.command("list")(list_experiments)
 app.command("show")(show)
 app.command("compare")(compare)
+app.command("timeseries")(timeseries)
 
 
 @app.command("export")
