@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 from llem_schema import ExperimentConfig, LlemError
+from llem_schema.io import file_in_the_way
 
 __all__ = ["NotIndexed", "StoreIndex"]
 
@@ -49,8 +50,7 @@ class StoreIndex:
         if self.path is None:
             return
         if not self.path.exists():  # made at the first write; nothing may be in its way
-            holder = next((parent for parent in self.path.parents if parent.exists()), None)
-            if holder is not None and not holder.is_dir():
+            if file_in_the_way(self.path.parent) is not None:
                 raise StorePathError(
                     f"cannot create {self.path}: a file is in the way of its directory",
                     path=self.path,

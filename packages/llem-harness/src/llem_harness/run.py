@@ -52,6 +52,7 @@ from llem_schema import (
     resolve_backend_settings,
     validate_experiment_id,
 )
+from llem_schema.io import file_in_the_way
 from llem_store import DEFAULT_STORE_FILE
 
 __all__ = ["Measurement", "check_experiment", "measure", "resolve_config", "run_experiment"]
@@ -154,8 +155,7 @@ def _check_inputs(config: ExperimentConfig, store: StoreChoice) -> None:
     simulated_gpu_count()  # a bad LLEM_SIMULATED_GPUS stops the run before anything starts
     check_prompts(config)
     results_dir = Path(config.output_dir)
-    holder = next((p for p in (results_dir, *results_dir.parents) if p.exists()), None)
-    if holder is not None and not holder.is_dir():  # said as check_output_dir says it
+    if file_in_the_way(results_dir) is not None:  # said as check_output_dir says it
         raise OutputDirectoryError(
             f"cannot write results to {results_dir} (a file is in the way of the directory)",
             directory=results_dir,

@@ -26,6 +26,7 @@ __all__ = [
     "atomic_write_bytes",
     "create_unique_dir",
     "document_file",
+    "file_in_the_way",
     "load_document",
     "load_document_file",
     "parse_json_object",
@@ -234,3 +235,10 @@ def _first_problem(exc: ValidationError) -> str:
     where = ".".join(str(part) for part in first["loc"]) or "document"
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return f"{where}: {first['msg'].removeprefix('Value error, ')}{more}"
+
+
+def file_in_the_way(directory: Path) -> Path | None:
+    """The file that stops ``directory`` from being made: the nearest of ``directory`` and
+    its parents that exists, when it is not a directory; None when it can be made."""
+    holder = next((path for path in (directory, *directory.parents) if path.exists()), None)
+    return holder if holder is not None and not holder.is_dir() else None

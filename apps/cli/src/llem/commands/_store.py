@@ -22,6 +22,7 @@ __all__ = [
     "db_option",
     "open_store",
     "parse_when",
+    "refuse_to_replace",
     "resolve_db",
     "result_file",
 ]
@@ -77,6 +78,13 @@ def result_file(summary: "ExperimentSummary") -> Path:
             "`llem results import DIR`"
         )
     return file
+
+
+def refuse_to_replace(output: Path | None, *, overwrite: bool) -> None:
+    """A one-line error (exit 2) when ``output`` is an existing file and ``--overwrite`` was
+    not given: nothing a user saved is replaced by accident."""
+    if output is not None and output.exists() and not output.is_dir() and not overwrite:
+        raise UsageError(f"{output} exists; choose another file, or pass --overwrite")
 
 
 def parse_when(text: str, *, option: str, end_of_day: bool = False) -> datetime:

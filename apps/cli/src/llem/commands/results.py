@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from llem.commands._store import DbOption, open_store, resolve_db, result_file
+from llem.commands._store import DbOption, open_store, refuse_to_replace, resolve_db, result_file
 from llem.commands.results_list import list_experiments
 from llem.commands.results_show import compare, show
 from llem.commands.results_timeseries import timeseries
@@ -78,8 +78,7 @@ def export(
 
     if (all_results, bool(experiment_ids), study is not None).count(True) != 1:
         raise UsageError("give experiment ids, --study NAME or --all")
-    if output.exists() and not output.is_dir() and not overwrite:
-        raise UsageError(f"{output} exists; choose another file, or pass --overwrite")
+    refuse_to_replace(output, overwrite=overwrite)
     if file_format is None:
         try:
             file_format = format_for_path(output)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
 
-from llem.commands._store import DbOption, open_store, result_file
+from llem.commands._store import DbOption, open_store, refuse_to_replace, result_file
 from llem.errors import UsageError
 from llem.render.format import MISSING, Column, Listing, console, dumps, number, utc_time
 from llem_store import ExperimentSummary
@@ -148,8 +148,7 @@ def compare(
     """Compare experiments side by side, with ratios to the first for the key metrics."""
     if len(experiment_ids) < 2:
         raise UsageError("compare needs two or more experiment ids")
-    if output is not None and output.exists() and not output.is_dir() and not overwrite:
-        raise UsageError(f"{output} exists; choose another file, or pass --overwrite")
+    refuse_to_replace(output, overwrite=overwrite)
     with open_store(db) as store:
         summaries = store.compare(experiment_ids)
     ratios = {key: _ratios(summaries, key) for key in KEY_METRICS}

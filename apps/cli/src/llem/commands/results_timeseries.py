@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from llem.commands._store import DbOption, open_store, result_file
+from llem.commands._store import DbOption, open_store, refuse_to_replace, result_file
 from llem.errors import UsageError
 from llem.render.format import MISSING, Column, Listing, console, dumps, number
 
@@ -42,8 +42,7 @@ def timeseries(
     )
     from llem_schema import ExperimentResult
 
-    if output is not None and output.exists() and not output.is_dir() and not overwrite:
-        raise UsageError(f"{output} exists; choose another file, or pass --overwrite")
+    refuse_to_replace(output, overwrite=overwrite)
     with open_store(db) as store:
         summary = store.get(experiment_id)
     file = result_file(summary)

@@ -19,7 +19,7 @@ from llem_schema import SCHEMA_VERSION, ExperimentResult
 from llem_schema.tabular.columns import Cell, Column, ColumnKind
 from llem_schema.tabular.summary import SUMMARY_COLUMNS, summary_row
 
-__all__ = ["BATCH_ROWS", "arrow_schema", "export_parquet"]
+__all__ = ["BATCH_ROWS", "arrow_schema", "export_parquet", "record_batch"]
 
 BATCH_ROWS: Final = 1024
 """Rows gathered into one record batch (and row group) before it is written."""
@@ -47,7 +47,8 @@ def arrow_schema(columns: Sequence[Column[Any]] = SUMMARY_COLUMNS) -> pa.Schema:
     return pa.schema(fields, metadata={"llem.schema_version": SCHEMA_VERSION})
 
 
-def _batch(schema: pa.Schema, rows: list[list[Cell]]) -> pa.RecordBatch:
+def record_batch(schema: pa.Schema, rows: list[list[Cell]]) -> pa.RecordBatch:
+    """``rows`` (lists of cells in ``schema``'s column order) as one Arrow record batch."""
     arrays = [
         pa.array([row[index] for row in rows], type=field.type)
         for index, field in enumerate(schema)
@@ -71,8 +72,8 @@ def export_parquet(results: Iterable[ExperimentResult], path: str | PathLike[str
         for result in source:
             rows.append(summary_row(result))
             if len(rows) == BATCH_ROWS:
-                writer.write_batch(_batch(schema, rows))
+                writer.write_batch(record_batch(schema, rows))
                 rows = []
         if rows:
-            writer.write_batch(_batch(schema, rows))
+            writer.write_batch(record_batch(schema, rows))
     return source.count

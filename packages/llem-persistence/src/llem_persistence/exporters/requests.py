@@ -3,26 +3,25 @@
 request's start against its latency in pandas, DuckDB or a spreadsheet.
 
 Streams like every export (one result held at a time) and is written atomically. Excel holds
-at most 1,048,575 rows under its header; more is an :class:`ExportError` that names Parquet.
+at most 1,048,575 rows under its header; more is an :class:`ExportError` that names Parquet
+and CSV.
 """
 
 import csv
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 from typing import Final
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from llem_persistence.exporters._target import ResultSource, export_file
-from llem_persistence.exporters._xlsxwriter import open_workbook
 from llem_persistence.exporters.csv import format_csv_cell
 from llem_persistence.exporters.dispatch import format_for_path
 from llem_persistence.exporters.errors import ExportError
-from llem_persistence.exporters.parquet import BATCH_ROWS, arrow_schema
+from llem_persistence.exporters.parquet import BATCH_ROWS, arrow_schema, record_batch
+from llem_persistence.exporters.xlsx import write_sheet
 from llem_schema import ExperimentResult
 from llem_schema.tabular import Cell
 from llem_schema.tabular.columns import row_values
@@ -33,7 +32,6 @@ __all__ = ["REQUEST_EXPORT_FORMATS", "RequestExport", "export_requests"]
 REQUEST_EXPORT_FORMATS: Final = ("csv", "parquet", "xlsx")
 """The formats :func:`export_requests` writes."""
 
-_XLSX_MAX_ROWS: Final = 1_048_575  # Excel's sheet, less its header row
 _NAMES: Final = [column.name for column in REQUEST_COLUMNS]
 
 
@@ -64,7 +62,7 @@ def export_requests(
         elif name == "parquet":
             rows = _write_parquet(source, temporary)
         else:
-            rows = _write_xlsx(source, temporary)
+            rows = _write_xlsx(source, temporary, path)
     return RequestExport(source.count, rows)
 
 
@@ -94,44 +92,12 @@ def _write_parquet(source: ResultSource, target: Path) -> int:
             batch.append(row)
             count += 1
             if len(batch) == BATCH_ROWS:
-                writer.write_batch(_batch(schema, batch))
+                writer.write_batch(record_batch(schema, batch))
                 batch = []
         if batch or count == 0:
-            writer.write_batch(_batch(schema, batch))
+            writer.write_batch(record_batch(schema, batch))
     return count
 
 
-def _batch(schema: pa.Schema, rows: list[list[Cell]]) -> pa.RecordBatch:
-    arrays = [
-        pa.array([row[index] for row in rows], type=field.type)
-        for index, field in enumerate(schema)
-    ]
-    return pa.RecordBatch.from_arrays(arrays, schema=schema)
-
-
-def _write_xlsx(source: ResultSource, target: Path) -> int:
-    count = 0
-    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
-        workbook = open_workbook(target, scratch_dir=Path(scratch))
-        sheet = workbook.add_worksheet("requests")
-        for column, name in enumerate(_NAMES):
-            sheet.write_string(0, column, name)
-        sheet.freeze_panes(1, 0)
-        for row in _rows(source):
-            count += 1
-            if count > _XLSX_MAX_ROWS:
-                raise ExportError(
-                    f"more than {_XLSX_MAX_ROWS:,} requests do not fit in an Excel sheet: "
-                    "export them to .parquet or .csv"
-                )
-            for column, value in enumerate(row):
-                if value is None:
-                    continue
-                if isinstance(value, bool):
-                    sheet.write_boolean(count, column, value)
-                elif isinstance(value, int | float):
-                    sheet.write_number(count, column, float(value))
-                else:
-                    sheet.write_string(count, column, str(value))
-        workbook.close()
-    return count
+def _write_xlsx(source: ResultSource, target: Path, path: str | PathLike[str]) -> int:
+    return write_sheet(target, "requests", _NAMES, _rows(source), path=path)

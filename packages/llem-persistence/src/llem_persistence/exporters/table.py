@@ -7,18 +7,16 @@ JSON is an array of objects, one per row; Excel one sheet with a frozen header r
 
 import csv
 import json
-import tempfile
 from collections.abc import Sequence
 from datetime import datetime
 from os import PathLike
-from pathlib import Path
 from typing import Final
 
 from llem_persistence.exporters._target import ResultSource, export_file
-from llem_persistence.exporters._xlsxwriter import open_workbook
 from llem_persistence.exporters.csv import format_csv_cell
 from llem_persistence.exporters.dispatch import format_for_path
 from llem_persistence.exporters.errors import ExportError
+from llem_persistence.exporters.xlsx import write_sheet
 from llem_schema.tabular import Cell
 
 __all__ = ["TABLE_FORMATS", "write_table"]
@@ -54,30 +52,8 @@ def write_table(
             ]
             temporary.write_text(json.dumps(objects, indent=2) + "\n", encoding="utf-8")
         else:
-            _write_xlsx(names, rows, temporary, sheet)
+            write_sheet(temporary, sheet, names, rows, path=path)
 
 
 def _json(value: Cell) -> object:
     return value.isoformat() if isinstance(value, datetime) else value
-
-
-def _write_xlsx(
-    names: Sequence[str], rows: Sequence[Sequence[Cell]], target: Path, sheet: str
-) -> None:
-    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
-        workbook = open_workbook(target, scratch_dir=Path(scratch))
-        worksheet = workbook.add_worksheet(sheet)
-        for column, name in enumerate(names):
-            worksheet.write_string(0, column, name)
-        worksheet.freeze_panes(1, 0)
-        for index, row in enumerate(rows, 1):
-            for column, value in enumerate(row):
-                if value is None:
-                    continue
-                if isinstance(value, bool):
-                    worksheet.write_boolean(index, column, value)
-                elif isinstance(value, int | float):
-                    worksheet.write_number(index, column, float(value))
-                else:
-                    worksheet.write_string(index, column, str(value))
-        workbook.close()

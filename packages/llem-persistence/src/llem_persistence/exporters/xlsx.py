@@ -20,7 +20,7 @@ sheets with their headers and no chart.
 import contextlib
 import logging
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from os import PathLike
 from pathlib import Path
@@ -87,7 +87,7 @@ RowT = TypeVar("RowT")
 class _Sheet:
     """One worksheet written strictly row after row, as constant-memory mode requires."""
 
-    def __init__(self, book: "_Book", name: str, headers: Sequence[str]) -> None:
+    def __init__(self, book: "_Cells", name: str, headers: Sequence[str]) -> None:
         self.name = name
         self.worksheet: Worksheet = book.workbook.add_worksheet(name)
         self._book = book
@@ -117,23 +117,13 @@ class _Sheet:
             self.worksheet.autofilter(0, 0, self.rows, self.width - 1)
 
 
-class _Book:
-    """The four sheets of the export, filled one experiment at a time."""
+class _Cells:
+    """A workbook's cell formats, and how each kind of value is written into a cell."""
 
     def __init__(self, workbook: Workbook) -> None:
         self.workbook = workbook
         self.header: Format = workbook.add_format({"bold": True, "bottom": 1})
         self.datetime: Format = workbook.add_format({"num_format": "yyyy-mm-dd hh:mm:ss.000"})
-        self.summary = _Sheet(self, "summary", SUMMARY_COLUMN_NAMES)
-        self.requests = _Sheet(self, "per-request", [c.name for c in REQUEST_COLUMNS])
-        self.config = _Sheet(self, "config", ("experiment_id", "setting", "value"))
-        self.warnings = _Sheet(self, "warnings", ("experiment_id", "source", "code", "warning"))
-        self.summary.worksheet.set_column(0, 0, 40)
-        self.config.worksheet.set_column(1, 1, 36)
-        self.config.worksheet.set_column(2, 2, 24)
-        self.warnings.worksheet.set_column(0, 0, 40)
-        self.warnings.worksheet.set_column(2, 2, 24)
-        self.warnings.worksheet.set_column(3, 3, 120)
 
     def write_cell(self, sheet: Worksheet, row: int, col: int, value: Cell) -> None:
         if value is None:
@@ -154,6 +144,23 @@ class _Book:
                 )
                 value = value[: EXCEL_MAX_STRING - 1] + "\u2026"
             sheet.write_string(row, col, value)
+
+
+class _Book(_Cells):
+    """The four sheets of the export, filled one experiment at a time."""
+
+    def __init__(self, workbook: Workbook) -> None:
+        super().__init__(workbook)
+        self.summary = _Sheet(self, "summary", SUMMARY_COLUMN_NAMES)
+        self.requests = _Sheet(self, "per-request", [c.name for c in REQUEST_COLUMNS])
+        self.config = _Sheet(self, "config", ("experiment_id", "setting", "value"))
+        self.warnings = _Sheet(self, "warnings", ("experiment_id", "source", "code", "warning"))
+        self.summary.worksheet.set_column(0, 0, 40)
+        self.config.worksheet.set_column(1, 1, 36)
+        self.config.worksheet.set_column(2, 2, 24)
+        self.warnings.worksheet.set_column(0, 0, 40)
+        self.warnings.worksheet.set_column(2, 2, 24)
+        self.warnings.worksheet.set_column(3, 3, 120)
 
     def add(self, result: ExperimentResult) -> None:
         self.summary.append_columns(SUMMARY_COLUMNS, result)
@@ -222,16 +229,42 @@ def export_xlsx(results: Iterable[ExperimentResult], path: str | PathLike[str]) 
     when a sheet would exceed Excel's row limit.
     """
     source = ResultSource(results)
-    with (
-        export_file(path, "xlsx", source) as temporary,
-        tempfile.TemporaryDirectory(prefix="llem-xlsx-") as scratch,
-    ):
-        workbook = open_workbook(temporary, scratch_dir=Path(scratch))
+    with export_file(path, "xlsx", source) as temporary, _workbook(temporary, path) as workbook:
+        book = _Book(workbook)
+        for result in source:
+            book.add(result)
+        book.finish()
+    return source.count
+
+
+def write_sheet(
+    target: Path,
+    sheet: str,
+    names: Sequence[str],
+    rows: Iterable[Sequence[Cell]],
+    *,
+    path: str | PathLike[str],
+) -> int:
+    """A workbook at ``target`` (the temporary file of an export to ``path``) of one sheet:
+    the header ``names``, then ``rows``, each cell written as the export writes its own (the
+    same row limit and the same formats). Returns how many rows were written."""
+    with _workbook(target, path) as workbook:
+        page = _Sheet(_Cells(workbook), sheet, names)
+        for row in rows:
+            page.append(row)
+        page.finish()
+    return page.rows
+
+
+@contextlib.contextmanager
+def _workbook(target: Path, path: str | PathLike[str]) -> Iterator[Workbook]:
+    """A constant-memory workbook writing to ``target``, its scratch files in a private
+    ``llem-xlsx-*`` directory; closed at the end (an error names ``path``), discarded on a
+    failure."""
+    with tempfile.TemporaryDirectory(prefix="llem-xlsx-") as scratch:
+        workbook = open_workbook(target, scratch_dir=Path(scratch))
         try:
-            book = _Book(workbook)
-            for result in source:
-                book.add(result)
-            book.finish()
+            yield workbook
         except BaseException:
             # Close the scratch files; the half-written workbook is discarded with the temporary.
             with contextlib.suppress(Exception):
@@ -241,4 +274,3 @@ def export_xlsx(results: Iterable[ExperimentResult], path: str | PathLike[str]) 
             workbook.close()
         except XlsxWriterError as exc:
             raise ExportError(f"cannot write xlsx export {path}: {exc}") from exc
-    return source.count
