@@ -17,6 +17,7 @@ EXPECTED = {
     "llem-schema",
     "llem-persistence",
     "llem-store",
+    "llem-report",
     "llem-energy",
     "llem-harness",
     "llem-backend-pytorch",
@@ -38,8 +39,9 @@ NEVER_IN = {
     "pyarrow": {"llem-schema", "llem-store"},
     "llem-backend-pytorch": LLEM_ITSELF,
     "llem-backend-openai": LLEM_ITSELF,
-    "typer": {"llem-harness"},
-    "rich": {"llem-harness"},
+    "typer": {"llem-harness", "llem-report"},
+    "rich": {"llem-harness", "llem-report"},
+    "matplotlib": {"llem-schema", "llem-store", "llem-harness"},
 }
 # distribution -> its complete set of requirements
 EXACTLY = {"llem-schema": {"pydantic"}, "llem-store": {"llem-schema"}}

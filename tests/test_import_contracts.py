@@ -70,8 +70,32 @@ def test_middle_packages_importing_each_other_breaks_independence(tree: Path) ->
     completed = lint(tree)
     assert completed.returncode == 1
     assert (
-        "Backends, energy, persistence and the store never import each other BROKEN"
-        in completed.stdout
+        "Backends, energy, persistence, store and reports never import each other BROKEN"
+        in " ".join(completed.stdout.split())
+    )
+
+
+@pytest.mark.parametrize("external", ["typer", "torch"])
+def test_the_reports_importing_a_front_end_or_an_engine_breaks_their_contract(
+    tree: Path, external: str
+) -> None:
+    add_import(tree, "llem_report.power", f"import {external}")
+    completed = lint(tree)
+    assert completed.returncode == 1
+    assert (
+        "llem_report draws from result files: no torch, transformers, NVML, command line or "
+        "terminal UI BROKEN"
+    ) in " ".join(completed.stdout.split())
+    assert f"llem_report.power -> {external}" in completed.stdout
+
+
+def test_the_reports_importing_the_store_breaks_independence(tree: Path) -> None:
+    add_import(tree, "llem_report.loading", "import llem_store")
+    completed = lint(tree)
+    assert completed.returncode == 1
+    assert (
+        "Backends, energy, persistence, store and reports never import each other BROKEN"
+        in " ".join(completed.stdout.split())
     )
 
 
@@ -91,14 +115,14 @@ def test_the_store_importing_persistence_breaks_independence(tree: Path) -> None
     add_import(tree, "llem_store.errors", "import llem_persistence")
     completed = lint(tree)
     assert completed.returncode == 1
-    assert "Backends, energy, persistence and the store never import each other BROKEN" in (
+    assert "Backends, energy, persistence, store and reports never import each other BROKEN" in (
         " ".join(completed.stdout.split())
     )
 
 
 LAYERS = (
-    "The app sits above the harness, which sits above energy, persistence and the store, which "
-    "sit above llem_schema BROKEN"
+    "The app sits above the harness, which sits above energy, persistence, the store and the "
+    "reports, which sit above llem_schema BROKEN"
 )
 
 

@@ -17,6 +17,7 @@ GOOD = {
     "llem-schema": ["pydantic<3,>=2.9"],
     "llem-persistence": ["llem-schema", "pyarrow>=18"],
     "llem-store": ["llem-schema"],
+    "llem-report": ["llem-schema", "matplotlib>=3.9", "numpy>=2.0", "pyarrow>=18"],
     "llem-energy": ["llem-schema", "nvidia-ml-py>=12"],
     "llem-backend-pytorch": ["llem-schema", "torch>=2.4", "transformers>=4.45"],
     "llem-backend-openai": ["llem-schema", "httpx2>=2.16"],
@@ -46,7 +47,7 @@ def check(directory: Path) -> subprocess.CompletedProcess[str]:
 def test_wheels_that_follow_the_rules_pass(tmp_path: Path) -> None:
     completed = check(build(tmp_path / "dist", GOOD))
     assert completed.returncode == 0, completed.stderr
-    assert "8 wheels checked, 0 problem(s)" in completed.stdout
+    assert "9 wheels checked, 0 problem(s)" in completed.stdout
 
 
 def test_the_store_requiring_more_than_the_schema_fails(tmp_path: Path) -> None:
@@ -114,4 +115,14 @@ def test_a_backend_required_by_llem_itself_fails(tmp_path: Path) -> None:
     assert completed.stderr.splitlines() == [
         "FAIL llem-harness requires llem-backend-pytorch, which it must never require",
         "FAIL llem-harness requires rich, which it must never require",
+    ]
+
+
+def test_matplotlib_below_the_reports_fails(tmp_path: Path) -> None:
+    completed = check(
+        build(tmp_path / "dist", GOOD | {"llem-harness": ["llem-schema", "matplotlib>=3.9"]})
+    )
+    assert completed.returncode == 1
+    assert completed.stderr.splitlines() == [
+        "FAIL llem-harness requires matplotlib, which it must never require"
     ]

@@ -24,6 +24,7 @@ from llem.commands import study as study_commands
 from llem.commands.aggregate import aggregate
 from llem.commands.backends import backends
 from llem.commands.env import env
+from llem.commands.report import report
 from llem.commands.run import run
 from llem.errors import (
     EXIT_FAILURE,
@@ -55,6 +56,7 @@ app.command("backends")(backends)
 app.command("env")(env)
 app.add_typer(study_commands.app, name="study")
 app.add_typer(results_commands.app, name="results")
+app.command("report")(report)
 app.add_typer(db_commands.app, name="db")
 app.add_typer(config_commands.app, name="config")
 app.add_typer(schema_commands.app, name="schema")

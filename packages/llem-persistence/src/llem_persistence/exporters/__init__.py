@@ -4,8 +4,8 @@
   :data:`SUMMARY_COLUMNS` (documented, stable order; see
   :mod:`llem_schema.tabular.summary`).
 - :func:`export_json`: a JSON array of complete results.
-- :func:`export_xlsx`: summary, per-request, config and warnings sheets, colour scales on
-  efficiency, a chart.
+- :func:`export_xlsx`: summary, comparison, per-request, config and warnings sheets, colour
+  scales on efficiency and latency, native charts.
 - :func:`export`: picks one of them by ``format=`` or the file's suffix.
 - :func:`export_requests`: one row per request, :data:`REQUEST_COLUMNS`, to CSV, Parquet or
   Excel.
