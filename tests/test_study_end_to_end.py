@@ -244,6 +244,24 @@ def test_study_show_prints_each_configuration_and_json(sweep: Sweep) -> None:
     assert json.loads(as_json.stdout) == json.loads((sweep.study_dir / "study.json").read_text())
 
 
+def test_the_report_of_the_real_sweep_draws_throughput_and_says_why_not_energy(
+    sweep: Sweep, tmp_path: Path
+) -> None:
+    """Found by its name in the store; run with energy off, so the energy figures are notes."""
+    page = tmp_path / "sweep.html"
+    db = str(sweep.output / "llem.db")
+    reported = llem("report", "--study", "sweep", "-o", str(page), "--db", db, env=sweep.env)
+    assert reported.returncode == 0, reported.stderr
+    text = page.read_text(encoding="utf-8")
+    assert re.findall(r"<h3>([^<]+)</h3>", text) == ["Latency distributions", "Throughput"]
+    assert text.count("<tr><td>batch_size=") == 4
+    assert (
+        "note: Energy per output token: not drawn: no configuration has "
+        "energy_per_output_token_j in every cycle (is energy measured?)"
+    ) in reported.stderr
+    assert "note: Energy against p99 latency: not drawn:" in reported.stderr
+
+
 def test_dry_run_lists_runs_skips_and_estimates_from_history(sweep: Sweep, tmp_path: Path) -> None:
     planned = tmp_path / "more.yaml"
     planned.write_text(

@@ -8,8 +8,7 @@ from typing import Protocol
 
 import pytest
 
-from llem_schema import StudyManifest, expand_study, parse_study
-from llem_schema.testing import EXAMPLE_BACKENDS, example_raw_result, example_result
+from llem_schema.testing import example_study
 
 
 class Outcome(Protocol):
@@ -110,33 +109,7 @@ def test_a_folder_that_is_no_study_is_refused(llem: Llem, tmp_path: Path) -> Non
 
 
 def test_a_study_directory_gets_its_sweep_and_pareto_figures(llem: Llem, tmp_path: Path) -> None:
-    plan = expand_study(
-        parse_study(
-            {
-                "name": "pair",
-                "base": {"n": 8, "max_new_tokens": 16},
-                "sweep": {"pytorch.batch_size": [1, 4]},
-                "cycles": 2,
-            }
-        ),
-        backends=EXAMPLE_BACKENDS,
-    )
-    study = tmp_path / "pair_2026-11-22T14-00-00"
-    manifest = StudyManifest.new(plan, study_id=study.name, study_name="pair")
-    for run in plan.runs:
-        config = plan.point(run.point_index).config
-        raw = example_raw_result(config=config, seed=run.run_index, energy_j=100.0 + run.run_index)
-        result = example_result([raw], config=config).model_copy(
-            update={"experiment_id": f"pair-run-{run.run_index}"}
-        )
-        saved = result.save(study)
-        manifest = manifest.with_entry(
-            run.run_index,
-            status="completed",
-            experiment_id=result.experiment_id,
-            result_path=saved.name,
-        )
-    manifest.save(study)
+    study = example_study(tmp_path, name="pair", sweep={"pytorch.batch_size": [1, 4]})
     page = tmp_path / "study.html"
     outcome = llem("report", "--study", str(study), "-o", str(page))
     assert outcome.exit_code == 0, outcome.stderr

@@ -320,3 +320,25 @@ def test_the_shipped_fixtures_load_with_the_current_reader() -> None:
     assert manifest.study_id == study.study_id
     assert manifest.counts()["completed"] == 6
     assert manifest.counts()["skipped"] == 1
+
+
+def test_example_study_is_a_completed_study_on_disk(tmp_path: Path) -> None:
+    from llem_schema.testing import EXAMPLE_SWEEP, example_study
+
+    directory = example_study(tmp_path, energy_j=lambda overrides, cycle: 50.0 + cycle)
+    assert directory == tmp_path / "grid_2026-11-22T14-03-05"
+    manifest = StudyManifest.load(directory)
+    assert manifest.status == "completed"
+    assert [e.status for e in manifest.entries] == ["completed"] * 8
+    study = StudyResult.from_json(directory)
+    assert [c.overrides for c in study.configurations] == [
+        {"pytorch.batch_size": batch, "max_new_tokens": tokens}
+        for batch in EXAMPLE_SWEEP["pytorch.batch_size"]
+        for tokens in EXAMPLE_SWEEP["max_new_tokens"]
+    ]
+    for configuration in study.configurations:
+        assert configuration.metrics["energy_j"].values == [50.0, 51.0]
+    for entry in manifest.entries:
+        result_dir = entry.result_dir(directory)
+        assert result_dir is not None
+        assert ExperimentResult.from_json(result_dir).experiment_id == entry.experiment_id

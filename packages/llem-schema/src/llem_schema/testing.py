@@ -7,11 +7,13 @@ know the rest is sound. Deterministic for a given ``seed``.
 
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from os import PathLike
+from pathlib import Path
 from typing import Final, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, JsonValue
 
 from llem_schema._base import FrozenModel
 from llem_schema.backend import ModelInfo
@@ -39,6 +41,7 @@ __all__ = [
     "example_raw_result",
     "example_requests",
     "example_result",
+    "example_study",
     "example_warning",
 ]
 
@@ -300,3 +303,78 @@ def example_result(
             complete=True,
         ),
     )
+
+
+EXAMPLE_SWEEP: Final[Mapping[str, list[JsonValue]]] = {
+    "pytorch.batch_size": [1, 4],
+    "max_new_tokens": [8, 16],
+}
+"""The sweep of :func:`example_study`: two settings of two values, four points."""
+
+
+def example_study(
+    output_dir: str | PathLike[str],
+    *,
+    name: str = "grid",
+    sweep: Mapping[str, Sequence[JsonValue]] = EXAMPLE_SWEEP,
+    cycles: int = 2,
+    energy_j: Callable[[Mapping[str, JsonValue], int], float] | None = None,
+) -> Path:
+    """A completed study written under ``output_dir`` as ``llem study`` leaves it: the
+    manifest, each run's result directory and ``study.json``; returns the study directory.
+
+    ``energy_j(overrides, cycle)`` gives each run's GPU energy (default: 100 J plus 10 J per
+    point and 2 J per cycle). Runs are a minute apart from :data:`EXAMPLE_START`.
+    """
+    from llem_schema.study_config import parse_study
+    from llem_schema.study_manifest import StudyManifest
+    from llem_schema.study_plan import expand_study
+    from llem_schema.study_result import summarize_study
+
+    study = parse_study(
+        {"name": name, "base": {"n": 8}, "sweep": dict(sweep), "cycles": cycles},
+        backends=EXAMPLE_BACKENDS,
+    )
+    plan = expand_study(study, backends=EXAMPLE_BACKENDS)
+    stamp = EXAMPLE_START.strftime("%Y-%m-%dT%H-%M-%S")
+    directory = Path(output_dir) / f"{name}_{stamp}"
+    manifest = StudyManifest.new(
+        plan, study_id=directory.name, study_name=name, created_at=EXAMPLE_START
+    )
+    results: dict[int, ExperimentResult] = {}
+    for run in plan.runs:
+        point = plan.point(run.point_index)
+        joules = (
+            energy_j(point.overrides, run.cycle)
+            if energy_j is not None
+            else 100.0 + 10.0 * run.point_index + 2.0 * run.cycle
+        )
+        start = EXAMPLE_START + timedelta(minutes=run.run_index)
+        raw = example_raw_result(
+            config=point.config, seed=run.run_index, energy_j=joules, start_time=start
+        )
+        result = example_result([raw], config=point.config).model_copy(
+            update={"experiment_id": f"{name}-run-{run.run_index}"}
+        )
+        saved = result.save(directory)
+        results[run.run_index] = result
+        finished = start + timedelta(seconds=30)
+        manifest = manifest.with_entry(
+            run.run_index,
+            status="completed",
+            started_at=start,
+            finished_at=finished,
+            experiment_id=result.experiment_id,
+            result_path=saved.name,
+            updated_at=finished,
+        )
+    finished_at = EXAMPLE_START + timedelta(minutes=len(plan.runs))
+    manifest = manifest.with_status("completed", updated_at=finished_at)
+    manifest.save(directory)
+    summarize_study(
+        manifest,
+        results,
+        cv_warning_threshold=study.cv_warning_threshold,
+        finished_at=finished_at,
+    ).save(directory)
+    return directory
