@@ -193,7 +193,16 @@ def _generated() -> str:
 
 
 def _summary_table(experiments: Sequence[Experiment]) -> str:
-    names = labels(experiments) if len(experiments) > 1 else [experiments[0].id]
+    """One row per experiment; one experiment's figures one per row instead (a single row of
+    fourteen columns would not fit a laptop's width)."""
+    if len(experiments) == 1:
+        result = experiments[0].result
+        rows = [
+            f"<tr><td>{_e(title)}</td><td>{_e(_format(SUMMARY_BY_NAME[column].get(result)))}</td></tr>"
+            for column, title in _SUMMARY
+        ]
+        return _table("<th>metric</th><th>value</th>", rows)
+    names = labels(experiments)
     head = "".join(f"<th>{_e(title)}</th>" for _, title in (("", "experiment"), *_SUMMARY))
     rows = []
     for name, experiment in zip(names, experiments, strict=True):

@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from llem_report._common import all_warnings, footnote, new_figure, settle, warning_lines
+from llem_report._common import footnote, new_figure, settle, warning_lines
 from llem_report.errors import ReportError
 from llem_report.loading import Experiment
 from llem_report.reduce import DEFAULT_BUCKETS, FloatArray, envelope
@@ -162,12 +162,6 @@ def _reduction_note(devices: list[_Device], drawn: int, reduced: bool) -> list[s
     ]
 
 
-def _notes(result: ExperimentResult) -> list[str]:
-    if result.simulated:
-        return ["Simulated GPUs: these are not measurements."]
-    return []
-
-
 def power_over_time(experiment: Experiment) -> Figure:
     """Power (top) and temperature (bottom) of each GPU over time, with the energy window,
     the steady-state window where the run has one, and each GPU's idle baseline."""
@@ -202,7 +196,7 @@ def power_over_time(experiment: Experiment) -> Figure:
         axes.grid(alpha=0.3)
     footnote(
         figure,
-        _notes(result) + _reduction_note(devices, drawn, reduced),
+        _reduction_note(devices, drawn, reduced),
         warning_lines([experiment], POWER_WARNINGS),
     )
     return settle(figure)
@@ -276,7 +270,6 @@ def cumulative_energy(experiment: Experiment) -> Figure:
     axes.legend(fontsize=7, loc="upper left")
     axes.set_title(f"Cumulative GPU energy: {experiment.id}", fontsize=10, loc="left")
     notes = [
-        *_notes(result),
         "Integrated from the power samples inside the energy window (trapezoids); the result's "
         "figure comes from the energy counters where the GPU has them.",
     ]
@@ -298,8 +291,3 @@ def has_power(experiment: Experiment) -> bool:
         and table.num_rows > 0
         and table.column("gpu_power_w").null_count < table.num_rows
     )
-
-
-def power_warnings(result: ExperimentResult) -> list[str]:
-    """The codes of ``result``'s warnings that bear on its power figures."""
-    return [w.code for w in all_warnings(result) if w.code in POWER_WARNINGS | ENERGY_WARNINGS]
