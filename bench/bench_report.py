@@ -20,7 +20,8 @@ saved as llem saves a result: ``result.json`` with the Parquet sidecar beside it
   panels; cumulative energy per GPU and in all), the 10,000 starts against TTFT and E2E
   as scatters, the CDFs as steps through every sorted value (``np.sort``); each figure saved
   as PNG at 110 dpi into memory and base64-embedded in a minimal HTML page. Nothing reduced,
-  nothing of llem's.
+  nothing of llem's; titles, legends and the window's shading, but not llem's footnotes,
+  idle-baseline lines, steady-state shading, summary table or warnings.
 - Reference: the baseline in a fresh interpreter (this script with ``--draw-baseline``), to
   set the command against.
 
@@ -109,9 +110,18 @@ def build_requests(rng: np.random.Generator, process: int) -> "list[RequestRecor
     ]
 
 
-def build_raws(config: "ExperimentConfig") -> "list[RawProcessResult]":
+def build_raws(config: "ExperimentConfig", table: pa.Table) -> "list[RawProcessResult]":
+    """One process per GPU; each GPU's energy the integral of its samples in the window."""
     from llem_schema.testing import EXAMPLE_START, example_raw_result
 
+    times = table.column("timestamp_s").to_numpy()
+    gpus = table.column("gpu_index").to_numpy()
+    power = table.column("gpu_power_w").to_numpy()
+    energy = []
+    for index in range(PROCESSES):
+        inside = (gpus == index) & (times >= 0.0) & (times <= WINDOW_S)
+        t, w = times[inside], power[inside]
+        energy.append(float(np.sum(np.diff(t) * (w[1:] + w[:-1]) / 2.0)))
     rng = np.random.default_rng(5)
     return [
         example_raw_result(
@@ -119,7 +129,7 @@ def build_raws(config: "ExperimentConfig") -> "list[RawProcessResult]":
             num_processes=PROCESSES,
             config=config,
             duration_s=WINDOW_S,
-            energy_j=700_000.0 + 10_000.0 * index,
+            energy_j=energy[index],
             baseline_power_w=70.0,
             start_time=EXAMPLE_START + timedelta(milliseconds=20 * index),
             requests=build_requests(rng, index),
@@ -165,7 +175,7 @@ def save_experiment(work: Path) -> "tuple[Path, ExperimentResult, pa.Table]":
     )
     table = build_timeseries()
     result = aggregate_results(
-        build_raws(config),
+        build_raws(config, table),
         effective_config=config.model_dump(mode="json"),
         timeseries=TIMESERIES_FILE,
         samples=table,
@@ -209,6 +219,7 @@ def draw_baseline(directory: Path, page: Path) -> list[str]:
     )
     gpus = _per_gpu(table)
     duration = float(document["duration_s"])
+    name = document["experiment_id"]
     images = []
 
     figure = Figure(figsize=(8.0, 5.2), layout="constrained")
@@ -219,6 +230,7 @@ def draw_baseline(directory: Path, page: Path) -> list[str]:
     for axes in (top, bottom):
         axes.axvspan(0.0, duration, color="#d9d9d9", alpha=0.45, lw=0)
         axes.grid(alpha=0.3)
+    top.set_title(f"Power and temperature: {name}", fontsize=10, loc="left")
     top.set_ylabel("power (W)")
     top.legend(fontsize=7, loc="lower right")
     bottom.set_ylabel("temperature (°C)")
@@ -237,6 +249,7 @@ def draw_baseline(directory: Path, page: Path) -> list[str]:
     grid = np.unique(np.concatenate([t for t, _ in series]))
     total = np.sum([np.interp(grid, t, j) for t, j in series], axis=0)
     axes.plot(grid, total / 1e3, lw=1.4, color="black", label="all GPUs")
+    axes.set_title(f"Cumulative GPU energy: {name}", fontsize=10, loc="left")
     axes.set_ylabel("energy (kJ)")
     axes.set_xlabel("time (s)")
     axes.legend(fontsize=7, loc="upper left")
@@ -255,6 +268,7 @@ def draw_baseline(directory: Path, page: Path) -> list[str]:
     axes = figure.subplots()
     axes.scatter(starts, [r["e2e_ms"] for r in requests], s=1.5, lw=0, label="E2E")
     axes.scatter(starts, [r["ttft_ms"] for r in requests], s=1.5, lw=0, label="TTFT")
+    axes.set_title(f"Latency by request start: {name}", fontsize=10, loc="left")
     axes.set_xlabel("request start (s)")
     axes.set_ylabel("latency (ms)")
     axes.legend(fontsize=7, loc="upper left", markerscale=2)
@@ -274,12 +288,13 @@ def draw_baseline(directory: Path, page: Path) -> list[str]:
         axes.set_xlabel(name, fontsize=8)
         axes.set_ylabel("fraction of values", fontsize=8)
         axes.grid(alpha=0.3)
+    figure.suptitle(f"Latency distributions: {name}", fontsize=10, x=0.01, ha="left")
     images.append(_png(figure))
 
     body = "".join(f'<figure><img src="data:image/png;base64,{png}"></figure>' for png in images)
     page.write_text(
-        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{document["experiment_id"]}'
-        f"</title></head><body><h1>{document['experiment_id']}</h1>{body}</body></html>\n",
+        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{name}</title></head>'
+        f"<body><h1>{name}</h1>{body}</body></html>\n",
         encoding="utf-8",
     )
     return images

@@ -141,9 +141,10 @@ def latency_over_time(experiment: Experiment | ExperimentResult) -> Figure:
     if result.steady_state is not None:
         low, high = result.steady_state.steady_state_window
         axes.axvspan(low, high, color="#b7d7f0", alpha=0.6, lw=0, label="steady state")
-    size = 4.0 if len(starts) < 2_000 else 1.5
-    axes.scatter(starts, e2e, s=size, lw=0, label="E2E", rasterized=True)
-    axes.scatter(starts, ttft, s=size, lw=0, label="TTFT", rasterized=True)
+    size = 9.0 if len(starts) < 2_000 else 2.0
+    at = np.array(starts)
+    axes.scatter(at, np.array(e2e), s=size, lw=0, label="E2E", rasterized=True)
+    axes.scatter(at, np.array(ttft), s=size, lw=0, label="TTFT", rasterized=True)
     if failed:
         axes.plot(
             failed, [0.0] * len(failed), "|", color="#c0392b", ms=8, label=f"failed ({len(failed)})"

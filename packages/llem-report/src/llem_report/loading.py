@@ -99,7 +99,9 @@ def load_experiment(path: str | PathLike[str], *, timeseries: bool = True) -> Ex
 def _read_timeseries(directory: Path, name: str) -> tuple[pa.Table | None, str | None]:
     path = directory / name
     try:
-        table = pq.read_table(path, columns=list(TIMESERIES_COLUMNS_DRAWN))
+        # ParquetFile, not read_table: that imports pyarrow.dataset (and pandas where it is
+        # installed), most of a second before anything is drawn
+        table = pq.ParquetFile(path).read(columns=list(TIMESERIES_COLUMNS_DRAWN))
     except FileNotFoundError:
         return None, f"{path}: the timeseries file is missing"
     except (pa.ArrowInvalid, OSError, KeyError) as exc:
