@@ -84,7 +84,7 @@ def test_an_existing_page_is_kept_unless_overwrite(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ((), "give experiment ids or --study DIR, not both"),
+        ((), "give the experiment ids to report, or --study DIR"),
         (("exp_0", "--study", "x"), "give experiment ids or --study DIR, not both"),
         (("nope",), "no experiment 'nope' in "),
     ],
@@ -121,3 +121,23 @@ def test_a_study_directory_gets_its_sweep_and_pareto_figures(llem: Llem, tmp_pat
         "Energy against p99 latency",
     ]
     assert "<h1>Study pair</h1>" in text
+
+
+def test_a_missing_folder_is_said_before_anything_is_drawn(
+    llem: Llem, results: Path, tmp_path: Path
+) -> None:
+    db = str(results / "llem.db")
+    page = tmp_path / "nowhere" / "r.html"
+    figures = tmp_path / "figures"
+    outcome = llem("report", "exp_0", "-o", str(page), "--figures", str(figures), "--db", db)
+    assert outcome.exit_code == 2
+    assert outcome.stderr == f"error: {page.parent} is not a folder: create it first\n"
+    assert not figures.exists()
+
+
+def test_format_goes_with_figures(llem: Llem, results: Path, tmp_path: Path) -> None:
+    outcome = llem("report", "exp_0", "--format", "svg", "--db", str(results / "llem.db"))
+    assert outcome.exit_code == 2
+    assert outcome.stderr == (
+        "error: --format is the format of the figure files: give --figures DIR too\n"
+    )

@@ -1,6 +1,7 @@
 """Each figure function on results made with ``llem_schema.testing``: what it draws is read
 back from the figure's artists and compared with the result's own numbers."""
 
+import io
 import math
 from collections.abc import Callable
 from datetime import timedelta
@@ -16,10 +17,12 @@ from matplotlib.container import ErrorbarContainer
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
+from pydantic import JsonValue
 
 from llem_report import (
     Experiment,
     ReportError,
+    configurations,
     cumulative_energy,
     latency_cdfs,
     latency_over_time,
@@ -30,7 +33,7 @@ from llem_report import (
     power_over_time,
 )
 from llem_schema import ExperimentResult, MeasurementWarning, RequestRecord, StudyResult
-from llem_schema.testing import EXAMPLE_START, example_raw_result, example_result
+from llem_schema.testing import EXAMPLE_START, example_raw_result, example_result, example_study
 
 WATTS = (100.0, 250.0)
 """The power of GPU 0 and GPU 1 in the sampled run (conftest.py)."""
@@ -331,3 +334,200 @@ def test_warnings_that_bear_on_a_figure_are_written_under_it(sampled_dir: Path) 
     assert "failed_requests" not in power_note
     assert "\N{WARNING SIGN} failed_requests: 2 of 24 requests failed" in latency_note
     assert "throttled" not in latency_note
+
+
+def failed_request(index: int, start_s: float) -> RequestRecord:
+    """A request that failed after two tokens, a minute in."""
+    return RequestRecord(
+        request_index=index,
+        batch_index=0,
+        input_tokens=5,
+        output_tokens=2,
+        ttft_ms=59_000.0,
+        e2e_ms=60_000.0,
+        itl_ms=[1_000.0],
+        start_s=start_s,
+        scheduled_s=start_s,
+        error="the connection dropped",
+    )
+
+
+def test_failed_requests_are_left_out_of_the_latency_figures_as_of_the_statistics() -> None:
+    raw = example_raw_result(n_requests=8)
+    raw = raw.model_copy(
+        update={"requests": [*raw.requests, *(failed_request(100 + i, 1.0) for i in range(3))]}
+    )
+    result = example_result([raw])
+    assert result.latency.e2e is not None
+    cdfs = latency_cdfs(result)
+    e2e = np.asarray(cdfs.axes[3].get_lines()[0].get_xdata())
+    assert len(e2e) == 8 + 1
+    assert e2e.max() == pytest.approx(result.latency.e2e.max_ms)
+    assert "3 failed requests are left out" in footnote(cdfs)
+    by_start = latency_over_time(result)
+    assert len(np.asarray(by_start.axes[0].collections[0].get_offsets())) == 8
+    assert "8 completed requests; 3 failed, marked at their start." in footnote(by_start)
+
+
+def test_a_dollar_sign_in_a_warning_is_a_dollar_sign(sampled_dir: Path) -> None:
+    experiment = load_experiment(sampled_dir)
+    odd = MeasurementWarning.of("throttled", r"the field $\q$ cost $5 and $6")
+    result = experiment.result.model_copy(update={"measurement_warnings": [odd]})
+    figure = power_over_time(Experiment(result, timeseries=experiment.timeseries))
+    assert r"throttled: the field $\q$ cost $5 and $6" in footnote(figure)
+    figure.savefig(io.BytesIO(), format="png")  # drawn, not parsed as mathtext
+
+
+def test_labels_tell_every_configuration_and_cycle_apart(tmp_path: Path) -> None:
+    sweep: dict[str, list[JsonValue]] = {
+        "pytorch.batch_size": [1, 4],
+        "max_new_tokens": [8, 16],
+        "n": [4, 8],
+        "seed": [1, 2],
+    }
+    wide = load_study(example_study(tmp_path / "wide", sweep=sweep, cycles=1))
+    assert len({c.label for c in configurations(list(wide.experiments))}) == 16
+    repeated = load_study(example_study(tmp_path / "repeated"))
+    names = [str(line.get_label()) for line in latency_cdfs(repeated).axes[0].get_lines()]
+    assert len(set(names)) == 8
+    assert "batch_size=1, max_new_tokens=8 (cycle 2)" in names
+
+
+def test_a_gpu_index_on_two_hosts_cannot_be_drawn_per_gpu(power_table: PowerTable) -> None:
+    raws = [
+        example_raw_result(process_index=0, num_processes=2, device_uuid=f"GPU-{host}").model_copy(
+            update={"hostname": host, "devices": []}
+        )
+        for host in ("node-a", "node-b")
+    ]
+    from llem_schema import DeviceInfo
+
+    raws = [
+        raw.model_copy(
+            update={
+                "process_index": i,
+                "devices": [DeviceInfo(kind="gpu", index=0, uuid=f"GPU-{i}", name="Example GPU")],
+            }
+        )
+        for i, raw in enumerate(raws)
+    ]
+    result = example_result(raws, timeseries="timeseries.parquet")
+    table = power_table(result.duration_s, watts=(100.0,))
+    with pytest.raises(ReportError, match=r"GPU index 0 names 2 GPUs \(on several hosts\)"):
+        power_over_time(Experiment(result, timeseries=table))
+
+
+def test_many_warnings_under_a_figure_end_with_how_many_more(sampled_dir: Path) -> None:
+    experiment = load_experiment(sampled_dir)
+    long = " ".join(["the GPU read far above its limit"] * 12)
+    warnings = [MeasurementWarning.of("power_out_of_bounds", f"{i}: {long}") for i in range(6)]
+    result = experiment.result.model_copy(update={"measurement_warnings": warnings})
+    note = footnote(power_over_time(Experiment(result, timeseries=experiment.timeseries)))
+    assert note.endswith("and 3 more warnings: see the report")
+    assert note.count("\N{HORIZONTAL ELLIPSIS}") == 3
+
+
+def test_the_sweep_intervals_are_those_of_study_json_with_its_seeds(tmp_path: Path) -> None:
+    """Five cycles: the bootstrap interval depends on the seed (of two values it would not)."""
+    directory = example_study(
+        tmp_path,
+        sweep={"pytorch.batch_size": [1, 4]},
+        cycles=5,
+        energy_j=lambda overrides, cycle: 100.0 + 7.0 * cycle**2,
+    )
+    summary = StudyResult.from_json(directory)
+    axes = metric_vs_variable(load_study(directory), "energy_per_output_token_j").axes[0]
+    (container,) = [c for c in axes.containers if isinstance(c, ErrorbarContainer)]
+    _, _, (bars,) = container.lines
+    drawn = np.ravel([segment.tolist() for segment in bars.get_segments()]).tolist()
+    expected = []
+    for configuration, x in zip(summary.configurations, (1.0, 4.0), strict=True):
+        stats = configuration.metrics["energy_per_output_token_j"]
+        expected += [x, stats.ci_low, x, stats.ci_high]
+    assert drawn == pytest.approx(expected, rel=1e-12)
+
+
+def test_runs_on_other_gpus_are_other_configurations() -> None:
+    from llem_schema import DeviceInfo
+
+    a100 = example_result()
+    raw = a100.process_results[0]
+    gpu = DeviceInfo(kind="gpu", index=0, uuid=raw.devices[0].uuid, name="NVIDIA H100")
+    h100 = a100.model_copy(
+        update={
+            "experiment_id": "tiny_pytorch_2026-11-22T15-00-00_abcdef",
+            "process_results": [raw.model_copy(update={"devices": [gpu]})],
+        }
+    )
+    found = configurations([Experiment(a100), Experiment(h100)])
+    assert [len(c.experiments) for c in found] == [1, 1]
+    assert [c.label.rsplit(" on ", 1)[1] for c in found] == ["Example GPU", "NVIDIA H100"]
+
+
+def test_a_setting_of_ints_and_floats_is_one_numeric_axis() -> None:
+    from llem_schema.testing import example_config
+
+    results = [
+        example_result(config=example_config(decoder={"mode": "sampling", "temperature": t}))
+        for t in (1, 2.5)
+    ]
+    axes = metric_vs_variable(results, "output_tokens_per_s", "decoder.temperature").axes[0]
+    (container,) = [c for c in axes.containers if isinstance(c, ErrorbarContainer)]
+    assert np.asarray(container.lines[0].get_xdata()).tolist() == [1.0, 2.5]
+
+
+def test_the_pareto_front_trades_only_what_is_better_lower() -> None:
+    with pytest.raises(
+        ReportError, match=r"trades an energy where lower is better: .* not 'output_tokens_per_j'"
+    ):
+        pareto_front([example_result()], energy="output_tokens_per_j")
+
+
+def test_the_pareto_front_is_the_hand_found_one() -> None:
+    """A (100 ms, 3.0 J) and B (200 ms, 2.0 J) are the front; C (150, 3.5) is beaten by A,
+    D (300, 2.5) by B."""
+    base = example_result()
+    assert base.latency.e2e is not None
+    points = {"A": (100.0, 3.0), "B": (200.0, 2.0), "C": (150.0, 3.5), "D": (300.0, 2.5)}
+    results = []
+    for batch, (name, (p99_ms, joules)) in enumerate(points.items(), start=1):
+        config = dict(base.effective_config)
+        config["pytorch"] = {"batch_size": batch}
+        results.append(
+            base.model_copy(
+                update={
+                    "experiment_id": f"point-{name}",
+                    "measurement_config_hash": f"{batch:016x}",
+                    "effective_config": config,
+                    "latency": base.latency.model_copy(
+                        update={"e2e": base.latency.e2e.model_copy(update={"p99_ms": p99_ms})}
+                    ),
+                    "efficiency": base.efficiency.model_copy(
+                        update={"energy_per_output_token_j": joules}
+                    ),
+                }
+            )
+        )
+    axes = pareto_front(results).axes[0]
+    (joined,) = [line for line in axes.get_lines() if line.get_color() == "#1f5f99"]
+    assert np.asarray(joined.get_xdata()).tolist() == [100.0, 200.0]
+    assert np.asarray(joined.get_ydata()).tolist() == [3.0, 2.0]
+
+
+def test_power_of_a_bare_result_says_to_load_its_directory(two_gpu: ExperimentResult) -> None:
+    with pytest.raises(ReportError, match=r"load it with load_experiment\(<result directory>\)"):
+        power_over_time(two_gpu)
+
+
+def test_an_all_nan_timeseries_has_no_power_to_draw(
+    two_gpu: ExperimentResult, power_table: PowerTable
+) -> None:
+    table = power_table(two_gpu.duration_s)
+    nan = pa.array(np.full(table.num_rows, np.nan))
+    with pytest.raises(ReportError, match="its timeseries holds no power sample"):
+        cumulative_energy(Experiment(two_gpu, timeseries=table.set_column(2, "gpu_power_w", nan)))
+
+
+def test_loading_a_path_that_is_not_there_names_it(tmp_path: Path) -> None:
+    with pytest.raises(ReportError, match=f"{tmp_path / 'missing'}"):
+        load_experiment(tmp_path / "missing")

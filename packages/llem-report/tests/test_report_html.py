@@ -20,7 +20,7 @@ from llem_report import (
     write_figures,
     write_html,
 )
-from llem_schema import MeasurementWarning
+from llem_schema import MeasurementWarning, StudyManifest
 from llem_schema.testing import example_result
 
 
@@ -95,8 +95,8 @@ def test_a_study_gets_the_sweep_figures_and_its_configurations(study_dir: StudyO
         "pareto",
     ]
     assert report.notes == (
-        "Power, energy and per-request figures are drawn for up to 6 experiments: `llem report "
-        "<id>` draws them for one run.",
+        "Power, energy and per-request figures are drawn for one run at a time, for up to 6 "
+        "runs, and not for a study: report a run of it for them.",
     )
     page = render_html(report)
     assert "<h2>Configurations</h2>" in page
@@ -152,3 +152,30 @@ def test_an_unknown_figure_format_is_refused(tmp_path: Path) -> None:
 def test_no_experiments_is_an_error() -> None:
     with pytest.raises(ReportError, match="no experiments to draw"):
         build_report([])
+
+
+def test_a_study_page_shows_points_whose_runs_failed(study_dir: StudyOnDisk) -> None:
+    manifest = StudyManifest.load(study_dir.directory)
+    for entry in manifest.entries:
+        if entry.point_index == 0:
+            manifest = manifest.with_entry(
+                entry.run_index, status="failed", error="CUDA out of memory", result_path=None
+            )
+    manifest.save(study_dir.directory)
+    page = render_html(build_report(load_study(study_dir.directory)))
+    assert "<tr><td>batch_size=1, max_new_tokens=8</td><td>0 of 2</td><td>\N{EN DASH}</td>" in page
+    assert "<tr><td>batch_size=4, max_new_tokens=16</td><td>2 of 2</td>" in page
+    assert "<li>batch_size=1, max_new_tokens=8, run 0: failed: CUDA out of memory</li>" in page
+
+
+def test_a_study_with_nothing_completed_is_an_error(study_dir: StudyOnDisk) -> None:
+    manifest = StudyManifest.load(study_dir.directory)
+    for entry in manifest.entries:
+        manifest = manifest.with_entry(
+            entry.run_index, status="failed", error="no GPU", result_path=None
+        )
+    manifest.with_status("failed").save(study_dir.directory)
+    with pytest.raises(
+        ReportError, match="study grid_2026-11-22T14-03-05 has no completed run to draw"
+    ):
+        load_study(study_dir.directory)

@@ -1,10 +1,12 @@
 """What every figure shares: its size and look, the experiments it accepts, their labels,
 and the footnotes (the warnings that apply, what was reduced for display)."""
 
+import functools
 import textwrap
-from collections.abc import Iterable, Sequence
-from typing import Final, TypeAlias
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Final, ParamSpec, TypeAlias
 
+import matplotlib
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.layout_engine import ConstrainedLayoutEngine
@@ -14,9 +16,12 @@ from llem_report.loading import Experiment, Study
 from llem_schema import ExperimentResult, MeasurementWarning
 from llem_schema.tabular.config import ConfigScalar, flatten_config
 
+P = ParamSpec("P")
+
 __all__ = [
     "WIDTH_IN",
     "Experiments",
+    "drawing",
     "experiments_of",
     "footnote",
     "labels",
@@ -39,6 +44,18 @@ _MAX_WARNING_LINES: Final = 4
 _LABEL_KEYS: Final = 3
 _NOT_LABELS: Final = frozenset({"output_dir", "name"})
 """Settings that tell nothing about a measurement, never used to tell experiments apart."""
+
+
+def drawing(function: Callable[P, Figure]) -> Callable[P, Figure]:
+    """Draw ``function``'s figure with every text taken literally: a ``$`` in a warning, an id
+    or a setting is a dollar sign, never the start of mathtext (which could fail to parse)."""
+
+    @functools.wraps(function)
+    def draw(*args: P.args, **kwargs: P.kwargs) -> Figure:
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return function(*args, **kwargs)
+
+    return draw
 
 
 def new_figure(height_in: float) -> Figure:
@@ -77,19 +94,30 @@ def _experiment(item: Experiment | ExperimentResult) -> Experiment:
 
 
 def labels(experiments: Sequence[Experiment]) -> list[str]:
-    """A short label for each experiment that tells it from the others: the settings that
-    differ among them (a study point's own settings first), else its id."""
+    """A label for each experiment that tells it from the others: the settings that differ
+    among them (a study point's own settings first; three, or all where three do not tell
+    them apart), then the cycle (or the id) of repeated configurations; else its id."""
     if len(experiments) == 1:
         return [_short_id(experiments[0].id)]
     keys = differing_keys(experiments)
     if not keys:
         return [_short_id(e.id) for e in experiments]
-    shown, hidden = keys[:_LABEL_KEYS], len(keys) - _LABEL_KEYS
-    return [
-        settings_label({k: setting(e, k) for k in shown})
-        + (f" (+{hidden} more)" if hidden > 0 else "")
-        for e in experiments
-    ]
+    found = [settings_label({k: setting(e, k) for k in keys[:_LABEL_KEYS]}) for e in experiments]
+    if len(keys) > _LABEL_KEYS and len(set(found)) < len(found):
+        found = [settings_label({k: setting(e, k) for k in keys}) for e in experiments]
+    if len(set(found)) < len(found):
+        found = [
+            f"{label} ({_which(e)})" if found.count(label) > 1 else label
+            for label, e in zip(found, experiments, strict=True)
+        ]
+    return found
+
+
+def _which(experiment: Experiment) -> str:
+    """Which of several runs of one configuration: its cycle in a study, else its id."""
+    if experiment.point is not None:
+        return f"cycle {experiment.point.cycle + 1}"
+    return _short_id(experiment.id)
 
 
 def differing_keys(experiments: Sequence[Experiment]) -> list[str]:
@@ -114,7 +142,7 @@ def setting(experiment: Experiment, key: str) -> ConfigScalar:
     return _settings(experiment).get(key)
 
 
-def settings_label(values: dict[str, ConfigScalar]) -> str:
+def settings_label(values: Mapping[str, object]) -> str:
     """``batch_size=4, request_rate=2``: each setting by its last name, unless two share it."""
     names = _short_names(list(values))
     return ", ".join(f"{names[k]}={_value(v)}" for k, v in values.items())
@@ -165,12 +193,19 @@ def all_warnings(result: ExperimentResult) -> list[MeasurementWarning]:
 def footnote(figure: Figure, notes: Sequence[str], warnings: Sequence[str] = ()) -> None:
     """Write ``notes`` (what the figure shows and how it was reduced), then ``warnings``
     (marked), in small type under the axes, keeping room for them."""
-    lines = [*notes, *(f"\N{WARNING SIGN} {w}" for w in warnings)]
-    if not lines:
+    if not notes and not warnings:
         return
     width = int(WIDTH_IN * 16)  # characters of the footnote's size across the figure
-    wrapped = [part for line in lines for part in textwrap.wrap(line, width) or [""]]
-    wrapped = wrapped[: 2 * _MAX_WARNING_LINES + len(notes)]
+    wrapped = [part for note in notes for part in textwrap.wrap(note, width) or [""]]
+    for warning in warnings:  # each in two lines at most; the report has the whole text
+        parts = textwrap.wrap(f"\N{WARNING SIGN} {warning}", width)
+        if len(parts) > 2:
+            parts = [
+                parts[0],
+                textwrap.shorten(" ".join(parts[1:]), width - 2, placeholder="")
+                + " \N{HORIZONTAL ELLIPSIS}",
+            ]
+        wrapped += parts
     height = figure.get_figheight()
     reserve = (len(wrapped) * _LINE_IN + 0.08) / height
     engine = figure.get_layout_engine()

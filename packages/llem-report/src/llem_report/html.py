@@ -18,11 +18,12 @@ from typing import Final
 import matplotlib
 from matplotlib.figure import Figure
 
-from llem_report._common import all_warnings, labels
+from llem_report._common import all_warnings, labels, settings_label
 from llem_report.errors import ReportError
 from llem_report.loading import Experiment, Study
 from llem_report.report import Report
-from llem_report.sweep import configurations
+from llem_report.sweep import Configuration
+from llem_schema import ManifestEntry, MetricStatistics
 from llem_schema.io import atomic_path
 from llem_schema.tabular.columns import Cell
 from llem_schema.tabular.summary import SUMMARY_BY_NAME
@@ -80,6 +81,7 @@ figure { margin: 1.25rem 0; }
 figure img { max-width: 100%; height: auto; display: block; }
 figcaption { color: #555; font-size: .85rem; }
 ul.warnings li { margin: .2rem 0; }
+li, p, h1 { overflow-wrap: anywhere; }
 code { font-size: .85em; background: #f5f5f7; padding: 0 .2em; }
 .note { color: #555; }
 """
@@ -220,37 +222,57 @@ def _table(head: str, rows: Iterable[str]) -> str:
 
 
 def _study_section(study: Study) -> list[str]:
+    """Every point of the study: its settings, how many of its cycles completed, and the mean
+    and interval of the key metrics across them; then the runs that failed, with why."""
     done = study.manifest.counts()
-    parts = [
-        "<h2>Configurations</h2>",
-        f'<p class="meta">{_e(", ".join(f"{n} {status}" for status, n in done.items() if n))} · swept: {_e(", ".join(study.swept()) or "nothing")}</p>',
-    ]
-    head = "".join(
-        f"<th>{_e(title)}</th>"
-        for title in (
-            "configuration",
-            "cycles",
-            *(f"{t} (95 % interval)" for _, t in _STUDY_METRICS),
-        )
-    )
-    rows = []
-    for configuration in configurations(study.experiments):
-        cells = [
-            f"<td>{_e(configuration.label)}</td>",
-            f"<td>{len(configuration.experiments)}</td>",
-        ]
+    counts = ", ".join(f"{n} {status}" for status, n in done.items() if n)
+    swept = ", ".join(study.swept()) or "nothing"
+    parts = ["<h2>Configurations</h2>", f'<p class="meta">{_e(counts)} · swept: {_e(swept)}</p>']
+    titles = ("configuration", "cycles", *(f"{t} (95 % interval)" for _, t in _STUDY_METRICS))
+    head = "".join(f"<th>{_e(title)}</th>" for title in titles)
+    runs: dict[int, list[Experiment]] = {}
+    for experiment in study.experiments:
+        assert experiment.point is not None
+        runs.setdefault(experiment.point.point_index, []).append(experiment)
+    points: dict[int, list[ManifestEntry]] = {}
+    for entry in study.manifest.entries:
+        points.setdefault(entry.point_index, []).append(entry)
+    rows, failures = [], []
+    for point_index, entries in sorted(points.items()):
+        label = settings_label(entries[0].overrides) or "base"
+        planned = [e for e in entries if e.status != "skipped"]
+        completed = runs.get(point_index, [])
+        cycles = f"{len(completed)} of {len(planned)}" if planned else "skipped"
+        cells = [f"<td>{_e(label)}</td>", f"<td>{_e(cycles)}</td>"]
         for metric, _ in _STUDY_METRICS:
-            stats = configuration.statistics(metric)
-            if stats is None:
-                text = _MISSING
-            elif stats.ci_low is None or stats.ci_high is None:
-                text = _format(stats.mean)
-            else:
-                text = f"{_format(stats.mean)} [{_format(stats.ci_low)}, {_format(stats.ci_high)}]"
-            cells.append(f"<td>{_e(text)}</td>")
+            stats = (
+                Configuration(entries[0].config_hash or "", tuple(completed), label).statistics(
+                    metric
+                )
+                if completed
+                else None
+            )
+            cells.append(f"<td>{_e(_interval(stats))}</td>")
         rows.append(f"<tr>{''.join(cells)}</tr>")
+        failures += [
+            f"{label}, run {e.run_index}: {e.status}: {e.error}"
+            for e in entries
+            if e.status in ("failed", "skipped") and e.error
+        ]
     parts.append(_table(head, rows))
+    if failures:
+        parts += ["<h3>Runs that failed or were skipped</h3>", "<ul>"]
+        parts += [f"<li>{_e(line)}</li>" for line in failures]
+        parts.append("</ul>")
     return parts
+
+
+def _interval(stats: MetricStatistics | None) -> str:
+    if stats is None:
+        return _MISSING
+    if stats.ci_low is None or stats.ci_high is None:
+        return _format(stats.mean)
+    return f"{_format(stats.mean)} [{_format(stats.ci_low)}, {_format(stats.ci_high)}]"
 
 
 def _warnings_section(report: Report) -> list[str]:

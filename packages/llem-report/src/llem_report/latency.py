@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 
 from llem_report._common import (
     Experiments,
+    drawing,
     experiments_of,
     footnote,
     labels,
@@ -52,18 +53,25 @@ _METRICS: Final[tuple[tuple[str, str, Callable[[RequestRecord], Iterable[float]]
 )
 
 
-def _requests(result: ExperimentResult) -> Iterator[RequestRecord]:
+def _completed(result: ExperimentResult) -> Iterator[RequestRecord]:
+    """The requests that completed: a failed one's partial times are left out, as the
+    result's latency statistics leave them out."""
     for process in result.process_results:
-        yield from process.requests
+        yield from (request for request in process.requests if request.error is None)
+
+
+def _failed(result: ExperimentResult) -> int:
+    return sum(1 for p in result.process_results for r in p.requests if r.error is not None)
 
 
 def _values(result: ExperimentResult, of: Callable[[RequestRecord], Iterable[float]]) -> FloatArray:
-    return np.fromiter(chain.from_iterable(of(r) for r in _requests(result)), dtype=np.float64)
+    return np.fromiter(chain.from_iterable(of(r) for r in _completed(result)), dtype=np.float64)
 
 
+@drawing
 def latency_cdfs(experiments: Experiments) -> Figure:
     """The distribution (empirical CDF) of TTFT, ITL, TPOT and E2E, one line per experiment,
-    over the requests that produced tokens."""
+    over the requests that completed with tokens."""
     chosen = experiments_of(experiments)
     notes = []
     if len(chosen) > _MAX_SERIES:
@@ -72,7 +80,7 @@ def latency_cdfs(experiments: Experiments) -> Figure:
     names = labels(chosen)
     figure = new_figure(5.6)
     panels = figure.subplots(2, 2).flatten()
-    reduced = False
+    largest = 0  # values in the largest distribution drawn at fewer points
     for axes, (short, title, of) in zip(panels, _METRICS, strict=True):
         drawn = False
         for name, experiment in zip(names, chosen, strict=True):
@@ -80,7 +88,8 @@ def latency_cdfs(experiments: Experiments) -> Figure:
             if len(values) == 0:
                 continue
             x, y = cdf_points(values)
-            reduced = reduced or len(x) < len(values)
+            if len(x) < len(values):
+                largest = max(largest, len(values))
             axes.step(x, y, where="post", lw=1.0, label=name)
             drawn = True
         if not drawn:
@@ -106,14 +115,22 @@ def latency_cdfs(experiments: Experiments) -> Figure:
         x=0.01,
         ha="left",
     )
-    if reduced:
+    if largest:
         notes.append(
-            f"Distributions of more than {2 * DEFAULT_BUCKETS:,} values are drawn at {2 * DEFAULT_BUCKETS:,} evenly spaced ranks (exact at each)."
+            f"Distributions of more than {2 * DEFAULT_BUCKETS:,} values are drawn at "
+            f"{2 * DEFAULT_BUCKETS:,} evenly spaced ranks, exact at each (the largest here: "
+            f"{largest:,} values)."
+        )
+    failed = sum(_failed(e.result) for e in chosen)
+    if failed:
+        notes.append(
+            f"{failed:,} failed requests are left out, as the latency statistics leave them out."
         )
     footnote(figure, notes, warning_lines(chosen, LATENCY_WARNINGS))
     return settle(figure)
 
 
+@drawing
 def latency_over_time(experiment: Experiment | ExperimentResult) -> Figure:
     """Each request's start against its TTFT and E2E latency, on the energy window's clock,
     with the steady-state window where the run has one; failed requests marked at their
@@ -132,7 +149,7 @@ def latency_over_time(experiment: Experiment | ExperimentResult) -> Figure:
             start = request.start_s + offset
             if request.error is not None:
                 failed.append(start)
-            if request.e2e_ms is not None and request.ttft_ms is not None:
+            elif request.e2e_ms is not None and request.ttft_ms is not None:
                 starts.append(start)
                 ttft.append(request.ttft_ms)
                 e2e.append(request.e2e_ms)
@@ -159,7 +176,10 @@ def latency_over_time(experiment: Experiment | ExperimentResult) -> Figure:
     axes.set_title(f"Latency by request start: {result.experiment_id}", fontsize=10, loc="left")
     footnote(
         figure,
-        [f"{len(starts):,} requests with tokens."],
+        [
+            f"{len(starts):,} completed requests"
+            + (f"; {len(failed):,} failed, marked at their start." if failed else ".")
+        ],
         warning_lines([chosen], LATENCY_WARNINGS),
     )
     return settle(figure)

@@ -77,7 +77,7 @@ def load_experiment(path: str | PathLike[str], *, timeseries: bool = True) -> Ex
     timeseries unless ``timeseries`` is False. A missing or unreadable sidecar does not
     fail: the experiment says why in ``timeseries_note``."""
     source = Path(path)
-    directory = source if source.is_dir() else source.parent
+    directory = source.parent if source.name == RESULT_FILE else source
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", LlemWarning)
         try:
@@ -168,4 +168,9 @@ def load_study(path: str | PathLike[str]) -> Study:
             continue
         point = StudyPoint(entry.point_index, entry.cycle, entry.overrides, manifest.design_hash)
         experiments.append(replace(experiment, point=point))
+    if not experiments:
+        raise ReportError(
+            f"study {manifest.study_id} has no completed run to draw"
+            + (f" ({'; '.join(notes)})" if notes else "")
+        )
     return Study(directory, manifest, summary, tuple(experiments), tuple(notes))

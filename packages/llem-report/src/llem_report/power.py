@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from llem_report._common import footnote, new_figure, settle, warning_lines
+from llem_report._common import drawing, experiments_of, footnote, new_figure, settle, warning_lines
 from llem_report.errors import ReportError
 from llem_report.loading import Experiment
 from llem_report.reduce import DEFAULT_BUCKETS, FloatArray, envelope
@@ -70,7 +70,8 @@ class _Device:
     baseline_w: float | None
 
 
-def _devices(experiment: Experiment) -> list[_Device]:
+def _devices(given: Experiment | ExperimentResult) -> tuple[Experiment, list[_Device]]:
+    (experiment,) = experiments_of(given)
     table = experiment.timeseries
     if table is None:
         why = experiment.timeseries_note or _no_timeseries(experiment.result)
@@ -81,6 +82,8 @@ def _devices(experiment: Experiment) -> list[_Device]:
     temperature = (
         table.column("gpu_temperature_c").to_numpy(zero_copy_only=False).astype(np.float64)
     )
+    if not np.isfinite(power).any():
+        raise ReportError(f"{experiment.id}: its timeseries holds no power sample")
     names, baselines = _device_facts(experiment.result)
     found = []
     for index in np.unique(indices).tolist():
@@ -96,7 +99,7 @@ def _devices(experiment: Experiment) -> list[_Device]:
                 baseline_w=baselines.get(int(index)),
             )
         )
-    return found
+    return experiment, found
 
 
 def _no_timeseries(result: ExperimentResult) -> str:
@@ -106,14 +109,25 @@ def _no_timeseries(result: ExperimentResult) -> str:
 
 
 def _device_facts(result: ExperimentResult) -> tuple[dict[int, str], dict[int, float]]:
-    """Per NVML index: a label (``GPU 0 (NVIDIA H100)``) and the idle baseline, in W."""
+    """Per NVML index: a label (``GPU 0 (NVIDIA H100)``) and the idle baseline, in W.
+
+    The timeseries tells GPUs apart by NVML index alone, which is unique on one host only:
+    a run whose processes used one index on several GPUs cannot be drawn per GPU."""
     names: dict[int, str] = {}
     baselines: dict[int, float] = {}
+    uuids: dict[int, set[str]] = {}
     for process in result.process_results:
         energy = {e.device_uuid: e for e in process.energy}
         for device in process.devices:
             if device.kind != "gpu":
                 continue
+            uuids.setdefault(device.index, set()).add(device.uuid)
+            if len(uuids[device.index]) > 1:
+                raise ReportError(
+                    f"{result.experiment_id}: GPU index {device.index} names "
+                    f"{len(uuids[device.index])} GPUs (on several hosts), and its timeseries "
+                    "tells GPUs apart by index only: it cannot be drawn per GPU"
+                )
             names.setdefault(device.index, f"GPU {device.index} ({device.name})")
             measured = energy.get(device.uuid)
             if measured and measured.baseline and measured.baseline.power_w is not None:
@@ -162,10 +176,11 @@ def _reduction_note(devices: list[_Device], drawn: int, reduced: bool) -> list[s
     ]
 
 
-def power_over_time(experiment: Experiment) -> Figure:
+@drawing
+def power_over_time(experiment: Experiment | ExperimentResult) -> Figure:
     """Power (top) and temperature (bottom) of each GPU over time, with the energy window,
     the steady-state window where the run has one, and each GPU's idle baseline."""
-    devices = _devices(experiment)
+    experiment, devices = _devices(experiment)
     result = experiment.result
     figure = new_figure(5.2)
     power_axes, temperature_axes = figure.subplots(2, 1, sharex=True, height_ratios=(2, 1))
@@ -203,20 +218,28 @@ def power_over_time(experiment: Experiment) -> Figure:
 
 
 def _window_energy(device: _Device, end_s: float) -> tuple[FloatArray, FloatArray]:
-    """Times and cumulative energy (J) of the device's samples inside ``[0, end_s]``,
-    integrated by trapezoids, as the result's integrated energy is."""
-    inside = (device.times_s >= 0.0) & (device.times_s <= end_s) & np.isfinite(device.power_w)
-    times, watts = device.times_s[inside], device.power_w[inside]
+    """Times and cumulative energy (J) of the device over the window ``[0, end_s]``: its
+    power integrated by trapezoids, the power at each edge of the window interpolated from
+    the samples either side of it (where there are samples beyond the edge)."""
+    known = np.isfinite(device.power_w)
+    times, watts = device.times_s[known], device.power_w[known]
     if len(times) < 2:
-        return times, np.zeros(len(times))
+        return times[:0], watts[:0]
+    start, end = max(0.0, times[0]), min(end_s, times[-1])
+    inside = (times > start) & (times < end)
+    times = np.concatenate(([start], times[inside], [end]))
+    watts = np.interp(times, device.times_s[known], device.power_w[known])
     steps = np.diff(times) * (watts[1:] + watts[:-1]) / 2.0
     return times, np.concatenate(([0.0], np.cumsum(steps)))
 
 
-def cumulative_energy(experiment: Experiment) -> Figure:
+@drawing
+def cumulative_energy(experiment: Experiment | ExperimentResult) -> Figure:
     """Energy used since the window's start, per GPU and in all, integrated from the sampled
-    power over the energy window; the result's own figure for the window beside it."""
-    devices = _devices(experiment)
+    power over the energy window; the result's own figure beside it (from the counters where
+    the GPUs have them; the integral of every sample, the one just after the window too,
+    where they have none)."""
+    experiment, devices = _devices(experiment)
     result = experiment.result
     figure = new_figure(3.6)
     axes = figure.subplots()

@@ -67,8 +67,8 @@ def build_report(source: Experiments, *, title: str | None = None) -> Report:
             _per_experiment(experiment, add, notes, several=len(experiments) > 1)
     else:
         notes.append(
-            f"Power, energy and per-request figures are drawn for up to {PER_EXPERIMENT_AT_MOST} "
-            "experiments: `llem report <id>` draws them for one run."
+            "Power, energy and per-request figures are drawn for one run at a time, for up to "
+            f"{PER_EXPERIMENT_AT_MOST} runs, and not for a study: report a run of it for them."
         )
     add(
         "latency-cdf",
@@ -76,7 +76,13 @@ def build_report(source: Experiments, *, title: str | None = None) -> Report:
         "The share of requests (of gaps, for ITL) at or below each latency.",
         lambda: latency_cdfs(experiments),
     )
-    if len(configurations(experiments)) > 1:
+    if len(configurations(experiments)) < 2:
+        if study is not None:
+            notes.append(
+                "The sweep figures and the Pareto front: not drawn: fewer than two "
+                "configurations have a completed run."
+            )
+    else:
         add(
             "energy-per-token",
             "Energy per output token",

@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from llem_report._common import (
     Experiments,
     differing_keys,
+    drawing,
     experiments_of,
     footnote,
     labels,
@@ -75,6 +76,23 @@ METRICS: Final[Mapping[str, tuple[str, Reader]]] = {
 }
 """The metrics a sweep figure can draw: name (its unit in the suffix) -> axis label, reader."""
 
+LOWER_IS_BETTER: Final = frozenset(
+    {
+        "energy_j",
+        "total_energy_j",
+        "energy_adjusted_j",
+        "energy_per_output_token_j",
+        "ttft_median_ms",
+        "itl_median_ms",
+        "e2e_median_ms",
+        "ttft_p99_ms",
+        "itl_p99_ms",
+        "e2e_p99_ms",
+        "duration_s",
+    }
+)
+"""The metrics where less is better (energy, latency, time): what a Pareto front can trade."""
+
 SWEEP_WARNINGS: Final = frozenset(
     {
         "no_energy",
@@ -120,17 +138,30 @@ class Configuration:
 
 
 def configurations(experiments: Sequence[Experiment]) -> list[Configuration]:
-    """``experiments`` grouped by configuration (equal measurement hash), in first-seen
-    order, each labelled by the settings that differ among the configurations."""
-    groups: dict[str, list[Experiment]] = {}
+    """``experiments`` grouped by configuration, in first-seen order, each labelled by the
+    settings that differ among the configurations. A configuration is an equal measurement
+    hash on the same kind and number of devices: the hash leaves out the hardware, and runs
+    on another GPU are no cycles of the same measurement."""
+    groups: dict[tuple[str, tuple[str, ...]], list[Experiment]] = {}
     for experiment in experiments:
-        groups.setdefault(experiment.result.measurement_config_hash, []).append(experiment)
+        key = (experiment.result.measurement_config_hash, _hardware(experiment.result))
+        groups.setdefault(key, []).append(experiment)
     firsts = [members[0] for members in groups.values()]
     names = labels(firsts)
+    several = len({devices for _, devices in groups}) > 1
     return [
-        Configuration(config_hash, tuple(members), name)
-        for (config_hash, members), name in zip(groups.items(), names, strict=True)
+        Configuration(
+            config_hash,
+            tuple(members),
+            name + (f" on {', '.join(dict.fromkeys(devices)) or 'CPU'}" if several else ""),
+        )
+        for ((config_hash, devices), members), name in zip(groups.items(), names, strict=True)
     ]
+
+
+def _hardware(result: ExperimentResult) -> tuple[str, ...]:
+    """The devices a result measured on, by model name, one entry per device."""
+    return tuple(sorted(d.name for p in result.process_results for d in p.devices))
 
 
 def _label(metric: str) -> str:
@@ -139,6 +170,7 @@ def _label(metric: str) -> str:
     return METRICS[metric][0]
 
 
+@drawing
 def metric_vs_variable(
     experiments: Experiments,
     metric: str = "energy_per_output_token_j",
@@ -169,7 +201,9 @@ def metric_vs_variable(
         key = tuple(setting(first, k) for k in others)
         lines.setdefault(key, []).append((setting(first, variable), stats))
     if not lines:
-        raise ReportError(f"no configuration has {metric} in every cycle (is energy measured?)")
+        raise ReportError(
+            f"no configuration has {metric} in every cycle (no energy measured, or no tokens)"
+        )
     positions, ticks = _positions([x for points in lines.values() for x, _ in points])
     figure = new_figure(3.8)
     axes = figure.subplots()
@@ -217,7 +251,7 @@ def _positions(values: Sequence[ConfigScalar]) -> tuple[dict[str, float], list[s
     finite number, else an evenly spaced category, ordered by number where one can be read
     (``inf`` last), then by text. Returns the positions by ``repr`` and the tick labels of a
     categorical axis (None for a numeric one)."""
-    distinct = list(dict.fromkeys(values))
+    distinct = list({repr(v): v for v in values}.values())
     numbers = [_number(v) for v in distinct]
     if all(n is not None and math.isfinite(n) for n in numbers):
         return {
@@ -238,6 +272,7 @@ def _number(value: ConfigScalar) -> float | None:
         return None
 
 
+@drawing
 def pareto_front(
     experiments: Experiments,
     *,
@@ -248,6 +283,12 @@ def pareto_front(
     ``latency`` (default: p99 end-to-end), the ones no other beats on both joined: the
     trade-off a deployment chooses from."""
     chosen = experiments_of(experiments)
+    for name, given in ((energy, "an energy"), (latency, "a latency")):
+        if name not in LOWER_IS_BETTER:
+            raise ReportError(
+                f"the Pareto front trades {given} where lower is better: choose one of "
+                f"{', '.join(sorted(LOWER_IS_BETTER))}, not {name!r}"
+            )
     energy_label, latency_label = _label(energy), _label(latency)
     points, left_out = [], []
     for configuration in configurations(chosen):
@@ -257,7 +298,9 @@ def pareto_front(
             continue
         points.append((float(np.mean(latencies)), float(np.mean(energies)), configuration))
     if not points:
-        raise ReportError(f"no configuration has both {energy} and {latency} (is energy measured?)")
+        raise ReportError(
+            f"no configuration has both {energy} and {latency} (no energy measured, or no tokens)"
+        )
     front = _front([(x, y) for x, y, _ in points])
     figure = new_figure(4.2)
     axes = figure.subplots()
@@ -285,6 +328,11 @@ def pareto_front(
     axes.legend(fontsize=7, loc="upper right")
     axes.set_title("Energy against tail latency: lower left is better", fontsize=10, loc="left")
     notes = ["Each point: the mean over a configuration's cycles."]
+    if len(points) > _ANNOTATE_AT_MOST:
+        notes.append(
+            f"Only the front's configurations are named ({len(points)} points would crowd "
+            "the figure); the report's table lists them all."
+        )
     if left_out:
         notes.append(f"Left out, a figure missing: {', '.join(left_out)}.")
     footnote(figure, notes, warning_lines(chosen, SWEEP_WARNINGS))

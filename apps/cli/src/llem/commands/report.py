@@ -43,9 +43,9 @@ def report(
         typer.Option(metavar="DIR", help="Also write each figure as a file into this folder."),
     ] = None,
     figure_format: Annotated[
-        Literal["png", "svg", "pdf"],
-        typer.Option("--format", help="The figure files' format."),
-    ] = "png",
+        Literal["png", "svg", "pdf"] | None,
+        typer.Option("--format", help="The figure files' format (default: png)."),
+    ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace the page and figure files if they exist.")
     ] = False,
@@ -54,14 +54,23 @@ def report(
     """Draw power over time, energy, latency distributions and, across configurations, the
     sweep and the energy-latency Pareto front; write them with the summary table and the
     warnings into one HTML file that opens from disk with nothing fetched."""
-    if bool(experiment_ids) == (study is not None):
+    if experiment_ids and study is not None:
         raise UsageError("give experiment ids or --study DIR, not both")
+    if not experiment_ids and study is None:
+        raise UsageError("give the experiment ids to report, or --study DIR")
+    if figure_format is not None and figures is None:
+        raise UsageError("--format is the format of the figure files: give --figures DIR too")
     page = output if output is not None or figures is not None else DEFAULT_OUTPUT
     refuse_to_replace(page, overwrite=overwrite)
     if page is not None and page.is_dir():
         raise UsageError(
             f"{page} is a folder: name the HTML file to write, e.g. {page / 'report.html'}"
         )
+    for target in (page, figures):
+        if target is not None and not target.absolute().parent.is_dir():
+            raise UsageError(f"{target.parent} is not a folder: create it first")
+    if figures is not None and figures.exists() and not figures.is_dir():
+        raise UsageError(f"{figures} is a file: --figures names a folder to write figures into")
     from llem_report import ReportError, build_report, write_figures, write_html
 
     source = _study(study, db) if study is not None else _experiments(experiment_ids or [], db)
@@ -70,9 +79,10 @@ def report(
     except ReportError as exc:
         raise UsageError(str(exc)) from None
     if figures is not None:
-        _refuse_figures(made, figures, figure_format, overwrite=overwrite)
-        written = write_figures(made, figures, figure_format)
-        typer.echo(f"figures: {len(written)} {figure_format} files in {figures}", err=True)
+        kind = figure_format or "png"
+        _refuse_figures(made, figures, kind, overwrite=overwrite)
+        written = write_figures(made, figures, kind)
+        typer.echo(f"figures: {len(written)} {kind} files in {figures}", err=True)
     for note in made.notes:
         typer.echo(f"note: {note}", err=True)
     if page is not None:
@@ -116,8 +126,6 @@ def _study(study: str, db: Path | None) -> "Study":
 
 def _refuse_figures(made: "Report", folder: Path, figure_format: str, *, overwrite: bool) -> None:
     """A one-line error when a figure file would replace one already there."""
-    if folder.exists() and not folder.is_dir():
-        raise UsageError(f"{folder} is a file: --figures names a folder to write figures into")
     if overwrite or not folder.is_dir():
         return
     names = {f"{n:02d}-" for n in range(1, len(made.figures) + 1)}
