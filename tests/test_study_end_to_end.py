@@ -257,7 +257,7 @@ def test_the_report_of_the_real_sweep_draws_throughput_and_says_why_not_energy(
     assert text.count("<tr><td>batch_size=") == 4
     assert (
         "note: Energy per output token: not drawn: no configuration has "
-        "energy_per_output_token_j in every cycle (is energy measured?)"
+        "energy_per_output_token_j in every cycle (no energy measured, or no tokens)"
     ) in reported.stderr
     assert "note: Energy against p99 latency: not drawn:" in reported.stderr
 

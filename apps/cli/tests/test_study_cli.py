@@ -214,6 +214,23 @@ def test_show_of_a_directory_that_is_no_study_exits_2(llem: Llem, tmp_path: Path
             ("s.yaml", "--parallel", "--devices", "0,,1"),
             "--devices '0,,1': give device indices or UUIDs, such as 0,1",
         ),
+        (("s.yaml", "--detach"), "--detach leaves runs to Slurm: give --executor slurm"),
+        (
+            ("s.yaml", "--partition", "gpu"),
+            "partition: Slurm settings, for a study run with --executor slurm",
+        ),
+        (
+            ("s.yaml", "--executor", "local", "--max-parallel", "2"),
+            "Slurm settings do not apply to --executor local",
+        ),
+        (
+            ("s.yaml", "--executor", "slurm", "--parallel"),
+            "--parallel runs on this machine's GPUs; with Slurm use --max-parallel",
+        ),
+        (
+            ("s.yaml", "--executor", "slurm", "--mem", "lots"),
+            "executor.mem: String should match pattern '^[0-9]+[KMGT]?$'",
+        ),
     ],
 )
 def test_impossible_combinations_are_one_line_and_exit_2(
@@ -223,6 +240,17 @@ def test_impossible_combinations_are_one_line_and_exit_2(
     outcome = llem("study", "run", *[str(tmp_path / a) if a == "s.yaml" else a for a in args])
     assert outcome.exit_code == 2
     assert outcome.stderr == f"error: {message}\n"
+
+
+def test_a_misspelt_executor_setting_names_the_key(llem: Llem, tmp_path: Path) -> None:
+    study_file = tmp_path / "s.yaml"
+    study_file.write_text("name: s\nbase: {n: 1}\nexecutor: {kind: slurm, partiton: gpu}\n")
+    outcome = llem("study", str(study_file), "-o", str(tmp_path / "out"))
+    assert outcome.exit_code == 2
+    assert outcome.stderr.startswith(f"error: {study_file}: ")
+    assert "partiton" in outcome.stderr
+    assert outcome.stderr.count("\n") == 1
+    assert not (tmp_path / "out").exists()
 
 
 def test_resume_of_a_directory_that_is_no_study_exits_2(llem: Llem, tmp_path: Path) -> None:

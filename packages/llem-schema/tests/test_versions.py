@@ -27,7 +27,7 @@ from llem_schema.versions import (
 )
 
 FIXTURES = Path(__file__).parent / "fixtures"
-SHIPPED_VERSIONS = ["1.0", "1.1", "1.2", "1.3", "1.4"]
+SHIPPED_VERSIONS = ["1.0", "1.1", "1.2", "1.3", "1.4", "1.5"]
 TINY_RUN = FIXTURES / "v1.0" / "tiny-run"
 """A real `llem run -n 4 --max-new-tokens 4 --batch-size 2` of the tiny model by llem 0.1.0
 (schema 1.0, CPU, no energy source), kept as it was written."""

@@ -21,6 +21,9 @@ from llem_schema.ids import validate_study_name
 __all__ = [
     "STUDY_ORDERS",
     "CooldownConfig",
+    "ExecutorConfig",
+    "LocalExecutorConfig",
+    "SlurmExecutorConfig",
     "StudyConfig",
     "StudyOrder",
     "check_study_keys",
@@ -47,6 +50,58 @@ class CooldownConfig(FrozenModel):
         gt=0.0,
         description="Wait no longer than this after the previous run ended, s; then go on.",
     )
+
+
+class LocalExecutorConfig(FrozenModel):
+    """Run the study's runs on this machine, each in its own process (the default)."""
+
+    kind: Literal["local"] = Field(default="local", description="This machine.")
+
+
+class SlurmExecutorConfig(FrozenModel):
+    """Run each run of the study as a job of a Slurm cluster. The ``llem study`` process
+    submits the runs, follows them in Slurm, and alone writes the manifest and the store;
+    the study directory must lie on a filesystem every node shares."""
+
+    kind: Literal["slurm"] = Field(default="slurm", description="A Slurm cluster.")
+    partition: str | None = Field(
+        default=None, min_length=1, description="sbatch --partition; None: the cluster's default."
+    )
+    account: str | None = Field(
+        default=None, min_length=1, description="sbatch --account; None: the user's default."
+    )
+    gpus_per_run: int = Field(
+        default=1, ge=0, description="GPUs each run's job asks for (sbatch --gpus); 0: none."
+    )
+    cpus_per_run: int = Field(
+        default=4, ge=1, description="CPUs each run's job asks for (sbatch --cpus-per-task)."
+    )
+    mem: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]+[KMGT]?$",
+        description="Memory each run's job asks for (sbatch --mem, such as 32G); None: the default.",
+    )
+    time_limit: str | None = Field(
+        default=None,
+        pattern=r"^([0-9]+-)?[0-9]+(:[0-9]{1,2}){0,2}$",
+        description=(
+            "Wall-time limit of each run's job (sbatch --time: minutes, MM:SS, HH:MM:SS or "
+            "D-HH:MM:SS); None: the study's timeout_s and 10 minutes more."
+        ),
+    )
+    extra_sbatch: list[Annotated[str, Field(pattern=r"^--?[A-Za-z]")]] = Field(
+        default_factory=list,
+        description="More sbatch options, each as one argument (such as --constraint=a100).",
+    )
+    max_parallel: int | None = Field(
+        default=None,
+        ge=1,
+        description="Runs Slurm may run at once (the job array's %N limit); None: no limit.",
+    )
+
+
+ExecutorConfig = Annotated[LocalExecutorConfig | SlurmExecutorConfig, Field(discriminator="kind")]
+"""Where a study's runs run: ``{kind: local}`` or ``{kind: slurm, ...}``."""
 
 
 class StudyConfig(FrozenModel):
@@ -128,6 +183,14 @@ class StudyConfig(FrozenModel):
     )
     output_dir: str = Field(
         default="results", min_length=1, description="Directory the study directory goes into."
+    )
+    executor: ExecutorConfig = Field(
+        default_factory=LocalExecutorConfig,
+        description=(
+            "Where the runs run: {kind: local} (this machine, the default) or {kind: slurm, "
+            "partition, account, gpus_per_run, cpus_per_run, mem, time_limit, extra_sbatch, "
+            "max_parallel} (one Slurm job each)."
+        ),
     )
 
     @field_validator("name")

@@ -24,6 +24,7 @@ from pydantic import (
 from llem_schema._base import FrozenModel
 from llem_schema.ids import ExperimentId, validate_study_name
 from llem_schema.io import load_document_file, write_document
+from llem_schema.study_config import SlurmExecutorConfig
 from llem_schema.study_plan import StudyPlan
 from llem_schema.versions import MANIFEST_MIGRATIONS, SCHEMA_VERSION, parse_version
 
@@ -98,6 +99,14 @@ class ManifestEntry(FrozenModel):
         default=None,
         description="Result directory, relative to the study directory ('/' separators).",
     )
+    slurm_job_id: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]+(_[0-9]+)?$",
+        description=(
+            "The Slurm job of the run's latest attempt (an array task: 1234_5); None when it "
+            "ran on this machine. Added in schema 1.5."
+        ),
+    )
 
     @field_validator("result_path")
     @classmethod
@@ -149,6 +158,13 @@ class StudyManifest(FrozenModel):
     )
     created_at: AwareDatetime = Field(description="When the study started.")
     updated_at: AwareDatetime = Field(description="When the manifest last changed.")
+    executor: SlurmExecutorConfig | None = Field(
+        default=None,
+        description=(
+            "Where the study's runs run, as it was started or last resumed (command-line "
+            "settings included); None: on this machine (and before schema 1.5)."
+        ),
+    )
     paused_s: NonNegativeFloat = Field(
         default=0.0,
         description=(

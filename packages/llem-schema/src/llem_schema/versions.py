@@ -31,6 +31,9 @@ The versions:
 - 1.4: a study's manifest records ``paused_s``, the time it spent stopped between an
   interruption and its resume, and ``study.json``'s ``wall_time_s`` leaves it out. Documents
   of 1.3 read unchanged (nothing paused).
+- 1.5: a study may run on a Slurm cluster: its manifest records the ``executor`` it ran with
+  and each entry its ``slurm_job_id``. Documents of 1.4 read unchanged (every run ran
+  locally).
 """
 
 import math
@@ -52,7 +55,7 @@ __all__ = [
     "parse_version",
 ]
 
-SCHEMA_VERSION: Final = "1.4"
+SCHEMA_VERSION: Final = "1.5"
 """The version this package writes."""
 
 _VERSION_RE: Final = re.compile(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)")
@@ -149,6 +152,9 @@ for _registry in (STUDY_MIGRATIONS, MANIFEST_MIGRATIONS):  # nothing of theirs c
 # 1.4 only added an optional field (the manifest's paused_s): a 1.3 document is valid at 1.4.
 for _registry in (RESULT_MIGRATIONS, RAW_MIGRATIONS, STUDY_MIGRATIONS, MANIFEST_MIGRATIONS):
     _registry.register("1.3", "1.4")(_unchanged)
+# 1.5 only added optional fields (the manifest's executor, an entry's slurm_job_id).
+for _registry in (RESULT_MIGRATIONS, RAW_MIGRATIONS, STUDY_MIGRATIONS, MANIFEST_MIGRATIONS):
+    _registry.register("1.4", "1.5")(_unchanged)
 
 
 def _warning(message: object) -> object:

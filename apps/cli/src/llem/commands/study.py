@@ -6,8 +6,9 @@ study modules, pydantic models, Rich tables) loads inside the command bodies, so
 """
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from typer.core import TyperGroup
@@ -78,8 +79,45 @@ def run(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Debug logs (runs' logs included).")
     ] = False,
+    executor: Annotated[
+        Literal["local", "slurm"] | None,
+        typer.Option(
+            help="Where the runs run: this machine, or one Slurm job each (default: the study "
+            "file's executor; on a resume, the one it ran with).",
+        ),
+    ] = None,
+    partition: Annotated[
+        str | None, typer.Option(help="Slurm partition of the runs' jobs.")
+    ] = None,
+    account: Annotated[str | None, typer.Option(help="Slurm account of the runs' jobs.")] = None,
+    gpus_per_run: Annotated[int | None, typer.Option(help="GPUs per run's job.")] = None,
+    cpus_per_run: Annotated[int | None, typer.Option(help="CPUs per run's job.")] = None,
+    mem: Annotated[str | None, typer.Option(help="Memory per run's job, such as 32G.")] = None,
+    time_limit: Annotated[
+        str | None,
+        typer.Option(help="Time limit per run's job (sbatch --time)."),
+    ] = None,
+    max_parallel: Annotated[
+        int | None,
+        typer.Option(help="Runs Slurm may run at once."),
+    ] = None,
+    detach: Annotated[
+        bool,
+        typer.Option(
+            "--detach",
+            help="Submit the runs to Slurm and return; --resume collects them.",
+        ),
+    ] = False,
+    cancel_on_interrupt: Annotated[
+        bool,
+        typer.Option(
+            "--cancel-on-interrupt",
+            help="Ctrl-C cancels the Slurm jobs (default: ask, or leave them running).",
+        ),
+    ] = False,
 ) -> None:
-    """Run every configuration of a study, each in its own process; resume one."""
+    """Run every configuration of a study, each in its own process (or Slurm job); resume
+    one."""
     from llem.commands._store import resolve_db
     from llem.errors import UsageError
     from llem.render.format import console
@@ -101,6 +139,23 @@ def run(
     if devices is not None and not parallel:
         raise UsageError("--devices needs --parallel")
 
+    slurm_settings = {
+        name: value
+        for name, value in (
+            ("partition", partition),
+            ("account", account),
+            ("gpus_per_run", gpus_per_run),
+            ("cpus_per_run", cpus_per_run),
+            ("mem", mem),
+            ("time_limit", time_limit),
+            ("max_parallel", max_parallel),
+        )
+        if value is not None
+    }
+    if executor == "local" and (slurm_settings or detach or cancel_on_interrupt):
+        raise UsageError("Slurm settings do not apply to --executor local")
+    if parallel and executor == "slurm":
+        raise UsageError("--parallel runs on this machine's GPUs; with Slurm use --max-parallel")
     chosen = parallel_devices(devices) if parallel else (None,)
     if resume is None:
         assert study_file is not None
@@ -119,6 +174,10 @@ def run(
         display=make_study_display(interactive=sys.stderr.isatty()),
         enter_skips=sys.stderr.isatty() and sys.stdin.isatty(),
         verbose=verbose,
+        executor_kind=executor,
+        slurm_settings=slurm_settings,
+        detach=detach,
+        cancel_on_interrupt=_cancel_jobs(always=cancel_on_interrupt),
     )
     if resume is None:
         from llem_schema.study_plan import format_overrides
@@ -132,6 +191,14 @@ def run(
     else:
         outcome = resume_study(resume, study_file, force=force, options=options)
 
+    if detach:
+        counts = outcome.manifest.counts()
+        typer.echo(
+            f"study {outcome.manifest.study_id}: {counts['running']} run(s) in Slurm; "
+            f"llem study status {outcome.layout.root} shows them, llem study --resume "
+            f"{outcome.layout.root} collects them"
+        )
+        return
     outcome.raise_if_interrupted()
     manifest, layout = outcome.manifest, outcome.layout
     counts = manifest.counts()
@@ -142,6 +209,87 @@ def run(
     typer.echo(f"statistics: {layout.result_file} (llem study show {layout.root})")
     if counts["failed"]:
         raise typer.Exit(1)
+
+
+def _cancel_jobs(*, always: bool) -> Callable[[int], bool]:
+    """Whether Ctrl-C cancels a study's jobs in Slurm: yes with --cancel-on-interrupt; else
+    asked at a terminal (default no), and no elsewhere."""
+
+    def decide(jobs: int) -> bool:
+        if always:
+            return True
+        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+            return False
+        try:
+            return typer.confirm(
+                f"cancel the {jobs} Slurm job(s) of this study? (no: they go on; --resume "
+                "collects them)",
+                default=False,
+                err=True,
+            )
+        except (KeyboardInterrupt, typer.Abort, EOFError):
+            return False
+
+    return decide
+
+
+@app.command("status")
+def status(
+    study_dir: Annotated[Path, typer.Argument(help="The study directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="One object per run.")] = False,
+) -> None:
+    """Where each run of a study is: completed, failed, skipped, pending, or queued, running
+    or ended in Slurm (asked now)."""
+    from llem.render.format import Column, Listing, console, dumps
+    from llem_harness.study.status import study_status
+
+    found = study_status(study_dir)
+    counts = found.counts()
+    order = ("completed", "running", "queued", "ended", "pending", "failed", "skipped")
+    summary = ", ".join(f"{counts[name]} {name}" for name in order if counts.get(name))
+    if as_json:
+        typer.echo(
+            dumps(
+                [
+                    {
+                        "run_index": run.entry.run_index,
+                        "point_index": run.entry.point_index,
+                        "cycle": run.entry.cycle,
+                        "status": run.status,
+                        "experiment_id": run.entry.experiment_id,
+                        "slurm_job_id": run.entry.slurm_job_id,
+                        "slurm_state": run.job.describe() if run.job else None,
+                        "error": run.entry.error,
+                    }
+                    for run in found.runs
+                ]
+            )
+        )
+        return
+    out = console()
+    followed = "followed by an llem process" if found.followed else "not followed now"
+    out.print(f"study {found.manifest.study_id} ({followed}): {summary}", markup=False)
+    shown = [run for run in found.runs if run.status != "completed"]
+    if shown:
+        out.print(
+            Listing(
+                [
+                    Column("run", [str(r.entry.run_index) for r in shown], right=True),
+                    Column("point", [str(r.entry.point_index) for r in shown], right=True),
+                    Column(
+                        "cycle",
+                        ["" if r.entry.cycle is None else str(r.entry.cycle) for r in shown],
+                        right=True,
+                    ),
+                    Column("status", [r.status for r in shown]),
+                    Column("slurm job", [r.entry.slurm_job_id or "" for r in shown]),
+                    Column(
+                        "slurm state / error",
+                        [r.job.describe() if r.job else (r.entry.error or "") for r in shown],
+                    ),
+                ]
+            )
+        )
 
 
 @app.command("show")

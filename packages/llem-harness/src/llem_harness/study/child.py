@@ -80,7 +80,8 @@ def _run(spec_file: Path) -> int:
     except (OSError, ValueError) as exc:
         _say(f"error: cannot read the run's spec {spec_file}: {exc}".splitlines()[0])
         return 2
-    watch_parent(spec.parent_pid)
+    if spec.parent_pid is not None:
+        watch_parent(spec.parent_pid)
 
     from llem_harness.errors import describe_exception, exit_code_for
     from llem_harness.logs import configure_process_logging

@@ -19,7 +19,7 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,7 +36,7 @@ from llem_harness.study.results import find_result
 from llem_harness.study.spec import ChildSpec
 from llem_schema import StudyConfig, StudyManifest, StudyPlan, new_experiment_id
 
-__all__ = ["INTERRUPTED", "StudyRunner"]
+__all__ = ["INTERRUPTED", "StudyRunner", "stops_counted"]
 
 INTERRUPTED: Final = "interrupted"
 """The error of a run put back to pending because the study was interrupted."""
@@ -111,7 +111,7 @@ class StudyRunner:
         counts = self.manifest.counts()
         self.display.begin(len(self.plan.runs), counts["completed"])
         try:
-            with self._signals_counted():
+            with stops_counted(self.interrupt):
                 self._loop(queue, slots)
                 if self.interrupted:
                     self._wind_down(slots)
@@ -353,27 +353,6 @@ class StudyRunner:
                 returncode = slot.active.child.kill()
             self._conclude(slot, returncode)
 
-    @contextmanager
-    def _signals_counted(self) -> Iterator[None]:
-        """SIGINT and SIGTERM call :meth:`interrupt` while the loop runs (main thread only;
-        a signal ignored when the study started stays ignored)."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum: int, frame: FrameType | None) -> None:
-            self.interrupt()
-
-        previous = {}
-        for signum in _STOP_SIGNALS:
-            if signal.getsignal(signum) is not signal.SIG_IGN:
-                previous[signum] = signal.signal(signum, handler)
-        try:
-            yield
-        finally:
-            for signum, old in previous.items():
-                signal.signal(signum, old)
-
     # -- bookkeeping ----------------------------------------------------------------------
 
     def _save(self, manifest: StudyManifest) -> None:
@@ -385,3 +364,25 @@ class StudyRunner:
         if counts["pending"] or counts["running"]:
             return "interrupted"
         return "completed" if counts["completed"] or not counts["failed"] else "failed"
+
+
+@contextmanager
+def stops_counted(on_stop: Callable[[], None]) -> Iterator[None]:
+    """While inside, SIGINT and SIGTERM call ``on_stop`` instead of stopping the process
+    (main thread only; a signal ignored when the study started stays ignored)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        on_stop()
+
+    previous = {}
+    for signum in _STOP_SIGNALS:
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            previous[signum] = signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)

@@ -2,12 +2,14 @@
 directory, register it in the results store, run what remains, and write ``study.json``."""
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from os import PathLike
 from pathlib import Path
 from typing import Literal
+
+from pydantic import ValidationError
 
 from llem_harness.backends import SettingsModels
 from llem_harness.config import EXPERIMENT_ONLY_KEYS, STUDY_ONLY_KEYS, read_config_file
@@ -28,6 +30,8 @@ from llem_harness.study.layout import StudyLayout, hold_study_lock, new_study_id
 from llem_harness.study.results import write_study_result
 from llem_harness.study.resume import carry_over, changed_file_error, file_sha256, settle_stale_runs
 from llem_harness.study.runner import StudyRunner
+from llem_harness.study.slurm import Slurm
+from llem_harness.study.slurm_runner import SlurmRunner
 from llem_schema import (
     ConfigError,
     StudyConfig,
@@ -38,6 +42,11 @@ from llem_schema import (
     parse_study,
 )
 from llem_schema.io import atomic_write_bytes
+from llem_schema.study_config import (
+    ExecutorConfig,
+    LocalExecutorConfig,
+    SlurmExecutorConfig,
+)
 from llem_schema.study_plan import format_overrides
 from llem_store import DEFAULT_STORE_FILE
 
@@ -131,6 +140,21 @@ class RunOptions:
     grace_s: float = 10.0
     thermometer: Thermometer | None = None
     """Reads the GPUs for the study's cooldown (``gap``); None: NVML's, where it has one."""
+    executor: ExecutorConfig | None = None
+    """Where the runs run, over the study file's ``executor`` (and, on a resume, over the
+    one the study last ran with); None: theirs."""
+    executor_kind: Literal["local", "slurm"] | None = None
+    """``--executor``: this machine or Slurm, whatever the study file or the manifest says
+    (a Slurm executor's settings kept where it already was one)."""
+    slurm_settings: Mapping[str, object] = field(default_factory=dict)
+    """Settings of a Slurm executor (``partition``, ``max_parallel``, ...) over those of the
+    one chosen; given for any other, a :class:`UsageError`."""
+    detach: bool = False
+    """On Slurm: submit the runs and return, leaving them to a resume."""
+    cancel_on_interrupt: Callable[[int], bool] = lambda jobs: False
+    """On Slurm: asked after Ctrl-C, with how many jobs are in Slurm, whether to cancel them."""
+    slurm: Slurm = field(default_factory=Slurm)
+    slurm_poll_s: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -155,7 +179,11 @@ class StudyOutcome:
 
 def start_study(loaded: LoadedStudy, output_dir: Path, options: RunOptions) -> StudyOutcome:
     """Create ``<output_dir>/<study_id>/`` for ``loaded`` and run it."""
-    check_parallel_plan(loaded.plan, options.devices)
+    executor = _choose_executor(options, loaded.study.executor)
+    if isinstance(executor, SlurmExecutorConfig):
+        options.slurm.check()  # before anything is created
+    else:
+        check_parallel_plan(loaded.plan, options.devices)
     created = datetime.now(UTC)
     layout = StudyLayout(output_dir / new_study_id(loaded.study.name, created))
     try:
@@ -173,7 +201,7 @@ def start_study(loaded: LoadedStudy, output_dir: Path, options: RunOptions) -> S
             study_name=loaded.study.name,
             study_file_sha256=loaded.sha256,
             created_at=created,
-        )
+        ).model_copy(update={"executor": _recorded(executor)})
         manifest.save(layout.root)
         index = _index(options.store, output_dir / DEFAULT_STORE_FILE)
         display = options.display or PlainDisplay()
@@ -192,7 +220,19 @@ def resume_study(
         stopped_at = manifest.updated_at  # its last change before it stopped
         source = study_file or layout.study_file
         loaded = load_study(source, started_from=manifest.study_file_sha256)
-        check_parallel_plan(loaded.plan, options.devices)
+        executor = _choose_executor(options, manifest.executor or loaded.study.executor)
+        in_slurm = [
+            e.run_index for e in manifest.entries if e.status == "running" and e.slurm_job_id
+        ]
+        if isinstance(executor, SlurmExecutorConfig):
+            options.slurm.check()
+        elif in_slurm:
+            raise UsageError(
+                f"study {manifest.study_id} has {len(in_slurm)} run(s) submitted to Slurm: "
+                "resume it with --executor slurm, where Slurm's commands are"
+            )
+        else:
+            check_parallel_plan(loaded.plan, options.devices)
         changed = manifest.study_file_sha256 not in (None, loaded.sha256)
         if changed and not force:
             raise changed_file_error(
@@ -211,7 +251,9 @@ def resume_study(
             display.note(
                 f"skipped: point {skip.index} ({format_overrides(skip.overrides)}): {skip.reason}"
             )
-        manifest, notes = settle_stale_runs(layout, manifest, index)
+        notes: list[str] = []
+        if not isinstance(executor, SlurmExecutorConfig):  # Slurm's runs: its runner asks Slurm
+            manifest, notes = settle_stale_runs(layout, manifest, index)
         # a run found saved after a crash finished later than the manifest last changed
         stopped_at = max(
             [stopped_at, *(e.finished_at for e in manifest.entries if e.finished_at is not None)]
@@ -237,6 +279,7 @@ def resume_study(
                 )
             )
         manifest = manifest.resumed(stopped_at=stopped_at)  # the pause is no study time
+        manifest = manifest.model_copy(update={"executor": _recorded(executor)})
         manifest.save(layout.root)
         return _run(layout, loaded, manifest, index, display, options)
 
@@ -265,6 +308,26 @@ def _run(
         + (f" on devices {', '.join(devices)}" if devices else "")
         + f", into {layout.root}"
     )
+    executor = manifest.executor
+    if isinstance(executor, SlurmExecutorConfig):
+        if loaded.study.gap is not None or loaded.study.gap_between_experiments_s:
+            display.note("on Slurm each run has a job of its own: the study's gaps do not apply")
+        manifest = SlurmRunner(
+            layout=layout,
+            study=loaded.study,
+            plan=loaded.plan,
+            manifest=manifest,
+            index=index,
+            display=display,
+            executor=executor,
+            slurm=options.slurm,
+            verbose=options.verbose,
+            detach=options.detach,
+            cancel_on_interrupt=options.cancel_on_interrupt,
+            poll_s=options.slurm_poll_s,
+        ).run()
+        result = write_study_result(layout, manifest, loaded.study)
+        return StudyOutcome(layout=layout, manifest=manifest, result=result)
     thermometer = _thermometer(loaded.study, options)
     runner = StudyRunner(
         layout=layout,
@@ -317,6 +380,35 @@ def run_study(
     outcome = start_study(loaded, target, options)
     outcome.raise_if_interrupted()
     return outcome.result
+
+
+def _choose_executor(options: RunOptions, default: ExecutorConfig) -> ExecutorConfig:
+    """``options.executor`` (else ``default``), with ``options.slurm_settings`` over it."""
+    executor = options.executor or default
+    if options.executor_kind == "local":
+        executor = LocalExecutorConfig()
+    elif options.executor_kind == "slurm" and not isinstance(executor, SlurmExecutorConfig):
+        executor = SlurmExecutorConfig()
+    if options.detach and not isinstance(executor, SlurmExecutorConfig):
+        raise UsageError("--detach leaves runs to Slurm: give --executor slurm")
+    if not options.slurm_settings:
+        return executor
+    if not isinstance(executor, SlurmExecutorConfig):
+        names = ", ".join(sorted(options.slurm_settings))
+        raise UsageError(f"{names}: Slurm settings, for a study run with --executor slurm")
+    try:
+        return SlurmExecutorConfig.model_validate(
+            executor.model_dump() | dict(options.slurm_settings)
+        )
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(part) for part in error["loc"])
+        raise ConfigError(f"executor.{key}: {error['msg']}", key=f"executor.{key}") from None
+
+
+def _recorded(executor: ExecutorConfig) -> SlurmExecutorConfig | None:
+    """What the manifest keeps of the executor: a Slurm one; None for this machine."""
+    return executor if isinstance(executor, SlurmExecutorConfig) else None
 
 
 def _index(store: StoreChoice, default: Path) -> StoreIndex:

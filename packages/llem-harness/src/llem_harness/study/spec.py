@@ -24,8 +24,11 @@ class ChildSpec(FrozenModel):
     store_path: str | None = Field(
         description="The results store the run is recorded in; None: none."
     )
-    parent_pid: int = Field(
-        description="PID of the llem study process; the child stops when that process dies."
+    parent_pid: int | None = Field(
+        description=(
+            "PID of the llem study process; the child stops when that process dies. None: a "
+            "Slurm job, which lives on without the study process (Slurm looks after it)."
+        )
     )
     device: str | None = Field(
         default=None,

@@ -1,0 +1,334 @@
+"""A study whose runs are Slurm jobs: submit what remains as one job array, follow each run in
+Slurm, and record how it ended.
+
+One writer: only this controller (the ``llem study`` process) writes the manifest and the
+results store. A job writes its run's result directory, its staging and its log (the study
+directory lies on a filesystem the nodes share); its child is told no store, and the
+controller indexes the result once the job has ended.
+
+The manifest keeps each run's job (``slurm_job_id``) from the moment it is submitted, status
+``running`` (queued or running in Slurm). A resume follows those jobs instead of submitting
+them again; a job that ended while nobody watched is concluded from its result directory, or
+failed with Slurm's reason, and a failed run (failed, cancelled, preempted, out of time, its
+node lost) is submitted again. Jobs submitted before their ids reached the manifest (the
+controller killed in between) are found by the array's name, the study id.
+
+Ctrl-C stops following; the jobs go on in Slurm (a resume collects them) unless
+``cancel_on_interrupt`` says to cancel them, which puts their runs back to pending.
+"""
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Final, Literal
+
+from llem_harness.indexing import StoreIndex
+from llem_harness.study.display import RunLabel, StudyDisplay
+from llem_harness.study.launcher import failure_reason, reported_result
+from llem_harness.study.layout import StudyLayout
+from llem_harness.study.results import find_result
+from llem_harness.study.runner import INTERRUPTED, stops_counted
+from llem_harness.study.slurm import JobState, Slurm, array_spec, job_script, sbatch_options
+from llem_harness.study.spec import ChildSpec
+from llem_schema import StudyConfig, StudyManifest, StudyPlan, new_experiment_id
+from llem_schema.study_config import SlurmExecutorConfig
+
+__all__ = ["INTERRUPTED", "SlurmRunner", "job_name"]
+
+_LOST: Final = (
+    "Slurm no longer knows its job {job} (cancelled before it started, or ended long ago) and "
+    "it saved no result"
+)
+
+
+def job_name(study_id: str) -> str:
+    """The name of a study's job arrays: how a resume finds jobs the manifest missed."""
+    return f"llem-{study_id}"
+
+
+@dataclass
+class _Job:
+    run_index: int
+    experiment_id: str
+    job_id: str
+    label: RunLabel
+    started: bool = False
+
+
+@dataclass
+class SlurmRunner:
+    """Runs the remaining entries of ``manifest`` as Slurm jobs (see the module docstring)."""
+
+    layout: StudyLayout
+    study: StudyConfig
+    plan: StudyPlan
+    manifest: StudyManifest
+    index: StoreIndex
+    display: StudyDisplay
+    executor: SlurmExecutorConfig
+    slurm: Slurm = field(default_factory=Slurm)
+    verbose: bool = False
+    detach: bool = False
+    """Submit, then return without following the jobs."""
+    cancel_on_interrupt: Callable[[int], bool] = lambda jobs: False
+    """Asked, with how many jobs are in Slurm, whether Ctrl-C cancels them."""
+    poll_s: float = 2.0
+    _interrupts: int = field(default=0, init=False)
+
+    @property
+    def interrupted(self) -> bool:
+        return self._interrupts > 0
+
+    def interrupt(self) -> None:
+        self._interrupts += 1
+
+    def run(self) -> StudyManifest:
+        """Submit and follow every remaining run; return the final manifest (completed,
+        failed when no run completed, interrupted when runs remain: stopped or detached)."""
+        self.slurm.check()
+        jobs = self._follow_submitted()
+        waiting = [
+            e.run_index
+            for e in self.manifest.remaining()
+            if e.run_index not in {job.run_index for job in jobs}
+        ]
+        counts = self.manifest.counts()
+        self.display.begin(len(self.plan.runs), counts["completed"])
+        try:
+            if waiting:
+                jobs += self._submit(waiting)
+            if not self.detach:  # detached, the jobs go on and a resume follows them
+                with stops_counted(self.interrupt):
+                    self._follow(jobs)
+                if self.interrupted:
+                    self._stop(jobs)
+        finally:
+            self.display.end()
+        counts = self.manifest.counts()
+        status: Literal["interrupted", "completed", "failed"]
+        if counts["pending"] or counts["running"]:
+            status = "interrupted"
+        else:
+            status = "completed" if counts["completed"] or not counts["failed"] else "failed"
+        self._save(self.manifest.with_status(status))
+        return self.manifest
+
+    # -- submitting -----------------------------------------------------------------------
+
+    def _submit(self, run_indices: Sequence[int]) -> list[_Job]:
+        """Write each run's spec, record it running with its experiment id, submit them as
+        one array, and record each task's job id."""
+        submitted_at = datetime.now(UTC)
+        chosen: dict[int, str] = {}
+        for run_index in run_indices:
+            entry = self.manifest.entry(run_index)
+            point = self.plan.point(entry.point_index)
+            experiment_id = new_experiment_id(
+                point.config.model, point.config.backend, submitted_at
+            )
+            while experiment_id in chosen.values():  # one second, many runs: ids must differ
+                experiment_id = new_experiment_id(
+                    point.config.model, point.config.backend, submitted_at
+                )
+            chosen[run_index] = experiment_id
+            ChildSpec(
+                config=point.config.model_copy(
+                    update={"output_dir": str(self.layout.root.absolute())}
+                ),
+                experiment_id=experiment_id,
+                study_id=self.manifest.study_id,
+                run_index=run_index,
+                store_path=None,  # one writer: the controller indexes the result
+                parent_pid=None,
+                verbose=self.verbose,
+            ).save(self.layout.spec_file(run_index))
+            with self.layout.log_file(run_index).open("a", encoding="utf-8") as log:
+                log.write(
+                    f"--- {submitted_at.isoformat(timespec='seconds')} run {run_index} of study "
+                    f"{self.manifest.study_id}: experiment {experiment_id}, submitted to Slurm ---\n"
+                )
+            self.manifest = self.manifest.with_entry(
+                run_index,
+                status="running",
+                started_at=submitted_at,
+                finished_at=None,
+                error=None,
+                experiment_id=experiment_id,
+                result_path=None,
+                slurm_job_id=None,
+            )
+        self._save(self.manifest)
+        options = sbatch_options(
+            self.executor,
+            job_name=job_name(self.manifest.study_id),
+            workdir=self.layout.root.absolute(),
+            log_pattern=self.layout.runs_dir.absolute() / "run_%4a.log",
+            timeout_s=self.study.timeout_s,
+        )
+        try:
+            array_id = self.slurm.submit(
+                job_script(self.layout.runs_dir.absolute()),
+                options,
+                array=array_spec(run_indices, self.executor.max_parallel),
+            )
+        except BaseException:  # nothing was submitted: the runs are to run still
+            for run_index in run_indices:
+                self.manifest = self.manifest.with_entry(
+                    run_index, status="pending", started_at=None, experiment_id=None
+                )
+            self._save(self.manifest)
+            raise
+        jobs = []
+        for run_index in run_indices:
+            job_id = f"{array_id}_{run_index}"
+            self.manifest = self.manifest.with_entry(run_index, slurm_job_id=job_id)
+            jobs.append(_Job(run_index, chosen[run_index], job_id, self._label(run_index)))
+        self._save(self.manifest)
+        self.display.note(
+            f"submitted {len(jobs)} run(s) to Slurm as job array {array_id}"
+            + (
+                f" (at most {self.executor.max_parallel} at a time)"
+                if self.executor.max_parallel
+                else ""
+            )
+        )
+        return jobs
+
+    def _follow_submitted(self) -> list[_Job]:
+        """The runs an earlier controller left in Slurm: those with a job id, and those it
+        recorded running but whose ids it did not save (found by the array's name). A run
+        whose job has ended is concluded here."""
+        running = [e for e in self.manifest.entries if e.status == "running"]
+        if not running:
+            return []
+        named = self.slurm.states(
+            [e.slurm_job_id for e in running if e.slurm_job_id],
+            name=job_name(self.manifest.study_id),
+        )
+        jobs = []
+        for entry in running:
+            assert entry.experiment_id is not None
+            job_id = entry.slurm_job_id
+            if job_id is None:
+                candidate = next((j for j in named if j.endswith(f"_{entry.run_index}")), None)
+                if candidate is not None:
+                    job_id = candidate
+                    self.manifest = self.manifest.with_entry(entry.run_index, slurm_job_id=job_id)
+            if job_id is None:  # never reached Slurm
+                self.manifest = self.manifest.with_entry(
+                    entry.run_index, status="pending", error=INTERRUPTED
+                )
+                continue
+            job = _Job(entry.run_index, entry.experiment_id, job_id, self._label(entry.run_index))
+            state = named.get(job_id)
+            if state is not None and state.active:
+                jobs.append(job)
+            else:
+                self._conclude(job, state)
+        self._save(self.manifest)
+        if jobs:
+            self.display.note(f"following {len(jobs)} run(s) already in Slurm")
+        return jobs
+
+    # -- following ------------------------------------------------------------------------
+
+    def _follow(self, jobs: list[_Job]) -> None:
+        while jobs and not self.interrupted:
+            states = self.slurm.states([job.job_id for job in jobs])
+            for job in list(jobs):
+                state = states.get(job.job_id)
+                if state is not None and state.active:
+                    if not state.queued and not job.started:
+                        job.started = True
+                        self.display.started(job.label)
+                    continue
+                jobs.remove(job)
+                self._conclude(job, state)
+            if jobs:
+                self._sleep()
+
+    def _sleep(self) -> None:
+        deadline = time.monotonic() + self.poll_s
+        while time.monotonic() < deadline and not self.interrupted:
+            time.sleep(min(0.1, self.poll_s))
+
+    def _conclude(self, job: _Job, state: JobState | None) -> None:
+        """Record how ``job`` ended: completed if it saved its result (however Slurm says it
+        ended), else failed with Slurm's state and the log's last error."""
+        log = self.layout.log_file(job.run_index)
+        try:
+            output = log.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            output = ""
+        directory = find_result(self.layout, job.experiment_id, hint=reported_result(output))
+        if directory is not None:
+            warning = self.index.ingest_into_study(
+                directory, job.experiment_id, self.manifest.study_id
+            )
+            if warning is not None:
+                self.display.note(f"warning: {warning}")
+            self._save(
+                self.manifest.with_entry(
+                    job.run_index,
+                    status="completed",
+                    finished_at=datetime.now(UTC),
+                    error=None,
+                    result_path=self.layout.relative(directory),
+                )
+            )
+            self.display.finished(job.label, f"completed (Slurm job {job.job_id})")
+            return
+        if state is None:
+            reason = _LOST.format(job=job.job_id)
+        else:
+            reason = f"Slurm job {job.job_id} ended {state.describe()}"
+            attempt = output.rsplit("--- ", 1)[-1]
+            if "\n" in attempt and attempt.split("\n", 1)[1].strip():
+                reason += f": {failure_reason(attempt.split(chr(10), 1)[1], 1)}"
+        self.index.mark_failed(job.experiment_id, reason)
+        self._save(
+            self.manifest.with_entry(
+                job.run_index, status="failed", finished_at=datetime.now(UTC), error=reason
+            )
+        )
+        where = self.layout.relative(log)
+        self.display.finished(job.label, f"failed: {reason} (log: {where})")
+
+    def _stop(self, jobs: list[_Job]) -> None:
+        """After Ctrl-C: cancel the jobs still in Slurm if asked to (their runs pending again),
+        else leave them to a resume."""
+        if not jobs:
+            return
+        if self.cancel_on_interrupt(len(jobs)):
+            self.slurm.cancel([job.job_id for job in jobs])
+            for job in jobs:
+                self.index.mark_failed(job.experiment_id, INTERRUPTED)
+                self.manifest = self.manifest.with_entry(
+                    job.run_index, status="pending", finished_at=None, error=INTERRUPTED
+                )
+            self._save(self.manifest)
+            self.display.note(f"interrupted: cancelled {len(jobs)} Slurm job(s)")
+            return
+        self.display.note(
+            f"interrupted: {len(jobs)} run(s) go on in Slurm; `llem study --resume "
+            f"{self.layout.root}` collects them (scancel {' '.join(j.job_id for j in jobs)} "
+            "stops them)"
+        )
+
+    # -- bookkeeping ----------------------------------------------------------------------
+
+    def _label(self, run_index: int) -> RunLabel:
+        entry = self.manifest.entry(run_index)
+        assert entry.cycle is not None
+        return RunLabel(
+            run_index=run_index,
+            total=len(self.plan.runs),
+            point_index=entry.point_index,
+            overrides=entry.overrides,
+            cycle=entry.cycle,
+        )
+
+    def _save(self, manifest: StudyManifest) -> None:
+        manifest.save(self.layout.root)
+        self.manifest = manifest
