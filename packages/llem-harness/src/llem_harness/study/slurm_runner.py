@@ -29,12 +29,24 @@ from llem_harness.study.launcher import failure_reason, reported_result
 from llem_harness.study.layout import StudyLayout
 from llem_harness.study.results import find_result
 from llem_harness.study.runner import INTERRUPTED, stops_counted
-from llem_harness.study.slurm import JobState, Slurm, array_spec, job_script, sbatch_options
+from llem_harness.study.slurm import (
+    JobState,
+    Slurm,
+    SlurmError,
+    array_spec,
+    job_script,
+    sbatch_options,
+)
 from llem_harness.study.spec import ChildSpec
 from llem_schema import StudyConfig, StudyManifest, StudyPlan, new_experiment_id
 from llem_schema.study_config import SlurmExecutorConfig
 
-__all__ = ["INTERRUPTED", "SlurmRunner", "job_name"]
+__all__ = ["INTERRUPTED", "RESULT_GRACE_S", "SlurmRunner", "job_name"]
+
+RESULT_GRACE_S: Final = 30.0
+"""How long a job Slurm says COMPLETED may take to show its result directory here."""
+_QUERY_ATTEMPTS: Final = 5
+"""Failed squeue calls in a row after which following the jobs gives up (a resume goes on)."""
 
 _LOST: Final = (
     "Slurm no longer knows its job {job} (cancelled before it started, or ended long ago) and "
@@ -54,6 +66,9 @@ class _Job:
     job_id: str
     label: RunLabel
     started: bool = False
+    saved_by: float | None = None
+    """When a job that ended well must at the latest show its result (a shared filesystem
+    may show another node's files late), monotonic s; None until it ended."""
 
 
 @dataclass
@@ -211,7 +226,11 @@ class SlurmRunner:
             assert entry.experiment_id is not None
             job_id = entry.slurm_job_id
             if job_id is None:
-                candidate = next((j for j in named if j.endswith(f"_{entry.run_index}")), None)
+                tasks = sorted(
+                    (j for j in named if j.endswith(f"_{entry.run_index}")),
+                    key=lambda j: int(j.split("_")[0]),
+                )
+                candidate = tasks[-1] if tasks else None  # the latest attempt
                 if candidate is not None:
                     job_id = candidate
                     self.manifest = self.manifest.with_entry(entry.run_index, slurm_job_id=job_id)
@@ -234,8 +253,18 @@ class SlurmRunner:
     # -- following ------------------------------------------------------------------------
 
     def _follow(self, jobs: list[_Job]) -> None:
+        failures = 0
         while jobs and not self.interrupted:
-            states = self.slurm.states([job.job_id for job in jobs])
+            try:
+                states = self.slurm.states([job.job_id for job in jobs])
+                failures = 0
+            except SlurmError as exc:  # slurmctld busy or restarting: ask again
+                failures += 1
+                if failures >= _QUERY_ATTEMPTS:
+                    raise
+                self.display.note(f"warning: {exc}; asking Slurm again")
+                self._sleep()
+                continue
             for job in list(jobs):
                 state = states.get(job.job_id)
                 if state is not None and state.active:
@@ -243,10 +272,24 @@ class SlurmRunner:
                         job.started = True
                         self.display.started(job.label)
                     continue
+                if self._result_due(job, state):
+                    continue
                 jobs.remove(job)
                 self._conclude(job, state)
             if jobs:
                 self._sleep()
+
+    def _result_due(self, job: _Job, state: JobState | None) -> bool:
+        """Whether to wait for the result of a job that ended well but whose result is not
+        there yet (another node's files reach a shared filesystem's other clients late)."""
+        if state is None or state.state != "COMPLETED":
+            return False
+        if find_result(self.layout, job.experiment_id) is not None:
+            return False
+        now = time.monotonic()
+        if job.saved_by is None:
+            job.saved_by = now + RESULT_GRACE_S
+        return now < job.saved_by
 
     def _sleep(self) -> None:
         deadline = time.monotonic() + self.poll_s
