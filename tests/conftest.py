@@ -1,16 +1,19 @@
 """Fixtures of the end-to-end tests: a private cache (tiny model, baselines) shared by the
-session, the environment every `llem` subprocess runs with (offline, wide terminal), and a
-headless Chromium to open reports in."""
+session, the environment every `llem` subprocess runs with (offline, wide terminal), a
+headless Chromium to open reports in, and a one-node Slurm cluster."""
 
 import base64
 import contextlib
+import importlib.util
 import json
 import os
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -148,3 +151,46 @@ def _wait_until_ready(base_url: str, timeout_s: float = 20.0) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"chromedriver did not answer at {base_url} within {timeout_s} s")
         time.sleep(0.05)
+
+
+LOCAL_SLURM = Path(__file__).parent.parent / "scripts" / "local_slurm.py"
+
+
+def _local_slurm() -> ModuleType:
+    """``scripts/local_slurm.py``, which starts and stops the cluster (loaded from its file:
+    the tests run with ``--import-mode=importlib`` and ``scripts`` is no package)."""
+    spec = importlib.util.spec_from_file_location("local_slurm", LOCAL_SLURM)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {LOCAL_SLURM}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclass(frozen=True)
+class SlurmCluster:
+    """A one-node Slurm cluster of this host, for the session: ``env`` points Slurm's commands
+    at it (``SLURM_CONF``)."""
+
+    root: Path
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
+    """Debian's munge and Slurm daemons started as a one-node cluster by
+    ``scripts/local_slurm.py`` (state, spool, logs and the munge key in a temporary directory;
+    its own ports), stopped at the end. Missing (or not root), it fails the tests in CI (which
+    installs them) and skips them elsewhere."""
+    local_slurm = _local_slurm()
+    reason: str | None = local_slurm.unavailable()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    root = tmp_path_factory.mktemp("slurm")
+    additions: dict[str, str] = local_slurm.start(root)
+    try:
+        yield SlurmCluster(root, os.environ | additions)
+    finally:
+        local_slurm.stop(root)

@@ -87,3 +87,5 @@ def test_a_misspelt_executor_setting_is_refused() -> None:
         SlurmExecutorConfig.model_validate({"kind": "slurm", "partiton": "gpu"})
     with pytest.raises(ValidationError, match="extra_sbatch"):
         SlurmExecutorConfig(extra_sbatch=["constraint=a100"])
+    with pytest.raises(ValidationError, match="--output is llem's to set"):
+        SlurmExecutorConfig(extra_sbatch=["--output=/tmp/x.log"])

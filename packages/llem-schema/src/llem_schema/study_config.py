@@ -99,6 +99,39 @@ class SlurmExecutorConfig(FrozenModel):
         description="Runs Slurm may run at once (the job array's %N limit); None: no limit.",
     )
 
+    @field_validator("extra_sbatch")
+    @classmethod
+    def _not_llems_own(cls, value: list[str]) -> list[str]:
+        for option in value:
+            name = option.split("=", 1)[0]
+            if name in _LLEMS_SBATCH_OPTIONS:
+                raise ValueError(
+                    f"{name} is llem's to set (it names, numbers and logs the runs' jobs)"
+                )
+        return value
+
+
+_LLEMS_SBATCH_OPTIONS: Final = frozenset(
+    {
+        "--job-name",
+        "-J",
+        "--array",
+        "-a",
+        "--output",
+        "-o",
+        "--error",
+        "-e",
+        "--open-mode",
+        "--chdir",
+        "-D",
+        "--parsable",
+        "--wrap",
+        "--ntasks",
+        "-n",
+    }
+)
+"""sbatch options llem sets itself: the array's name, tasks, logs and directory."""
+
 
 ExecutorConfig = Annotated[LocalExecutorConfig | SlurmExecutorConfig, Field(discriminator="kind")]
 """Where a study's runs run: ``{kind: local}`` or ``{kind: slurm, ...}``."""

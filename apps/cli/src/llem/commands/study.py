@@ -269,6 +269,8 @@ def status(
     out = console()
     followed = "followed by an llem process" if found.followed else "not followed now"
     out.print(f"study {found.manifest.study_id} ({followed}): {summary}", markup=False)
+    if found.note:
+        typer.echo(f"note: {found.note}", err=True)
     shown = [run for run in found.runs if run.status != "completed"]
     if shown:
         out.print(

@@ -220,7 +220,8 @@ def resume_study(
         stopped_at = manifest.updated_at  # its last change before it stopped
         source = study_file or layout.study_file
         loaded = load_study(source, started_from=manifest.study_file_sha256)
-        executor = _choose_executor(options, manifest.executor or loaded.study.executor)
+        # the executor it ran with: a manifest names a Slurm one; none, this machine
+        executor = _choose_executor(options, manifest.executor or LocalExecutorConfig())
         in_slurm = [
             e.run_index for e in manifest.entries if e.status == "running" and e.slurm_job_id
         ]
@@ -229,11 +230,17 @@ def resume_study(
         elif in_slurm:
             raise UsageError(
                 f"study {manifest.study_id} has {len(in_slurm)} run(s) submitted to Slurm: "
-                "resume it with --executor slurm, where Slurm's commands are"
+                "resume it where Slurm's commands are (they follow those runs)"
             )
         else:
             check_parallel_plan(loaded.plan, options.devices)
         changed = manifest.study_file_sha256 not in (None, loaded.sha256)
+        if force and in_slurm:
+            raise UsageError(
+                f"study {manifest.study_id} has {len(in_slurm)} run(s) in Slurm: --force "
+                "re-plans the study under them; let a --resume without --force collect them "
+                "first, or cancel them (scancel --name=llem-" + manifest.study_id + ")"
+            )
         if changed and not force:
             raise changed_file_error(
                 manifest, study_file=source, study_dir=study_dir, given=study_file is not None
@@ -278,6 +285,8 @@ def resume_study(
                     else ""
                 )
             )
+        if in_slurm:  # its runs went on in Slurm meanwhile: no pause
+            stopped_at = datetime.now(UTC)
         manifest = manifest.resumed(stopped_at=stopped_at)  # the pause is no study time
         manifest = manifest.model_copy(update={"executor": _recorded(executor)})
         manifest.save(layout.root)
@@ -430,9 +439,11 @@ def _same_plan(manifest: StudyManifest, plan: StudyPlan) -> bool:
 
 def _recorded_store(layout: StudyLayout) -> Path | None:
     """The store the study's runs were recorded in (from their specs), if any ran."""
-    for spec in sorted(layout.runs_dir.glob("run_*.json"), reverse=True):
+    specs = [*layout.runs_dir.glob("run_*.json"), *layout.runs_dir.glob("*/run_*.json")]
+    for spec in sorted(specs, key=lambda path: path.stat().st_mtime, reverse=True):
         try:
-            value = json.loads(spec.read_bytes()).get("store_path")
+            document = json.loads(spec.read_bytes())
+            value = document.get("store_path") or document.get("index_path")
         except (OSError, ValueError, AttributeError):
             continue
         if isinstance(value, str) and value:

@@ -152,6 +152,9 @@ def job_script(runs_dir: Path, python: str = sys.executable) -> str:
     return (
         "#!/bin/bash\n"
         "# one run of an llem study (written by llem study --executor slurm)\n"
+        "export PYTHONUNBUFFERED=1  # a killed run loses none of its output\n"
+        "# number GPUs as NVML does, so the GPUs metered are the ones used\n"
+        'export CUDA_DEVICE_ORDER="${CUDA_DEVICE_ORDER:-PCI_BUS_ID}"\n'
         f"exec {shlex.quote(python)} -m llem_harness.study.child {spec}\n"
     )
 
@@ -170,7 +173,7 @@ class Slurm:
         if missing:
             raise UsageError(
                 f"no Slurm on this host: {', '.join(missing)} not found on PATH; run the study "
-                "where Slurm's commands are (a login node), or without --executor slurm"
+                "where Slurm's commands are (a login node), or on this machine (--executor local)"
             )
 
     def submit(self, script: str, options: Sequence[str], *, array: str) -> str:
@@ -191,8 +194,9 @@ class Slurm:
         called ``name``: squeue's answer, then sacct's for jobs squeue no longer lists (where
         the cluster keeps accounting). A job neither knows is left out."""
         found: dict[str, JobState] = {}
-        arrays = sorted({job_id.split("_")[0] for job_id in job_ids})
-        selectors = [f"--jobs={','.join(arrays)}"] if arrays else []
+        # each task by its own id: squeue lists every task asked for by id, where asked for
+        # by the array it can leave one out (Slurm 22.05, a strided array's last task)
+        selectors = [f"--jobs={','.join(sorted(job_ids))}"] if job_ids else []
         if name is not None:
             selectors.append(f"--name={name}")
         for selector in selectors:
@@ -229,6 +233,15 @@ class Slurm:
                 reason = parts[3] if len(parts) > 3 and parts[3] else None
                 found[parts[0]] = JobState(parts[0], _state(parts[1]), reason, parts[2] or None)
         return found
+
+    def max_array_size(self) -> int | None:
+        """The cluster's MaxArraySize (task ids must lie below it); None if unknown."""
+        completed = self._run(["scontrol", "show", "config"])
+        for line in completed.stdout.splitlines():
+            name, _, value = line.partition("=")
+            if name.strip() == "MaxArraySize" and value.strip().isdigit():
+                return int(value.strip())
+        return None
 
     def cancel(self, job_ids: Collection[str]) -> None:
         """Cancel ``job_ids`` (those already ended are no error)."""

@@ -6,23 +6,28 @@ results store. A job writes its run's result directory, its staging and its log 
 directory lies on a filesystem the nodes share); its child is told no store, and the
 controller indexes the result once the job has ended.
 
-The manifest keeps each run's job (``slurm_job_id``) from the moment it is submitted, status
-``running`` (queued or running in Slurm). A resume follows those jobs instead of submitting
-them again; a job that ended while nobody watched is concluded from its result directory, or
-failed with Slurm's reason, and a failed run (failed, cancelled, preempted, out of time, its
-node lost) is submitted again. Jobs submitted before their ids reached the manifest (the
-controller killed in between) are found by the array's name, the study id.
+The manifest records a run ``running`` with its experiment id before it is submitted, and its
+job (``slurm_job_id``) once sbatch has answered. A resume follows those jobs instead of
+submitting them again; a job that ended while nobody watched is concluded from its result
+directory, or failed with Slurm's reason, and a failed run (failed, cancelled, preempted, out
+of time, its node lost) is submitted again. A run recorded running without a job id (the
+controller died while sbatch ran, or sbatch's answer was lost) is concluded from its result
+directory if it saved one, else found in Slurm by the array's name (the study id), else run
+again. Each submission's specs lie in a directory of their own, so a job of an earlier
+attempt never runs a later attempt's spec.
 
 Ctrl-C stops following; the jobs go on in Slurm (a resume collects them) unless
 ``cancel_on_interrupt`` says to cancel them, which puts their runs back to pending.
 """
 
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final, Literal
 
+from llem_harness.errors import UsageError
 from llem_harness.indexing import StoreIndex
 from llem_harness.study.display import RunLabel, StudyDisplay
 from llem_harness.study.launcher import failure_reason, reported_result
@@ -45,6 +50,26 @@ __all__ = ["INTERRUPTED", "RESULT_GRACE_S", "SlurmRunner", "job_name"]
 
 RESULT_GRACE_S: Final = 30.0
 """How long a job Slurm says COMPLETED may take to show its result directory here."""
+_USUAL_WAITS: Final = frozenset(
+    {None, "None", "Priority", "Resources", "JobArrayTaskLimit", "BeginTime", "Dependency"}
+)
+"""Reasons a queued job gives while it waits its turn: not worth a word. Any other (a held
+job, a node or partition that cannot run it, an account limit) is said once, as it comes."""
+HOPELESS_WAITS: Final = frozenset(
+    {
+        "PartitionTimeLimit",
+        "PartitionNodeLimit",
+        "BadConstraints",
+        "DependencyNeverSatisfied",
+        "InvalidAccount",
+        "InvalidQOS",
+        "AccountNotAllowed",
+        "QOSNotAllowed",
+    }
+)
+"""Reasons a queued job gives that do not clear by waiting: its run is failed with the
+reason (and the job cancelled), not left to wait forever."""
+_MISSES_BEFORE_LOST: Final = 2
 _QUERY_ATTEMPTS: Final = 5
 """Failed squeue calls in a row after which following the jobs gives up (a resume goes on)."""
 
@@ -66,6 +91,10 @@ class _Job:
     job_id: str
     label: RunLabel
     started: bool = False
+    missed: int = 0
+    """Polls in a row in which squeue did not list the job."""
+    waits_for: str | None = None
+    """The reason Slurm last gave for keeping the job queued, when it was said."""
     saved_by: float | None = None
     """When a job that ended well must at the latest show its result (a shared filesystem
     may show another node's files late), monotonic s; None until it ended."""
@@ -100,41 +129,57 @@ class SlurmRunner:
 
     def run(self) -> StudyManifest:
         """Submit and follow every remaining run; return the final manifest (completed,
-        failed when no run completed, interrupted when runs remain: stopped or detached)."""
+        failed when no run completed, interrupted when runs remain: stopped or detached).
+        Whatever stops it, the manifest is left saying what is where."""
         self.slurm.check()
-        jobs = self._follow_submitted()
-        waiting = [
-            e.run_index
-            for e in self.manifest.remaining()
-            if e.run_index not in {job.run_index for job in jobs}
-        ]
-        counts = self.manifest.counts()
-        self.display.begin(len(self.plan.runs), counts["completed"])
+        jobs: list[_Job] = []
         try:
-            if waiting:
-                jobs += self._submit(waiting)
-            if not self.detach:  # detached, the jobs go on and a resume follows them
-                with stops_counted(self.interrupt):
-                    self._follow(jobs)
-                if self.interrupted:
-                    self._stop(jobs)
+            jobs = self._follow_submitted()
+            following = {job.run_index for job in jobs}
+            waiting = [
+                e.run_index for e in self.manifest.remaining() if e.run_index not in following
+            ]
+            counts = self.manifest.counts()
+            self.display.begin(len(self.plan.runs), counts["completed"])
+            try:
+                if waiting:
+                    jobs += self._submit(waiting)
+                if not self.detach:  # detached, the jobs go on and a resume follows them
+                    with stops_counted(self.interrupt):
+                        self._follow(jobs)
+            finally:
+                self.display.end()
+            if self.interrupted:
+                self._stop(jobs)
         finally:
-            self.display.end()
-        counts = self.manifest.counts()
-        status: Literal["interrupted", "completed", "failed"]
-        if counts["pending"] or counts["running"]:
-            status = "interrupted"
-        else:
-            status = "completed" if counts["completed"] or not counts["failed"] else "failed"
-        self._save(self.manifest.with_status(status))
+            self._save(self.manifest.with_status(self._status()))
         return self.manifest
+
+    def _status(self) -> Literal["interrupted", "completed", "failed"]:
+        counts = self.manifest.counts()
+        if counts["pending"] or counts["running"]:
+            return "interrupted"
+        return "completed" if counts["completed"] or not counts["failed"] else "failed"
 
     # -- submitting -----------------------------------------------------------------------
 
     def _submit(self, run_indices: Sequence[int]) -> list[_Job]:
-        """Write each run's spec, record it running with its experiment id, submit them as
-        one array, and record each task's job id."""
+        """Write each run's spec (in this submission's own directory), record it running with
+        its experiment id (and in the store), submit them as one array, and record each
+        task's job id. A submission Slurm refuses puts the runs back to pending; one whose
+        outcome is unknown (sbatch not answering, interrupted) leaves them running without a
+        job id, for a resume to find."""
+        limit = self.slurm.max_array_size()
+        if limit is not None and max(run_indices) >= limit:
+            raise UsageError(
+                f"run {max(run_indices)} is beyond this cluster's MaxArraySize ({limit}): Slurm "
+                f"numbers a study's runs by array task, so split the study into studies of at "
+                f"most {limit} runs"
+            )
         submitted_at = datetime.now(UTC)
+        specs = (
+            self.layout.runs_dir / f"submitted-{submitted_at:%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+        )
         chosen: dict[int, str] = {}
         for run_index in run_indices:
             entry = self.manifest.entry(run_index)
@@ -155,14 +200,13 @@ class SlurmRunner:
                 study_id=self.manifest.study_id,
                 run_index=run_index,
                 store_path=None,  # one writer: the controller indexes the result
+                index_path=None if self.index.path is None else str(self.index.path.absolute()),
                 parent_pid=None,
                 verbose=self.verbose,
-            ).save(self.layout.spec_file(run_index))
-            with self.layout.log_file(run_index).open("a", encoding="utf-8") as log:
-                log.write(
-                    f"--- {submitted_at.isoformat(timespec='seconds')} run {run_index} of study "
-                    f"{self.manifest.study_id}: experiment {experiment_id}, submitted to Slurm ---\n"
-                )
+            ).save(specs / f"run_{run_index:04d}.json")
+            self.index.mark_running(
+                experiment_id, point.config, submitted_at, study_id=self.manifest.study_id
+            )
             self.manifest = self.manifest.with_entry(
                 run_index,
                 status="running",
@@ -183,12 +227,13 @@ class SlurmRunner:
         )
         try:
             array_id = self.slurm.submit(
-                job_script(self.layout.runs_dir.absolute()),
+                job_script(specs.absolute()),
                 options,
                 array=array_spec(run_indices, self.executor.max_parallel),
             )
-        except BaseException:  # nothing was submitted: the runs are to run still
+        except UsageError:  # refused: nothing was submitted, the runs are still to run
             for run_index in run_indices:
+                self.index.mark_failed(chosen[run_index], "Slurm refused its submission")
                 self.manifest = self.manifest.with_entry(
                     run_index, status="pending", started_at=None, experiment_id=None
                 )
@@ -199,6 +244,12 @@ class SlurmRunner:
             job_id = f"{array_id}_{run_index}"
             self.manifest = self.manifest.with_entry(run_index, slurm_job_id=job_id)
             jobs.append(_Job(run_index, chosen[run_index], job_id, self._label(run_index)))
+            with self.layout.log_file(run_index).open("a", encoding="utf-8") as log:
+                log.write(
+                    f"--- {submitted_at.isoformat(timespec='seconds')} run {run_index} of study "
+                    f"{self.manifest.study_id}: experiment {chosen[run_index]}, Slurm job "
+                    f"{job_id} ---\n"
+                )
         self._save(self.manifest)
         self.display.note(
             f"submitted {len(jobs)} run(s) to Slurm as job array {array_id}"
@@ -211,16 +262,21 @@ class SlurmRunner:
         return jobs
 
     def _follow_submitted(self) -> list[_Job]:
-        """The runs an earlier controller left in Slurm: those with a job id, and those it
-        recorded running but whose ids it did not save (found by the array's name). A run
-        whose job has ended is concluded here."""
+        """The runs an earlier controller left running: concluded where their result is
+        saved or their job has ended, followed where it has not. A run without a job id is
+        looked for in Slurm by the array's name (the latest attempt); not there, it runs
+        again."""
         running = [e for e in self.manifest.entries if e.status == "running"]
         if not running:
             return []
-        named = self.slurm.states(
-            [e.slurm_job_id for e in running if e.slurm_job_id],
-            name=job_name(self.manifest.study_id),
-        )
+        known = [e.slurm_job_id for e in running if e.slurm_job_id]
+        states = self.slurm.states(known)
+        if set(known) - states.keys():  # not listed: ask once more before taking them as gone
+            time.sleep(min(self.poll_s, 1.0))
+            states.update(self.slurm.states(sorted(set(known) - states.keys())))
+        named: dict[str, JobState] = {}
+        if any(e.slurm_job_id is None for e in running):
+            named = self.slurm.states([], name=job_name(self.manifest.study_id))
         jobs = []
         for entry in running:
             assert entry.experiment_id is not None
@@ -230,19 +286,22 @@ class SlurmRunner:
                     (j for j in named if j.endswith(f"_{entry.run_index}")),
                     key=lambda j: int(j.split("_")[0]),
                 )
-                candidate = tasks[-1] if tasks else None  # the latest attempt
-                if candidate is not None:
-                    job_id = candidate
+                if tasks:
+                    job_id = tasks[-1]  # the latest attempt
+                    states[job_id] = named[job_id]
                     self.manifest = self.manifest.with_entry(entry.run_index, slurm_job_id=job_id)
-            if job_id is None:  # never reached Slurm
+            job = _Job(
+                entry.run_index, entry.experiment_id, job_id or "", self._label(entry.run_index)
+            )
+            state = states.get(job_id) if job_id else None
+            saved = find_result(self.layout, entry.experiment_id) is not None
+            if job_id is None and not saved:  # never reached Slurm, or gone without a trace
+                self.index.mark_failed(entry.experiment_id, INTERRUPTED)
                 self.manifest = self.manifest.with_entry(
                     entry.run_index, status="pending", error=INTERRUPTED
                 )
-                continue
-            job = _Job(entry.run_index, entry.experiment_id, job_id, self._label(entry.run_index))
-            state = named.get(job_id)
-            if state is not None and state.active:
-                jobs.append(job)
+            elif not saved and state is not None and (state.active or state.state == "COMPLETED"):
+                jobs.append(job)  # running, queued, or about to show its result: follow it
             else:
                 self._conclude(job, state)
         self._save(self.manifest)
@@ -267,10 +326,25 @@ class SlurmRunner:
                 continue
             for job in list(jobs):
                 state = states.get(job.job_id)
+                if state is None and job.missed < _MISSES_BEFORE_LOST:
+                    job.missed += 1  # a task between states, or squeue's lapse: ask again
+                    continue
+                job.missed = 0
+                if state is not None and state.queued and state.reason in HOPELESS_WAITS:
+                    jobs.remove(job)
+                    self.slurm.cancel([job.job_id])
+                    self._conclude(job, state, cannot_start=True)
+                    continue
                 if state is not None and state.active:
                     if not state.queued and not job.started:
                         job.started = True
                         self.display.started(job.label)
+                    elif state.queued and state.reason not in _USUAL_WAITS | {job.waits_for}:
+                        job.waits_for = state.reason
+                        self.display.note(
+                            f"{job.label}: Slurm keeps job {job.job_id} waiting: "
+                            f"{state.describe()} (scontrol show job {job.job_id} says more)"
+                        )
                     continue
                 if self._result_due(job, state):
                     continue
@@ -296,7 +370,7 @@ class SlurmRunner:
         while time.monotonic() < deadline and not self.interrupted:
             time.sleep(min(0.1, self.poll_s))
 
-    def _conclude(self, job: _Job, state: JobState | None) -> None:
+    def _conclude(self, job: _Job, state: JobState | None, *, cannot_start: bool = False) -> None:
         """Record how ``job`` ended: completed if it saved its result (however Slurm says it
         ended), else failed with Slurm's state and the log's last error."""
         log = self.layout.log_file(job.run_index)
@@ -324,9 +398,11 @@ class SlurmRunner:
             return
         if state is None:
             reason = _LOST.format(job=job.job_id)
+        elif cannot_start:
+            reason = f"Slurm cannot start job {job.job_id}: {state.describe()}; it was cancelled"
         else:
             reason = f"Slurm job {job.job_id} ended {state.describe()}"
-            attempt = output.rsplit("--- ", 1)[-1]
+            attempt = output.rsplit("\n--- ", 1)[-1]
             if "\n" in attempt and attempt.split("\n", 1)[1].strip():
                 reason += f": {failure_reason(attempt.split(chr(10), 1)[1], 1)}"
         self.index.mark_failed(job.experiment_id, reason)
@@ -339,13 +415,18 @@ class SlurmRunner:
         self.display.finished(job.label, f"failed: {reason} (log: {where})")
 
     def _stop(self, jobs: list[_Job]) -> None:
-        """After Ctrl-C: cancel the jobs still in Slurm if asked to (their runs pending again),
-        else leave them to a resume."""
+        """After Ctrl-C: cancel the jobs still in Slurm if asked to (a run that saved its
+        result meanwhile is completed; the others are pending again), else leave them to a
+        resume."""
         if not jobs:
             return
+        arrays = " ".join(sorted({job.job_id.split("_")[0] for job in jobs}))
         if self.cancel_on_interrupt(len(jobs)):
             self.slurm.cancel([job.job_id for job in jobs])
             for job in jobs:
+                if find_result(self.layout, job.experiment_id) is not None:
+                    self._conclude(job, None)
+                    continue
                 self.index.mark_failed(job.experiment_id, INTERRUPTED)
                 self.manifest = self.manifest.with_entry(
                     job.run_index, status="pending", finished_at=None, error=INTERRUPTED
@@ -355,8 +436,7 @@ class SlurmRunner:
             return
         self.display.note(
             f"interrupted: {len(jobs)} run(s) go on in Slurm; `llem study --resume "
-            f"{self.layout.root}` collects them (scancel {' '.join(j.job_id for j in jobs)} "
-            "stops them)"
+            f"{self.layout.root}` collects them (`scancel {arrays}` stops them)"
         )
 
     # -- bookkeeping ----------------------------------------------------------------------

@@ -24,6 +24,13 @@ class ChildSpec(FrozenModel):
     store_path: str | None = Field(
         description="The results store the run is recorded in; None: none."
     )
+    index_path: str | None = Field(
+        default=None,
+        description=(
+            "The store the study indexes its runs in when the child writes none (a Slurm job: "
+            "the controller indexes); a resume finds it here."
+        ),
+    )
     parent_pid: int | None = Field(
         description=(
             "PID of the llem study process; the child stops when that process dies. None: a "

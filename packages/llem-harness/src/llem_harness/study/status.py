@@ -6,7 +6,7 @@ from pathlib import Path
 
 from llem_harness.errors import UsageError
 from llem_harness.study.layout import StudyLayout, is_being_run
-from llem_harness.study.slurm import JobState, Slurm
+from llem_harness.study.slurm import JobState, Slurm, SlurmError
 from llem_schema import ManifestEntry, StudyManifest
 
 __all__ = ["RunStatus", "StudyStatus", "study_status"]
@@ -29,6 +29,8 @@ class StudyStatus:
     runs: list[RunStatus]
     followed: bool
     """Whether an llem process follows the study now (holds its lock)."""
+    note: str | None = None
+    """Why Slurm was not asked, where it was not."""
 
     def counts(self) -> dict[str, int]:
         found: dict[str, int] = {}
@@ -47,18 +49,21 @@ def study_status(study_dir: Path, *, slurm: Slurm | None = None) -> StudyStatus:
         e.slurm_job_id for e in manifest.entries if e.status == "running" and e.slurm_job_id
     ]
     states: dict[str, JobState] = {}
+    note = None
     if submitted:
-        client = slurm or Slurm()
-        client.check()
-        states = client.states(submitted)
+        try:
+            states = (slurm or Slurm()).states(submitted)
+        except (UsageError, SlurmError) as exc:
+            note = f"Slurm not asked ({exc}): its runs are shown as the manifest has them"
+            submitted = []
     runs = []
     for entry in manifest.entries:
         status: str = entry.status
         job = states.get(entry.slurm_job_id) if entry.slurm_job_id else None
-        if entry.status == "running" and entry.slurm_job_id:
+        if entry.status == "running" and entry.slurm_job_id and entry.slurm_job_id in submitted:
             if job is None or not job.active:
                 status = "ended"
             elif job.queued:
                 status = "queued"
         runs.append(RunStatus(entry, status, job))
-    return StudyStatus(manifest, runs, is_being_run(layout))
+    return StudyStatus(manifest, runs, is_being_run(layout), note)
