@@ -28,7 +28,7 @@ ROOT: Final = Path(__file__).resolve().parents[1]
 README: Final = ROOT / "README.md"
 
 NEEDS: Final = re.compile(
-    r"needs (a GPU|a server|an id|a study|minutes|the network|the echo backend)\b"
+    r"needs (a GPU|a server|an id|a study|a Slurm cluster|minutes|the network|the echo backend)\b"
 )
 """What a command may need that this machine does not give it; ``# needs …`` leaves it out."""
 
