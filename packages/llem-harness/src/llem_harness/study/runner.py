@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from types import FrameType
 from typing import Final, Literal
 
@@ -32,6 +31,7 @@ from llem_harness.study.display import RunLabel, StudyDisplay
 from llem_harness.study.gaps import NeverSkip, SkipInput, Thermometer, gap_s
 from llem_harness.study.launcher import ChildProcess, Launcher, failure_reason, reported_result
 from llem_harness.study.layout import StudyLayout
+from llem_harness.study.records import RunRecords
 from llem_harness.study.results import find_result
 from llem_harness.study.spec import ChildSpec
 from llem_schema import StudyConfig, StudyManifest, StudyPlan, new_experiment_id
@@ -72,7 +72,7 @@ class _Slot:
 
 
 @dataclass
-class StudyRunner:
+class StudyRunner(RunRecords):
     """Runs the remaining entries of ``manifest`` (see the module docstring).
 
     ``devices``: one lane per entry; ``(None,)`` runs one experiment at a time with the
@@ -262,7 +262,7 @@ class StudyRunner:
                 spec_file, self.layout.log_file(run_index), header=header, device=slot.device
             )
         except OSError as exc:
-            self._fail(label, experiment_id, f"cannot start its process: {exc}")
+            self._failed(label, experiment_id, f"cannot start its process: {exc}")
             return
         slot.active = _Active(run_index, experiment_id, label, child)
 
@@ -279,7 +279,12 @@ class StudyRunner:
         active.child.close()
         directory = find_result(self.layout, active.experiment_id, hint=reported_result(output))
         if directory is not None:
-            self._complete(active, directory)
+            self._completed(
+                active.label,
+                active.experiment_id,
+                directory,
+                f"completed in {active.child.elapsed_s():.1f} s",
+            )
             return
         if returncode == 0:
             reason = "its process ended without error but saved no result"
@@ -296,34 +301,7 @@ class StudyRunner:
             return
         else:
             reason = failure_reason(output, returncode)
-        self._fail(active.label, active.experiment_id, reason)
-
-    def _complete(self, active: _Active, directory: Path) -> None:
-        warning = self.index.ingest_into_study(
-            directory, active.experiment_id, self.manifest.study_id
-        )
-        if warning is not None:
-            self.display.note(f"warning: {warning}")
-        self._save(
-            self.manifest.with_entry(
-                active.run_index,
-                status="completed",
-                finished_at=datetime.now(UTC),
-                error=None,
-                result_path=self.layout.relative(directory),
-            )
-        )
-        self.display.finished(active.label, f"completed in {active.child.elapsed_s():.1f} s")
-
-    def _fail(self, label: RunLabel, experiment_id: str, reason: str) -> None:
-        self.index.mark_failed(experiment_id, reason)
-        self._save(
-            self.manifest.with_entry(
-                label.run_index, status="failed", finished_at=datetime.now(UTC), error=reason
-            )
-        )
-        log = self.layout.relative(self.layout.log_file(label.run_index))
-        self.display.finished(label, f"failed: {reason} (log: {log})")
+        self._failed(active.label, active.experiment_id, reason)
 
     # -- interruption ---------------------------------------------------------------------
 
@@ -354,10 +332,6 @@ class StudyRunner:
             self._conclude(slot, returncode)
 
     # -- bookkeeping ----------------------------------------------------------------------
-
-    def _save(self, manifest: StudyManifest) -> None:
-        manifest.save(self.layout.root)
-        self.manifest = manifest
 
     def _final_status(self) -> Literal["interrupted", "completed", "failed"]:
         counts = self.manifest.counts()

@@ -32,6 +32,7 @@ from llem_harness.indexing import StoreIndex
 from llem_harness.study.display import RunLabel, StudyDisplay
 from llem_harness.study.launcher import failure_reason, reported_result
 from llem_harness.study.layout import StudyLayout
+from llem_harness.study.records import RunRecords
 from llem_harness.study.results import find_result
 from llem_harness.study.runner import INTERRUPTED, stops_counted
 from llem_harness.study.slurm import (
@@ -101,7 +102,7 @@ class _Job:
 
 
 @dataclass
-class SlurmRunner:
+class SlurmRunner(RunRecords):
     """Runs the remaining entries of ``manifest`` as Slurm jobs (see the module docstring)."""
 
     layout: StudyLayout
@@ -380,21 +381,9 @@ class SlurmRunner:
             output = ""
         directory = find_result(self.layout, job.experiment_id, hint=reported_result(output))
         if directory is not None:
-            warning = self.index.ingest_into_study(
-                directory, job.experiment_id, self.manifest.study_id
+            self._completed(
+                job.label, job.experiment_id, directory, f"completed (Slurm job {job.job_id})"
             )
-            if warning is not None:
-                self.display.note(f"warning: {warning}")
-            self._save(
-                self.manifest.with_entry(
-                    job.run_index,
-                    status="completed",
-                    finished_at=datetime.now(UTC),
-                    error=None,
-                    result_path=self.layout.relative(directory),
-                )
-            )
-            self.display.finished(job.label, f"completed (Slurm job {job.job_id})")
             return
         if state is None:
             reason = _LOST.format(job=job.job_id)
@@ -402,17 +391,10 @@ class SlurmRunner:
             reason = f"Slurm cannot start job {job.job_id}: {state.describe()}; it was cancelled"
         else:
             reason = f"Slurm job {job.job_id} ended {state.describe()}"
-            attempt = output.rsplit("\n--- ", 1)[-1]
-            if "\n" in attempt and attempt.split("\n", 1)[1].strip():
-                reason += f": {failure_reason(attempt.split(chr(10), 1)[1], 1)}"
-        self.index.mark_failed(job.experiment_id, reason)
-        self._save(
-            self.manifest.with_entry(
-                job.run_index, status="failed", finished_at=datetime.now(UTC), error=reason
-            )
-        )
-        where = self.layout.relative(log)
-        self.display.finished(job.label, f"failed: {reason} (log: {where})")
+            _, _, printed = output.rsplit("\n--- ", 1)[-1].partition("\n")  # this attempt's
+            if printed.strip():
+                reason += f": {failure_reason(printed, 1)}"
+        self._failed(job.label, job.experiment_id, reason)
 
     def _stop(self, jobs: list[_Job]) -> None:
         """After Ctrl-C: cancel the jobs still in Slurm if asked to (a run that saved its
@@ -451,7 +433,3 @@ class SlurmRunner:
             overrides=entry.overrides,
             cycle=entry.cycle,
         )
-
-    def _save(self, manifest: StudyManifest) -> None:
-        manifest.save(self.layout.root)
-        self.manifest = manifest
