@@ -132,8 +132,11 @@ def test_export_requests_writes_one_row_per_request_of_the_experiments_asked(
         with target.open(newline="") as handle:
             rows = list(csv.DictReader(handle))
     else:
-        sheet = openpyxl.load_workbook(target, read_only=True).worksheets[0]
-        header, *cells = list(sheet.iter_rows(values_only=True))
+        book = openpyxl.load_workbook(target, read_only=True)
+        try:  # a read-only workbook holds its file open until closed
+            header, *cells = list(book.worksheets[0].iter_rows(values_only=True))
+        finally:
+            book.close()
         rows = [dict(zip(map(str, header), row, strict=True)) for row in cells]
     found = [
         (

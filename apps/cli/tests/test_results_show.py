@@ -198,8 +198,11 @@ def test_compare_output_keeps_the_comparison_as_a_file(
         with target.open(newline="") as handle:
             rows = list(csv.DictReader(handle))
     else:
-        sheet = openpyxl.load_workbook(target, read_only=True).worksheets[0]
-        header, *cells = list(sheet.iter_rows(values_only=True))
+        book = openpyxl.load_workbook(target, read_only=True)
+        try:  # a read-only workbook holds its file open until closed
+            header, *cells = list(book.worksheets[0].iter_rows(values_only=True))
+        finally:
+            book.close()
         rows = [dict(zip(map(str, header), row, strict=True)) for row in cells]
     assert [row["experiment_id"] for row in rows] == ["exp_0", "exp_2"]
     with ResultStore(results / "llem.db") as store:

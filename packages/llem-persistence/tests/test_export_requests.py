@@ -104,8 +104,11 @@ def test_xlsx_holds_every_request_in_one_sheet(tmp_path: Path) -> None:
     target = tmp_path / "requests.xlsx"
     export_requests(results, target)
     workbook = openpyxl.load_workbook(target, read_only=True)
-    (sheet,) = workbook.worksheets
-    rows = list(sheet.iter_rows(values_only=True))
+    try:
+        (sheet,) = workbook.worksheets
+        rows = list(sheet.iter_rows(values_only=True))
+    finally:
+        workbook.close()
     assert list(rows[0]) == NAMES
     expected = expected_rows(results)
     assert len(rows) - 1 == len(expected)
