@@ -64,6 +64,10 @@ def test_run_names_its_values_and_shows_the_configs_defaults(llem: Llem) -> None
         "--max-concurrency": "no limit" if config.load.max_concurrency is None else "?",
         "--energy": config.energy.source,
         "--output": config.output_dir,
+        # the launcher's, not the config's
+        "--launcher": "auto",
+        "--nodes": "1",
+        "--gpus-per-node": "none asked for; num_processes spread over the nodes",
     }
     for option, default in expected.items():
         found = re.search(rf"{option} [^ ]+ [^\[]*\[default: ([^\]]+)\]", lines)
@@ -75,7 +79,7 @@ def test_run_names_its_values_and_shows_the_configs_defaults(llem: Llem) -> None
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["run", "--modle", "x"], "no such option --modle (did you mean --model?)"),
+        (["run", "--modell", "x"], "no such option --modell (did you mean --model?)"),
         (["results", "list", "--limt", "3"], "no such option --limt (did you mean --limit?)"),
         (["run", "--bogus"], "no such option --bogus"),  # nothing is near it
     ],

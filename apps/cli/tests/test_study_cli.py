@@ -242,6 +242,20 @@ def test_impossible_combinations_are_one_line_and_exit_2(
     assert outcome.stderr == f"error: {message}\n"
 
 
+def test_parallel_is_refused_for_a_study_file_whose_runs_are_slurm_jobs(
+    llem: Llem, tmp_path: Path
+) -> None:
+    study_file = tmp_path / "s.yaml"
+    study_file.write_text("name: s\nbase: {n: 1}\nexecutor: {kind: slurm}\n")
+    outcome = llem("study", str(study_file), "--parallel", "--devices", "0,1", "-o", str(tmp_path))
+    assert outcome.exit_code == 2
+    assert outcome.stderr == (
+        "error: --parallel runs on this machine's GPUs, but this study's runs are Slurm jobs: "
+        "use --max-parallel, or --executor local\n"
+    )
+    assert list(tmp_path.iterdir()) == [study_file]
+
+
 def test_a_misspelt_executor_setting_names_the_key(llem: Llem, tmp_path: Path) -> None:
     study_file = tmp_path / "s.yaml"
     study_file.write_text("name: s\nbase: {n: 1}\nexecutor: {kind: slurm, partiton: gpu}\n")

@@ -8,12 +8,13 @@ aggregation -> saved result directory -> indexed in the store (steps 1 to 5 of a
 """
 
 import logging
+import os
 import shutil
 import signal
 import tempfile
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from os import PathLike
@@ -29,6 +30,7 @@ from llem_harness.backends import (
     settings_model_of,
 )
 from llem_harness.errors import (
+    EXIT_FAILURE,
     OutputDirectoryError,
     RunFailedError,
     RunInterruptedError,
@@ -38,15 +40,25 @@ from llem_harness.errors import (
     describe_exception,
 )
 from llem_harness.indexing import NotIndexed, StoreIndex
-from llem_harness.launch import run_workers
+from llem_harness.launch import INTERRUPT_GRACE_S, run_workers
+from llem_harness.multinode import (
+    Coordinator,
+    Follower,
+    SlurmTask,
+    local_count,
+    slurm_task,
+    torchrun_environment,
+)
 from llem_harness.progress import ProgressCallback, Stages
 from llem_harness.prompts import check_prompts
+from llem_harness.worker import measure_process
 from llem_persistence import StagingRepository, finalize_experiment
 from llem_schema import (
     EnvironmentSnapshot,
     ExperimentConfig,
     ExperimentResult,
     InferenceBackend,
+    WorkerContext,
     new_experiment_id,
     parse_config,
     resolve_backend_settings,
@@ -60,6 +72,7 @@ __all__ = ["Measurement", "check_experiment", "measure", "resolve_config", "run_
 logger = logging.getLogger(__name__)
 
 StoreChoice = str | PathLike[str] | Literal[False] | None
+Launcher = Literal["auto", "local"]
 Failure = TypeVar("Failure", bound=RunFailedError)
 
 
@@ -173,6 +186,7 @@ def run_experiment(
     study_id: str | None = None,
     verbose: bool = False,
     save_interrupted: bool = True,
+    launcher: Launcher = "auto",
 ) -> Measurement:
     """:func:`measure`, telling also where the result went and whether it was indexed.
 
@@ -181,8 +195,18 @@ def run_experiment(
     in the store), so the run is recorded as part of the study. ``verbose`` gives worker
     processes debug logs. ``save_interrupted``: an interrupted run saves what finished,
     marked incomplete (a study's runs leave it staged instead: the study runs them again).
+
+    ``launcher``: ``auto`` runs each task of a Slurm job step of several tasks (``srun -n 4
+    llem run …``) as one process of a single run (:mod:`llem_harness.multinode`): task 0
+    saves and indexes the result, and every task returns it; elsewhere, as ``local``, the
+    config's ``num_processes`` are started on this host.
     """
+    task = slurm_task() if launcher == "auto" else None
+    if task is not None:
+        config = _for_step(config, task)
     config = resolve_config(config, backend)
+    if task is not None and task.rank > 0:
+        return _follow(config, task)
     stages = Stages(progress)
     results_dir = Path(config.output_dir)
     index = _store_index(store, results_dir)
@@ -201,19 +225,36 @@ def run_experiment(
         f"experiment {experiment_id}: {config.n} prompts, {config.num_processes} process(es), "
         f"backend {config.backend}"
     )
+    coordinator = None
+    if task is not None:
+
+        def stuck(reason: str) -> None:  # the backend hangs in a run that failed elsewhere
+            index.mark_failed(experiment_id, reason)
+            logger.error("%s", reason)
+            logger.warning("process 0's backend did not let go of the run: exiting")
+            os._exit(EXIT_FAILURE)
+
+        coordinator = Coordinator(task, results_dir, progress, stuck=stuck)
     # held until the result is saved: a recovery of staged runs leaves a live run alone, and
     # a row recorded as running whose lock is free was abandoned (so it is recorded after)
-    with staging.running(experiment_id), _terminate_as_interrupt():
+    with (
+        staging.running(experiment_id),
+        terminate_as_interrupt(),
+        coordinator or nullcontext(),
+    ):
         index.mark_running(experiment_id, config, started, study_id=study_id)
         try:
-            run_workers(
-                config,
-                experiment_id,
-                results_dir,
-                progress,
-                backend=prepared if config.num_processes == 1 else None,
-                verbose=verbose,
-            )
+            if coordinator is None:
+                run_workers(
+                    config,
+                    experiment_id,
+                    results_dir,
+                    progress,
+                    backend=prepared if config.num_processes == 1 else None,
+                    verbose=verbose,
+                )
+            else:
+                _lead(coordinator, config, experiment_id, prepared, stages)
         except KeyboardInterrupt as stop:
             saved = None
             if save_interrupted and staging.has_raw(experiment_id):
@@ -248,12 +289,146 @@ def run_experiment(
                 staging, experiment_id, results_dir, require_complete=True
             )
         except BaseException as exc:
-            index.mark_failed(experiment_id, f"not saved: {str(exc) or type(exc).__name__}")
+            reason = f"not saved: {str(exc) or type(exc).__name__}"
+            index.mark_failed(experiment_id, reason)
+            if coordinator is not None:
+                coordinator.fail(reason)
             raise
+        if coordinator is not None:
+            coordinator.finish(directory)
     not_indexed = index.ingest(directory)
     if not_indexed is not None:
         stages.note(f"warning: {not_indexed}")
     return Measurement(ExperimentResult.from_json(directory), directory, not_indexed)
+
+
+def _for_step(config: ExperimentConfig, task: SlurmTask) -> ExperimentConfig:
+    """``config`` as run by the tasks of a Slurm job step: one process per task
+    (``num_processes`` is the task count, or 1, its default)."""
+    if config.num_processes == task.count:
+        return config
+    if config.num_processes != 1:
+        raise UsageError(
+            f"num_processes is {config.num_processes}, but srun started {task.count} tasks, "
+            f"one process each: leave num_processes out, or start {config.num_processes} "
+            "tasks"
+        )
+    return config.model_copy(update={"num_processes": task.count})
+
+
+def _lead(
+    coordinator: Coordinator,
+    config: ExperimentConfig,
+    experiment_id: str,
+    backend: InferenceBackend,
+    stages: Stages,
+) -> None:
+    """Task 0 of a Slurm job step: let the other tasks join, measure this task's share with
+    them, and wait until every share is staged."""
+    task = coordinator.task
+    results_dir = Path(config.output_dir)
+    coordinator.publish(experiment_id)
+    try:
+        hosts = coordinator.join()
+        stages.note(
+            f"{task.count} processes on {len(set(hosts.values()))} node(s): "
+            + ", ".join(sorted(set(hosts.values())))
+        )
+        os.environ.update(torchrun_environment(task, hosts, coordinator.master_port))
+        with coordinator.measuring():
+            measure_process(
+                config,
+                experiment_id,
+                backend=backend,
+                results_dir=results_dir,
+                context=_context(task, hosts, results_dir, experiment_id),
+                stages=Stages(lambda event: coordinator.progress(0, event)),
+                barrier=coordinator.wait,
+            )
+        coordinator.wait()  # every share is staged
+    except KeyboardInterrupt:
+        coordinator.interrupt(INTERRUPT_GRACE_S)  # raises the failure, where one came first
+        raise
+    except WorkerFailedError as failed:
+        coordinator.fail(str(failed))  # another task's: already told to every task
+        raise
+    except Exception as exc:
+        reason = f"process 0 failed: {describe_exception(exc)}"
+        coordinator.fail(reason)
+        raise WorkerFailedError(reason, process_index=0) from exc
+
+
+def _follow(config: ExperimentConfig, task: SlurmTask) -> Measurement:
+    """A Slurm task other than 0: join task 0, measure this task's share, and return the
+    result task 0 saved. Nothing is written but this task's staged share."""
+    results_dir = Path(config.output_dir)
+    follower = Follower(task, results_dir)
+    experiment_id = follower.experiment_id
+    staging = StagingRepository(results_dir)
+    os.environ.update(torchrun_environment(task, follower.hosts, follower.master_port))
+    with terminate_as_interrupt():
+        try:
+            try:
+                with follower.measuring():
+                    measure_process(
+                        config,
+                        experiment_id,
+                        backend=create_backend(config.backend),
+                        results_dir=results_dir,
+                        context=_context(task, follower.hosts, results_dir, experiment_id),
+                        stages=Stages(follower.progress),
+                        barrier=follower.barrier,
+                    )
+                follower.wait()  # every share is staged
+                saved = follower.wait()["saved"]  # task 0 saved the result
+            except KeyboardInterrupt:
+                follower.end(interrupted=True)
+                raise
+            except WorkerFailedError:
+                follower.end()
+                raise
+            except Exception as exc:
+                follower.fail(describe_exception(exc))
+                follower.end()
+                raise
+        except KeyboardInterrupt as stop:
+            interrupted = RunInterruptedError(
+                f"process {task.rank} was interrupted; process 0 saves what finished",
+                experiment_id=experiment_id,
+                results_dir=results_dir,
+                staged=staging.raw_path(experiment_id, task.rank).is_file(),
+            )
+            if isinstance(stop, Terminated):
+                interrupted.signal_number = signal.SIGTERM
+            raise interrupted from None
+        except Exception as exc:
+            logger.debug("process %d failed", task.rank, exc_info=True)
+            reason = (
+                str(exc)
+                if isinstance(exc, WorkerFailedError)
+                else f"process {task.rank} failed: {describe_exception(exc)}"
+            )
+            raise RunFailedError(
+                reason,
+                experiment_id=experiment_id,
+                results_dir=results_dir,
+                staged=staging.has_raw(experiment_id),
+            ) from exc
+    follower.end()
+    directory = Path(saved)
+    return Measurement(ExperimentResult.from_json(directory), directory)
+
+
+def _context(
+    task: SlurmTask, hosts: dict[int, str], results_dir: Path, experiment_id: str
+) -> WorkerContext:
+    return WorkerContext(
+        process_index=task.rank,
+        num_processes=task.count,
+        local_index=task.local_rank,
+        local_count=local_count(task, hosts),
+        files_dir=str(StagingRepository(results_dir).files_dir(experiment_id, task.rank)),
+    )
 
 
 def _environment(backend: str) -> EnvironmentSnapshot:
@@ -265,7 +440,7 @@ def _environment(backend: str) -> EnvironmentSnapshot:
 
 
 @contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
+def terminate_as_interrupt() -> Iterator[None]:
     """SIGTERM (``kill``, a scheduler stopping the job) stops the run as Ctrl-C does: the
     workers are stopped and the run is recorded as interrupted. Main thread only."""
     if threading.current_thread() is not threading.main_thread():

@@ -86,14 +86,47 @@ def run(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Debug logs (same as llem -v run).")
     ] = False,
+    launcher: Annotated[
+        Literal["auto", "local", "slurm"],
+        typer.Option(
+            help="Who starts the processes: this machine (local); srun, across nodes (slurm); "
+            "auto: each task of an srun step is one process, else local.",
+        ),
+    ] = "auto",
+    nodes: Annotated[
+        int | None, typer.Option(help="Nodes srun runs the processes on.  [default: 1]")
+    ] = None,
+    gpus_per_node: Annotated[
+        int | None,
+        typer.Option(
+            help="GPUs per node, one process each.  [default: none asked for; num_processes "
+            "spread over the nodes]"
+        ),
+    ] = None,
+    partition: Annotated[str | None, typer.Option(help="Slurm partition for srun.")] = None,
+    account: Annotated[str | None, typer.Option(help="Slurm account for srun.")] = None,
+    time_limit: Annotated[
+        str | None, typer.Option(help="Time limit of the srun step (srun --time).")
+    ] = None,
 ) -> None:
     """Measure energy, throughput and latency of one experiment."""
+    from llem.errors import UsageError
     from llem_harness import load_experiment_config
 
     if verbose:
         from llem.logs import configure_logging
 
         configure_logging(verbose=True)
+    slurm_options = {
+        "--nodes": nodes,
+        "--gpus-per-node": gpus_per_node,
+        "--partition": partition,
+        "--account": account,
+        "--time-limit": time_limit,
+    }
+    given = [name for name, value in slurm_options.items() if value is not None]
+    if given and launcher != "slurm":
+        raise UsageError(f"{', '.join(given)} only apply with --launcher slurm")
     overrides: dict[str, object] = {
         "backend": backend,
         "model": model,
@@ -122,15 +155,42 @@ def run(
     from llem.render.progress import RichProgress, make_progress
     from llem.render.summary import summary
     from llem_harness import RunInterruptedError, run_experiment
+    from llem_harness.multinode import slurm_task
 
-    progress = make_progress()
-    try:
-        measured = run_experiment(
+    task = slurm_task() if launcher == "auto" else None
+    if task is not None and task.rank > 0:  # one of srun's tasks: task 0 reports
+        run_experiment(
             config,
-            progress=progress,
             store=resolve_db(db, Path(config.output_dir)),
             verbose=verbose or logging.getLogger("llem").isEnabledFor(logging.DEBUG),
         )
+        return
+    progress = make_progress()
+    try:
+        if launcher == "slurm":
+            from llem_harness.slurm_run import SrunLaunch, run_with_srun
+
+            measured = run_with_srun(
+                config,
+                SrunLaunch(
+                    nodes=nodes or 1,
+                    gpus_per_node=gpus_per_node,
+                    partition=partition,
+                    account=account,
+                    time_limit=time_limit,
+                ),
+                progress=progress,
+                store=resolve_db(db, Path(config.output_dir)),
+                verbose=verbose or logging.getLogger("llem").isEnabledFor(logging.DEBUG),
+            )
+        else:
+            measured = run_experiment(
+                config,
+                progress=progress,
+                store=resolve_db(db, Path(config.output_dir)),
+                verbose=verbose or logging.getLogger("llem").isEnabledFor(logging.DEBUG),
+                launcher="local" if launcher == "local" else "auto",
+            )
     except RunInterruptedError as interrupted:
         if isinstance(progress, RichProgress):
             progress.close()

@@ -400,6 +400,11 @@ def _choose_executor(options: RunOptions, default: ExecutorConfig) -> ExecutorCo
         executor = SlurmExecutorConfig()
     if options.detach and not isinstance(executor, SlurmExecutorConfig):
         raise UsageError("--detach leaves runs to Slurm: give --executor slurm")
+    if isinstance(executor, SlurmExecutorConfig) and any(options.devices):
+        raise UsageError(
+            "--parallel runs on this machine's GPUs, but this study's runs are Slurm jobs: "
+            "use --max-parallel, or --executor local"
+        )
     if not options.slurm_settings:
         return executor
     if not isinstance(executor, SlurmExecutorConfig):
