@@ -4,13 +4,20 @@ rendezvous itself, task 0 and a task 1 in threads of this process, over real TCP
 connections. The whole run on a real cluster: tests/test_multinode.py."""
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from llem_harness.errors import UsageError, WorkerFailedError
-from llem_harness.multinode import Coordinator, Follower, SlurmTask, slurm_task
+from llem_harness.multinode import (
+    Coordinator,
+    Follower,
+    SlurmTask,
+    announce_failure,
+    slurm_task,
+)
 from llem_harness.progress import ProgressEvent
 from llem_harness.slurm_run import SrunLaunch, srun_command
 from llem_schema import ExperimentConfig
@@ -56,13 +63,15 @@ def test_a_launch_gives_the_process_count_or_says_why_not() -> None:
         SrunLaunch(nodes=0).processes(config)
 
 
+ID = "tiny_echo_2026-01-01T00-00-00_abcdef"
+
+
 def task(rank: int) -> SlurmTask:
     return SlurmTask(rank=rank, count=2, local_rank=rank, step="7.0.0")
 
 
 def test_task_0_says_which_tasks_did_not_join(tmp_path: Path) -> None:
-    with Coordinator(task(0), tmp_path) as coordinator:
-        coordinator.publish("tiny_echo_2026-01-01T00-00-00_abcdef")
+    with Coordinator(task(0), tmp_path, ID) as coordinator:
         assert coordinator.file.stat().st_mode & 0o777 == 0o600  # the key: its user's only
         with pytest.raises(WorkerFailedError) as caught:
             coordinator.join(timeout_s=0.3)
@@ -94,6 +103,11 @@ def follow(tmp_path: Path, then: str, seen: dict[str, Any]) -> threading.Thread:
             follower.fail("RuntimeError: out of memory")
             follower.end()
             return
+        if then == "fail after join":
+            time.sleep(0.5)  # task 0 is measuring by now
+            follower.fail("RuntimeError: oom")
+            follower.end()
+            return
         follower.barrier()
         seen["saved"] = follower.wait()["saved"]
         follower.end()
@@ -106,15 +120,14 @@ def follow(tmp_path: Path, then: str, seen: dict[str, Any]) -> threading.Thread:
 def test_tasks_meet_at_barriers_and_task_1_gets_what_task_0_saved(tmp_path: Path) -> None:
     seen: dict[str, Any] = {}
     events: list[ProgressEvent] = []
-    with Coordinator(task(0), tmp_path, events.append) as coordinator:
-        coordinator.publish("tiny_echo_2026-01-01T00-00-00_abcdef")
+    with Coordinator(task(0), tmp_path, ID, events.append) as coordinator:
         thread = follow(tmp_path, "finish", seen)
         hosts = coordinator.join(timeout_s=10)
         coordinator.wait()
         coordinator.finish(tmp_path / "saved")
         thread.join(10)
     assert seen == {
-        "experiment_id": "tiny_echo_2026-01-01T00-00-00_abcdef",
+        "experiment_id": ID,
         "hosts": hosts,
         "saved": str(tmp_path / "saved"),
     }
@@ -124,8 +137,7 @@ def test_tasks_meet_at_barriers_and_task_1_gets_what_task_0_saved(tmp_path: Path
 
 def test_a_failing_task_stops_task_0_with_its_reason(tmp_path: Path) -> None:
     seen: dict[str, Any] = {}
-    with Coordinator(task(0), tmp_path) as coordinator:
-        coordinator.publish("tiny_echo_2026-01-01T00-00-00_abcdef")
+    with Coordinator(task(0), tmp_path, ID) as coordinator:
         thread = follow(tmp_path, "fail", seen)
         coordinator.join(timeout_s=10)
         with pytest.raises(WorkerFailedError) as caught:
@@ -133,3 +145,64 @@ def test_a_failing_task_stops_task_0_with_its_reason(tmp_path: Path) -> None:
         thread.join(10)
     assert str(caught.value) == "process 1 failed: RuntimeError: out of memory"
     assert caught.value.process_index == 1
+
+
+def measure_until_stopped(seconds: float = 20.0) -> float:
+    """Stand in for a measurement in pure Python (a backend's run); how long it ran."""
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        time.sleep(0.01)
+    return time.monotonic() - started
+
+
+def test_a_task_failing_while_task_0_measures_stops_it_at_once(tmp_path: Path) -> None:
+    seen: dict[str, Any] = {}
+    with Coordinator(task(0), tmp_path, ID) as coordinator:
+        thread = follow(tmp_path, "fail after join", seen)
+        coordinator.join(timeout_s=10)
+        started = time.monotonic()
+        failed = pytest.raises(WorkerFailedError, match=r"^process 1 failed: RuntimeError: oom$")
+        with failed, coordinator.measuring():
+            measure_until_stopped()
+        assert time.monotonic() - started < 5
+        thread.join(10)
+
+
+def test_a_measuring_task_stops_at_once_when_task_0_is_gone(tmp_path: Path) -> None:
+    joined = threading.Event()
+    gone = threading.Event()
+
+    def task_0() -> None:
+        with Coordinator(task(0), tmp_path, ID) as coordinator:
+            coordinator.join(timeout_s=10)
+            joined.set()
+            gone.wait(10)  # then its connections close, as when its process is killed
+
+    thread = threading.Thread(target=task_0)
+    thread.start()
+    follower = Follower(task(1), tmp_path, timeout_s=10)
+    assert joined.wait(10)
+    threading.Timer(0.5, gone.set).start()  # while task 1 measures
+    started = time.monotonic()
+    gone_now = pytest.raises(WorkerFailedError, match=r"^process 0 \(on .+\) is gone: killed, or")
+    with gone_now, follower.measuring():
+        measure_until_stopped()
+    assert time.monotonic() - started < 5
+    follower.end()
+    thread.join(10)
+
+
+def test_task_0_failing_before_the_others_join_tells_them_why(tmp_path: Path) -> None:
+    announce_failure(tmp_path, task(0), "ConfigError: no backend 'vllm' is installed")
+    with pytest.raises(WorkerFailedError) as caught:
+        Follower(task(1), tmp_path, timeout_s=10)
+    assert str(caught.value) == (
+        "process 0 failed before the run started: ConfigError: no backend 'vllm' is installed"
+    )
+
+
+def test_a_rendezvous_file_others_could_have_written_is_not_trusted(tmp_path: Path) -> None:
+    with Coordinator(task(0), tmp_path, ID) as coordinator:
+        coordinator.file.chmod(0o644)  # as if planted by someone else who can write there
+        with pytest.raises(UsageError, match=r"found no process 0 to join within 0\.5 s"):
+            Follower(task(1), tmp_path, timeout_s=0.5)

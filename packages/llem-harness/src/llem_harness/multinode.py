@@ -56,8 +56,11 @@ __all__ = [
     "Coordinator",
     "Follower",
     "SlurmTask",
+    "announce_failure",
+    "local_count",
     "rendezvous_path",
     "slurm_task",
+    "torchrun_environment",
 ]
 
 logger = logging.getLogger(__name__)
@@ -107,6 +110,13 @@ def rendezvous_path(results_dir: Path, task: SlurmTask) -> Path:
     return StagingRepository(results_dir).root / f"slurm-{task.step}.rendezvous"
 
 
+def announce_failure(results_dir: Path, task: SlurmTask, reason: str) -> None:
+    """Task 0 failed before the others could join (``reason``): tell them where they look,
+    so that they stop at once instead of waiting for it."""
+    with contextlib.suppress(OSError):
+        _write_private(rendezvous_path(results_dir, task), {"error": reason})
+
+
 def torchrun_environment(
     task: SlurmTask, hosts: Mapping[int, str], master_port: int
 ) -> dict[str, str]:
@@ -145,8 +155,8 @@ class _Stopped(BaseException):
 class Coordinator:
     """Task 0's side: serves the other tasks and takes part in the barriers itself.
 
-    Use as a context manager around the run; :meth:`publish` once the experiment id is
-    known, :meth:`join` before measuring, :meth:`wait` as the measurement's barrier,
+    Use as a context manager around the run (it says where to reach it as it starts, and
+    removes that when it closes); :meth:`join` before measuring, :meth:`wait` as the measurement's barrier,
     :meth:`finish` once the result is saved, :meth:`fail` or :meth:`interrupt` when the run
     ends otherwise.
     """
@@ -155,6 +165,7 @@ class Coordinator:
         self,
         task: SlurmTask,
         results_dir: Path,
+        experiment_id: str,
         progress: ProgressCallback | None = None,
         *,
         stuck: Callable[[str], None] = lambda reason: os._exit(1),
@@ -180,6 +191,11 @@ class Coordinator:
         self._merged = MergedProgress(progress or (lambda event: None), task.count)
         self._accepter = threading.Thread(target=self._accept, name="llem-rendezvous", daemon=True)
         self._accepter.start()
+        try:
+            self._publish(experiment_id)
+        except BaseException:
+            self.close()
+            raise
 
     def __enter__(self) -> "Coordinator":
         return self
@@ -196,7 +212,7 @@ class Coordinator:
         with self._lock:
             return dict(self._hosts)
 
-    def publish(self, experiment_id: str) -> None:
+    def _publish(self, experiment_id: str) -> None:
         """Write where to reach this task (readable by its user only) for the others."""
         document = {
             "host": self.host,
@@ -205,12 +221,7 @@ class Coordinator:
             "experiment_id": experiment_id,
             "master_port": self.master_port,
         }
-        self.file.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.file.with_name(f".{self.file.name}.{os.getpid()}")
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w") as out:
-            json.dump(document, out)
-        temporary.replace(self.file)
+        _write_private(self.file, document)
 
     def progress(self, rank: int, event: ProgressEvent) -> None:
         with self._lock:
@@ -255,14 +266,28 @@ class Coordinator:
     def measuring(self) -> contextlib.AbstractContextManager[None]:
         """While this task measures, another task's failure reaches it at once (as the
         :class:`WorkerFailedError` that says which failed)."""
-        return self._signals.armed(lambda: self._raise(self._why()))
+        return self._signals.armed(lambda: self._raise(self._why()), self._failed)
+
+    def _failed(self) -> bool:
+        with self._lock:
+            return self._stop is not None and self._stop.kind == "failed"
 
     def finish(self, directory: Path) -> None:
-        """The result is saved in ``directory``: tell the others, and wait for them to end."""
+        """The result is saved in ``directory``: tell the others, and wait for them to end.
+        Raises nothing: the run is over, whatever happens to the others now."""
         with self._lock:
             self._saved = str(directory)
-        self.wait()
-        self._await_others(_END_GRACE_S)
+        try:
+            self._barrier.wait(_END_GRACE_S)
+            self._await_others(_END_GRACE_S)
+        except threading.BrokenBarrierError:
+            logger.warning(
+                "not every process heard that the result is saved (%s); it is saved in %s",
+                self._why().reason,
+                directory,
+            )
+        except KeyboardInterrupt:
+            logger.warning("interrupted once the result was saved, in %s", directory)
 
     def fail(self, reason: str) -> None:
         """This task failed (``reason``): stop the others, and wait for them to end."""
@@ -287,7 +312,7 @@ class Coordinator:
         self._accepter.join(5.0)
         self._listener.close()
         for connection, _ in connections:
-            connection.close()
+            _shut(connection)
         with contextlib.suppress(FileNotFoundError):
             self.file.unlink()
 
@@ -305,6 +330,7 @@ class Coordinator:
             if self._closing:
                 connection.close()
                 return
+            _keep_alive(connection)
             threading.Thread(
                 target=self._serve, args=(connection,), name="llem-rendezvous-task", daemon=True
             ).start()
@@ -334,7 +360,9 @@ class Coordinator:
                     with self._changed:
                         self._ended.add(rank)
                         over = self._saved is not None
-                    if message[1] and not over:  # interrupted alone: the whole run stops
+                    if over:  # it will not come to the last barrier: nobody waits for it
+                        self._barrier.abort()
+                    elif message[1]:  # interrupted alone: the whole run stops
                         self._decide(_Stop("interrupted"))
                     return
         except (EOFError, OSError, ValueError, TypeError):
@@ -406,6 +434,11 @@ class Follower:
         deadline = time.monotonic() + timeout_s
         while True:
             found = _read_rendezvous(file)
+            if found is not None and "error" in found:
+                raise WorkerFailedError(
+                    f"process 0 failed before the run started: {found['error']}",
+                    process_index=0,
+                )
             if found is not None:
                 try:
                     self._connection = Client(
@@ -431,9 +464,18 @@ class Follower:
         self._stop: _Stop | None = None
         self._gone = False
         self._signals = _StopSignal(self._stuck)
-        self._send(("hello", task.rank, socket.gethostname()))
-        threading.Thread(target=self._read, name="llem-rendezvous-reader", daemon=True).start()
-        self.hosts: dict[int, str] = self.wait()["hosts"]
+        self.hosts: dict[int, str] = {}
+        _keep_alive(self._connection)
+        self._reader = threading.Thread(
+            target=self._read, name="llem-rendezvous-reader", daemon=True
+        )
+        try:
+            self._send(("hello", task.rank, socket.gethostname()))
+            self._reader.start()
+            self.hosts = self.wait()["hosts"]
+        except BaseException:
+            _shut(self._connection)
+            raise
 
     def wait(self) -> dict[str, Any]:
         """The barrier of every task: what task 0 shares (``hosts``, ``saved``)."""
@@ -453,11 +495,15 @@ class Follower:
         """While this task measures, another task's failure reaches it at once (as the
         :class:`WorkerFailedError` that says which failed); an interruption, at its next
         barrier (with its share staged)."""
-        return self._signals.armed(self._raise)
+        return self._signals.armed(self._raise, self._failed)
 
     def barrier(self) -> None:
         """:meth:`wait`, for the measurement's barriers."""
         self.wait()
+
+    def _failed(self) -> bool:
+        with self._arrived:
+            return self._gone or (self._stop is not None and self._stop.kind == "failed")
 
     def progress(self, event: ProgressEvent) -> None:
         with contextlib.suppress(OSError):
@@ -470,7 +516,8 @@ class Follower:
     def end(self, *, interrupted: bool = False) -> None:
         with contextlib.suppress(OSError):
             self._send(("ended", interrupted))
-        self._connection.close()
+        _shut(self._connection)
+        self._reader.join(5.0)
 
     def _raise(self) -> None:
         stop = self._stop
@@ -494,8 +541,7 @@ class Follower:
         os._exit(3)
 
     def hosts_or_unknown(self) -> str:
-        hosts = getattr(self, "hosts", None)
-        return hosts[0] if hosts else "its node"
+        return self.hosts.get(0, "its node")
 
     def _send(self, message: tuple[Any, ...]) -> None:
         with self._send_lock:
@@ -518,6 +564,7 @@ class Follower:
             with self._arrived:
                 self._gone = True
                 self._arrived.notify_all()
+            self._signals.fire()  # process 0 is gone: stop measuring now
 
 
 class _StopSignal:
@@ -527,30 +574,40 @@ class _StopSignal:
     stop is found at the next barrier.
 
     Python runs the handler between bytecodes; a backend blocked in native code (a
-    collective waiting for a process that is gone) never gets there. Where the main thread
-    is still measuring :data:`STOP_GRACE_S` after the signal, ``stuck()`` is called (from
-    another thread) to end the process."""
+    collective waiting for a process that is gone) never gets there. Where the handler has
+    not run :data:`STOP_GRACE_S` after the signal, ``stuck()`` is called (from another
+    thread) to end the process; once it has run, the measurement's cleanup (a backend's
+    unload) takes the time it needs."""
 
     def __init__(self, stuck: Callable[[], None]) -> None:
         self._stuck = stuck
         self._lock = threading.Lock()
         self._inside = False
         self._armed = False
+        self._handled = False
 
     @contextlib.contextmanager
-    def armed(self, stop: Callable[[], None]) -> Iterator[None]:
+    def armed(self, stop: Callable[[], None], pending: Callable[[], bool]) -> Iterator[None]:
+        """Armed while the block runs; a stop that came before (``pending()``) is raised at
+        once."""
+        if pending():
+            stop()
         if threading.current_thread() is not threading.main_thread():
             yield
             return
 
         def handle(signum: int, frame: FrameType | None) -> None:
             signal.signal(_STOP_SIGNAL, signal.SIG_IGN)
+            with self._lock:
+                self._handled = True  # the main thread runs Python: it is not stuck
             stop()
 
         previous = signal.signal(_STOP_SIGNAL, handle)
         with self._lock:
             self._armed = self._inside = True
         try:
+            if pending():  # came while arming
+                self.fire()
             yield
         finally:
             # a signal sent before this took the lock has reached the handler already
@@ -570,19 +627,62 @@ class _StopSignal:
 
     def _check(self) -> None:
         with self._lock:
-            stuck = self._inside
+            stuck = self._inside and not self._handled
         if stuck:
             self._stuck()
 
 
+def _write_private(file: Path, document: Mapping[str, object]) -> None:
+    """``document`` as JSON in ``file``, readable by this user only, replaced atomically."""
+    file.parent.mkdir(parents=True, exist_ok=True)
+    temporary = file.with_name(f".{file.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    with os.fdopen(os.open(temporary, flags, 0o600), "w", encoding="utf-8") as out:
+        json.dump(document, out)
+    temporary.replace(file)
+
+
 def _read_rendezvous(file: Path) -> dict[str, Any] | None:
+    """What task 0 wrote, if it is there, whole, and written by this user for this user
+    only (a file anyone else could have planted is not trusted: the key admits pickles)."""
     try:
-        found = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        descriptor = os.open(file, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
         return None
-    if not isinstance(found, dict) or not {"host", "port", "key", "experiment_id"} <= set(found):
+    with os.fdopen(descriptor, encoding="utf-8") as handle:
+        status = os.fstat(handle.fileno())
+        if status.st_uid != os.getuid() or status.st_mode & 0o077:
+            return None
+        try:
+            found = json.loads(handle.read())
+        except (OSError, ValueError):
+            return None
+    if not isinstance(found, dict):
         return None
-    return found
+    if "error" in found or {"host", "port", "key", "experiment_id"} <= set(found):
+        return found
+    return None
+
+
+def _keep_alive(connection: Connection) -> None:
+    """TCP keepalive on ``connection``, so that a peer whose node went down (no FIN ever
+    comes) is noticed in about two minutes."""
+    with contextlib.suppress(OSError, AttributeError):
+        probe = socket.fromfd(connection.fileno(), socket.AF_INET, socket.SOCK_STREAM)
+        with probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            probe.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 60)
+            probe.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 10)
+            probe.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 6)
+
+
+def _shut(connection: Connection) -> None:
+    """Close ``connection`` so that a thread blocked reading it wakes (at EOF) first."""
+    with contextlib.suppress(OSError):
+        probe = socket.fromfd(connection.fileno(), socket.AF_INET, socket.SOCK_STREAM)
+        with probe:
+            probe.shutdown(socket.SHUT_RDWR)
+    connection.close()
 
 
 def _free_port() -> int:

@@ -45,6 +45,7 @@ from llem_harness.multinode import (
     Coordinator,
     Follower,
     SlurmTask,
+    announce_failure,
     local_count,
     slurm_task,
     torchrun_environment,
@@ -202,45 +203,49 @@ def run_experiment(
     config's ``num_processes`` are started on this host.
     """
     task = slurm_task() if launcher == "auto" else None
-    if task is not None:
-        config = _for_step(config, task)
-    config = resolve_config(config, backend)
     if task is not None and task.rank > 0:
-        return _follow(config, task)
-    stages = Stages(progress)
-    results_dir = Path(config.output_dir)
-    index = _store_index(store, results_dir)
-    started = datetime.now(UTC)
-    if experiment_id is None:
-        experiment_id = new_experiment_id(config.model, config.backend, started)
-    else:
-        validate_experiment_id(experiment_id)
-    prepared = check_experiment(config, backend=backend, store=store)  # nothing made yet
-    check_output_dir(results_dir)  # before a model loads: not a minute later, with a traceback
-    staging = StagingRepository(results_dir)
-    staging.begin(
-        config, experiment_id, config.num_processes, environment=_environment(config.backend)
-    )
+        return _follow(resolve_config(_for_step(config, task), backend), task)
+    try:
+        if task is not None:
+            config = _for_step(config, task)
+        config = resolve_config(config, backend)
+        stages = Stages(progress)
+        results_dir = Path(config.output_dir)
+        index = _store_index(store, results_dir)
+        started = datetime.now(UTC)
+        if experiment_id is None:
+            experiment_id = new_experiment_id(config.model, config.backend, started)
+        else:
+            validate_experiment_id(experiment_id)
+        prepared = check_experiment(config, backend=backend, store=store)  # nothing made yet
+        check_output_dir(results_dir)  # before a model loads: not a minute later
+        staging = StagingRepository(results_dir)
+        staging.begin(
+            config, experiment_id, config.num_processes, environment=_environment(config.backend)
+        )
+    except BaseException as exc:
+        if task is not None:  # the other tasks wait for task 0: tell them why it stopped
+            announce_failure(Path(config.output_dir), task, describe_exception(exc))
+        raise
     stages.note(
         f"experiment {experiment_id}: {config.n} prompts, {config.num_processes} process(es), "
         f"backend {config.backend}"
     )
-    coordinator = None
-    if task is not None:
 
-        def stuck(reason: str) -> None:  # the backend hangs in a run that failed elsewhere
-            index.mark_failed(experiment_id, reason)
-            logger.error("%s", reason)
-            logger.warning("process 0's backend did not let go of the run: exiting")
-            os._exit(EXIT_FAILURE)
+    def stuck(reason: str) -> None:  # task 0's backend hangs in a run that failed elsewhere
+        index.mark_failed(experiment_id, reason)
+        logger.error("%s", reason)
+        logger.warning("process 0's backend did not let go of the run: exiting")
+        os._exit(EXIT_FAILURE)
 
-        coordinator = Coordinator(task, results_dir, progress, stuck=stuck)
     # held until the result is saved: a recovery of staged runs leaves a live run alone, and
     # a row recorded as running whose lock is free was abandoned (so it is recorded after)
     with (
         staging.running(experiment_id),
         terminate_as_interrupt(),
-        coordinator or nullcontext(),
+        nullcontext(None)
+        if task is None
+        else Coordinator(task, results_dir, experiment_id, progress, stuck=stuck) as coordinator,
     ):
         index.mark_running(experiment_id, config, started, study_id=study_id)
         try:
@@ -327,7 +332,6 @@ def _lead(
     them, and wait until every share is staged."""
     task = coordinator.task
     results_dir = Path(config.output_dir)
-    coordinator.publish(experiment_id)
     try:
         hosts = coordinator.join()
         stages.note(

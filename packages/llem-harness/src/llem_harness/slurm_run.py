@@ -20,6 +20,7 @@ task 0 saves the run, marked interrupted. A second Ctrl-C ends the step at once.
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -66,6 +67,8 @@ from llem_schema.io import atomic_write_bytes
 
 __all__ = ["SrunLaunch", "StepSpec", "main", "run_with_srun", "srun_command"]
 
+logger = logging.getLogger(__name__)
+
 _STEP: Final = "step: "
 _PROGRESS: Final = "progress: "
 _RESULT: Final = "result: "
@@ -98,7 +101,7 @@ class SrunLaunch:
                 raise UsageError(
                     f"num_processes is {config.num_processes}, but {self.nodes} node(s) with "
                     f"{self.gpus_per_node} GPU(s) each run {total} processes, one per GPU: "
-                    "leave num_processes out"
+                    f"give --num-processes {total}, or leave num_processes out"
                 )
             return total
         total = config.num_processes
@@ -204,7 +207,11 @@ class _Outcome:
 
     def measurement(self, experiment_id: str, results_dir: Path) -> Measurement:
         interrupted = self.returncode in (EXIT_INTERRUPTED, EXIT_TERMINATED)
-        if self.returncode == 0 and self.result is not None:
+        if self.result is not None and self.error is None:
+            if self.returncode != 0:  # another task ended badly after the result was saved
+                logger.warning(
+                    "srun exited with code %d after the result was saved", self.returncode
+                )
             return Measurement(ExperimentResult.from_json(self.result), self.result)
         if not self.started and not interrupted:
             raise UsageError(

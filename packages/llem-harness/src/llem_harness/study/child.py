@@ -102,6 +102,7 @@ def _run(spec_file: Path) -> int:
             study_id=spec.study_id,
             verbose=spec.verbose,
             save_interrupted=False,  # the study runs it again; a part is no result of it
+            launcher="local",  # a run of its own, even inside a step of several srun tasks
         )
     except LlemError as error:
         _say(f"error: {error}")

@@ -1,6 +1,8 @@
 """What a study's runners record when a run ends, the same whether it ran on this machine or
 as a Slurm job: the manifest entry (saved atomically), the store row, and what the user sees."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,9 +22,29 @@ class RunRecords:
     index: StoreIndex
     display: StudyDisplay
 
+    _batching: bool = False
+    _unsaved: bool = False
+
     def _save(self, manifest: StudyManifest) -> None:
-        manifest.save(self.layout.root)
         self.manifest = manifest
+        if self._batching:
+            self._unsaved = True
+            return
+        manifest.save(self.layout.root)
+
+    @contextmanager
+    def _saved_once(self) -> Iterator[None]:
+        """The manifest changes made inside are written together at the end: one write for
+        the runs a poll of Slurm concluded, not one each (the manifest grows with the study).
+        The store rows are written as each run concludes, as before."""
+        self._batching = True
+        try:
+            yield
+        finally:
+            self._batching = False
+            if self._unsaved:
+                self._unsaved = False
+                self._save(self.manifest)
 
     def _completed(
         self, label: RunLabel, experiment_id: str, directory: Path, outcome: str

@@ -22,7 +22,7 @@ Ctrl-C stops following; the jobs go on in Slurm (a resume collects them) unless
 
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final, Literal
@@ -325,34 +325,40 @@ class SlurmRunner(RunRecords):
                 self.display.note(f"warning: {exc}; asking Slurm again")
                 self._sleep()
                 continue
-            for job in list(jobs):
-                state = states.get(job.job_id)
-                if state is None and job.missed < _MISSES_BEFORE_LOST:
-                    job.missed += 1  # a task between states, or squeue's lapse: ask again
-                    continue
-                job.missed = 0
-                if state is not None and state.queued and state.reason in HOPELESS_WAITS:
-                    jobs.remove(job)
-                    self.slurm.cancel([job.job_id])
-                    self._conclude(job, state, cannot_start=True)
-                    continue
-                if state is not None and state.active:
-                    if not state.queued and not job.started:
-                        job.started = True
-                        self.display.started(job.label)
-                    elif state.queued and state.reason not in _USUAL_WAITS | {job.waits_for}:
-                        job.waits_for = state.reason
-                        self.display.note(
-                            f"{job.label}: Slurm keeps job {job.job_id} waiting: "
-                            f"{state.describe()} (scontrol show job {job.job_id} says more)"
-                        )
-                    continue
-                if self._result_due(job, state):
-                    continue
-                jobs.remove(job)
-                self._conclude(job, state)
+            with self._saved_once():  # one manifest write per poll
+                self._poll(jobs, states)
             if jobs:
                 self._sleep()
+
+    def _poll(self, jobs: list[_Job], states: Mapping[str, JobState]) -> None:
+        """Note what Slurm says of each job; conclude those that ended (and drop them
+        from ``jobs``)."""
+        for job in list(jobs):
+            state = states.get(job.job_id)
+            if state is None and job.missed < _MISSES_BEFORE_LOST:
+                job.missed += 1  # a task between states, or squeue's lapse: ask again
+                continue
+            job.missed = 0
+            if state is not None and state.queued and state.reason in HOPELESS_WAITS:
+                jobs.remove(job)
+                self.slurm.cancel([job.job_id])
+                self._conclude(job, state, cannot_start=True)
+                continue
+            if state is not None and state.active:
+                if not state.queued and not job.started:
+                    job.started = True
+                    self.display.started(job.label)
+                elif state.queued and state.reason not in _USUAL_WAITS | {job.waits_for}:
+                    job.waits_for = state.reason
+                    self.display.note(
+                        f"{job.label}: Slurm keeps job {job.job_id} waiting: "
+                        f"{state.describe()} (scontrol show job {job.job_id} says more)"
+                    )
+                continue
+            if self._result_due(job, state):
+                continue
+            jobs.remove(job)
+            self._conclude(job, state)
 
     def _result_due(self, job: _Job, state: JobState | None) -> bool:
         """Whether to wait for the result of a job that ended well but whose result is not
