@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from llem_energy import nvml as nvml_module
+from llem_energy.simulated import simulated_uuid
 from llem_energy.testing import FakeGpu, FakeNvml
 from llem_harness import run_experiment
 from llem_persistence import read_timeseries
@@ -201,10 +202,7 @@ def test_simulated_gpus_run_the_whole_energy_path_and_say_so(
     assert "LLEM_SIMULATED_GPUS=2" in simulated[0].message
     assert "[simulated_gpus]" in completed.stdout  # the summary shows it
     # one simulated GPU per process, by local rank, each counted once
-    assert sorted(result.energy_per_device_j) == [
-        "GPU-51a7ed00-0000-4000-8000-000000000000",
-        "GPU-51a7ed00-0000-4000-8000-000000000001",
-    ]
+    assert sorted(result.energy_per_device_j) == [simulated_uuid(0), simulated_uuid(1)]
     assert result.energy_scope == "gpu"
     assert result.gpu_energy_j is not None
     assert result.gpu_energy_j > 0

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from llem_energy import EnergyMeter, NvmlSession, simulated_gpu_count
-from llem_energy.simulated import SimulatedGpu, simulated_nvml
+from llem_energy.simulated import SimulatedGpu, simulated_nvml, simulated_uuid
 from llem_schema import ConfigError, EnergyConfig
 
 
@@ -32,7 +32,10 @@ def test_nvml_opens_the_simulated_gpus_when_asked(monkeypatch: pytest.MonkeyPatc
         assert session.device_count() == 3
         assert session.driver_version() == "simulated"
         uuids = [session.device(i).uuid for i in range(3)]
-    assert uuids == [f"GPU-51a7ed00-0000-4000-8000-{i:012d}" for i in range(3)]
+    assert uuids == [simulated_uuid(i) for i in range(3)]
+    # another host's simulated GPUs are other GPUs, as real ones are
+    assert simulated_uuid(0, "node07") != simulated_uuid(0, "node08")
+    assert simulated_uuid(0, "node07") == simulated_uuid(0, "node07")
     with EnergyMeter.create(EnergyConfig(source="nvml"), gpus=[1]) as meter:
         assert meter.simulated == 3
         assert [d.uuid for d in meter.devices] == [uuids[1]]

@@ -9,7 +9,9 @@ works, and its energy counter is the exact integral of that power. Nothing about
 run says so (``simulated`` and the ``simulated_gpus`` warning).
 """
 
+import hashlib
 import os
+import socket
 import threading
 import time
 from collections.abc import Mapping
@@ -19,7 +21,13 @@ from typing import Final
 from llem_energy.testing import COUNTER_OFFSET_MJ, FakeGpu, FakeNvml
 from llem_schema import ConfigError
 
-__all__ = ["SIMULATED_GPUS_ENV", "SimulatedGpu", "simulated_gpu_count", "simulated_nvml"]
+__all__ = [
+    "SIMULATED_GPUS_ENV",
+    "SimulatedGpu",
+    "simulated_gpu_count",
+    "simulated_nvml",
+    "simulated_uuid",
+]
 
 SIMULATED_GPUS_ENV: Final = "LLEM_SIMULATED_GPUS"
 MAX_SIMULATED_GPUS: Final = 16
@@ -104,10 +112,15 @@ class SimulatedGpu(FakeGpu):
         return round(100 * self._load)
 
 
+def simulated_uuid(index: int, host: str | None = None) -> str:
+    """The UUID of simulated GPU ``index`` of ``host`` (default: this one): the same in every
+    process of a host, and another on another host, as a real GPU's is."""
+    name = socket.gethostname() if host is None else host
+    tag = hashlib.sha256(name.encode("utf-8")).hexdigest()[:4]
+    return f"GPU-51a7ed00-{tag}-4000-8000-{index:012d}"
+
+
 def simulated_nvml(count: int) -> FakeNvml:
-    """A fake NVML module with ``count`` simulated GPUs (the same UUIDs in every process)."""
-    gpus = [
-        SimulatedGpu(uuid=f"GPU-51a7ed00-0000-4000-8000-{index:012d}", utilization_pct=0)
-        for index in range(count)
-    ]
+    """A fake NVML module with ``count`` simulated GPUs of this host."""
+    gpus = [SimulatedGpu(uuid=simulated_uuid(index), utilization_pct=0) for index in range(count)]
     return FakeNvml(gpus, driver_version=DRIVER_VERSION)
