@@ -206,3 +206,29 @@ def test_a_rendezvous_file_others_could_have_written_is_not_trusted(tmp_path: Pa
         coordinator.file.chmod(0o644)  # as if planted by someone else who can write there
         with pytest.raises(UsageError, match=r"found no process 0 to join within 0\.5 s"):
             Follower(task(1), tmp_path, timeout_s=0.5)
+
+
+def test_every_task_hears_the_result_is_saved_however_fast_the_others_end(
+    tmp_path: Path,
+) -> None:
+    """A task that ends as soon as it hears must not cut the others off the last barrier."""
+    for attempt in range(5):
+        step = f"9.{attempt}.0"
+        saved: list[object] = []
+
+        def run(rank: int, step: str = step, saved: list[object] = saved) -> None:
+            follower = Follower(SlurmTask(rank, 4, rank, step), tmp_path, timeout_s=10)
+            follower.barrier()
+            saved.append(follower.wait()["saved"])
+            follower.end()
+
+        with Coordinator(SlurmTask(0, 4, 0, step), tmp_path, ID) as coordinator:
+            threads = [threading.Thread(target=run, args=(rank,)) for rank in (1, 2, 3)]
+            for thread in threads:
+                thread.start()
+            coordinator.join(timeout_s=10)
+            coordinator.wait()
+            coordinator.finish(tmp_path / "saved")
+            for thread in threads:
+                thread.join(10)
+        assert saved == [str(tmp_path / "saved")] * 3, attempt

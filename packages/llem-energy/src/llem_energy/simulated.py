@@ -116,8 +116,8 @@ def simulated_uuid(index: int, host: str | None = None) -> str:
     """The UUID of simulated GPU ``index`` of ``host`` (default: this one): the same in every
     process of a host, and another on another host, as a real GPU's is."""
     name = socket.gethostname() if host is None else host
-    tag = hashlib.sha256(name.encode("utf-8")).hexdigest()[:4]
-    return f"GPU-51a7ed00-{tag}-4000-8000-{index:012d}"
+    tag = hashlib.sha256(name.encode("utf-8")).hexdigest()[:12]
+    return f"GPU-51a7ed00-{tag[:4]}-4{tag[4:7]}-8{tag[7:10]}-{index:012d}"
 
 
 def simulated_nvml(count: int) -> FakeNvml:

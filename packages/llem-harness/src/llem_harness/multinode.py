@@ -148,10 +148,6 @@ class _Stop:
     rank: int = 0
 
 
-class _Stopped(BaseException):
-    """Raised in a task's main thread when the run stops while it measures."""
-
-
 class Coordinator:
     """Task 0's side: serves the other tasks and takes part in the barriers itself.
 
@@ -179,7 +175,8 @@ class Coordinator:
         self._key = secrets.token_bytes(32)
         self._listener = Listener(("", 0), family="AF_INET", authkey=self._key)
         self._barrier = threading.Barrier(task.count)
-        self._lock = threading.Lock()
+        # reentrant: the stop signal's handler asks why while this thread may hold it
+        self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._hosts: dict[int, str] = {0: self.host}
         self._connections: dict[int, tuple[Connection, threading.Lock]] = {}
@@ -254,13 +251,15 @@ class Coordinator:
             if self._stop is not None:
                 return self._stop
             missing = [rank for rank in range(self.task.count) if rank not in self._hosts]
+        if not missing:
+            return _Stop("failed", "a process did not come to a barrier in time")
         return _Stop(
             "failed",
             f"processes {', '.join(map(str, missing))} of {self.task.count} did not join "
             f"process 0 in time (they look for {self.file.name} in "
             f"{self.file.parent}: is the results directory on a filesystem every node "
             "shares?)",
-            rank=missing[0] if missing else 0,
+            rank=missing[0],
         )
 
     def measuring(self) -> contextlib.AbstractContextManager[None]:
@@ -360,9 +359,7 @@ class Coordinator:
                     with self._changed:
                         self._ended.add(rank)
                         over = self._saved is not None
-                    if over:  # it will not come to the last barrier: nobody waits for it
-                        self._barrier.abort()
-                    elif message[1]:  # interrupted alone: the whole run stops
+                    if message[1] and not over:  # interrupted alone: the whole run stops
                         self._decide(_Stop("interrupted"))
                     return
         except (EOFError, OSError, ValueError, TypeError):
@@ -386,8 +383,12 @@ class Coordinator:
         try:
             self._barrier.wait()
         except threading.BrokenBarrierError:
-            stop = self._why()
-            return ("stop", stop.kind, stop.reason, stop.rank)
+            with self._lock:
+                saved = self._saved
+            if saved is None:
+                stop = self._why()
+                return ("stop", stop.kind, stop.reason, stop.rank)
+            # the last barrier, given up on after the save (a process ended before it)
         with self._lock:
             return ("go", {"hosts": dict(self._hosts), "saved": self._saved})
 

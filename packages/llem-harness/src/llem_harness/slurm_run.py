@@ -201,6 +201,9 @@ class _Outcome:
     returncode: int
     result: Path | None
     error: str | None
+    """Task 0's ``error:`` line: how the run ended."""
+    logged_error: str | None
+    """Task 0's last error log line: why, where it said nothing more (it had to exit)."""
     started: bool
     refusal: str | None
     stopped_by: signal.Signals | None
@@ -217,7 +220,12 @@ class _Outcome:
             raise UsageError(
                 f"Slurm did not start the run: {self.refusal or f'srun exited with code {self.returncode}'}"
             )
-        reason = self.error or self.refusal or f"srun exited with code {self.returncode}"
+        reason = (
+            self.error
+            or self.logged_error
+            or self.refusal
+            or f"srun exited with code {self.returncode}"
+        )
         if self.returncode == EXIT_USAGE and self.error is not None:
             raise UsageError(self.error)
         staging = StagingRepository(results_dir)
@@ -293,7 +301,8 @@ class _Step:
         return _Outcome(
             process.returncode,
             self.result,
-            self.error or self.logged_error,
+            self.error,
+            self.logged_error,
             self.started,
             self.refusal,
             self.stopped_by,
@@ -329,8 +338,8 @@ class _Step:
         for line in stream:
             if line.startswith(_SRUN_ERROR) and self.refusal is None:
                 self.refusal = line[len(_SRUN_ERROR) :].strip()
-            elif line.startswith(_ERROR):  # task 0's log, where it could not say more
-                self.logged_error = line[len(_ERROR) :].strip()
+            elif line.startswith(_ERROR) and not line.startswith(f"{_ERROR}[process "):
+                self.logged_error = line[len(_ERROR) :].strip()  # task 0's log
             print(line, end="", file=sys.stderr, flush=True)
 
 
