@@ -114,7 +114,7 @@ class _Workers:
         self.messages: Any = self.context.Queue()
         self.merged = MergedProgress(progress or (lambda event: None), self.count)
         self.failures: dict[int, str] = {}
-        port = _free_port()
+        port = free_port()
         self.processes: list[SpawnProcess] = [
             self.context.Process(
                 target=_worker_main,
@@ -242,9 +242,10 @@ class _Workers:
                 process.join()
 
 
-def _free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host``'s interface now ("": every interface)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
+        probe.bind((host, 0))
         port: int = probe.getsockname()[1]
         return port
 

@@ -47,6 +47,7 @@ from types import FrameType
 from typing import Any, Final
 
 from llem_harness.errors import UsageError, WorkerFailedError
+from llem_harness.launch import free_port
 from llem_harness.progress import MergedProgress, ProgressCallback, ProgressEvent
 from llem_persistence import StagingRepository
 
@@ -171,7 +172,7 @@ class Coordinator:
         self.task = task
         self.file = rendezvous_path(results_dir, task)
         self.host = socket.gethostname()
-        self.master_port = _free_port()
+        self.master_port = free_port("")  # for c10d, reached from every node
         self._key = secrets.token_bytes(32)
         self._listener = Listener(("", 0), family="AF_INET", authkey=self._key)
         self._barrier = threading.Barrier(task.count)
@@ -684,10 +685,3 @@ def _shut(connection: Connection) -> None:
         with probe:
             probe.shutdown(socket.SHUT_RDWR)
     connection.close()
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("", 0))
-        port: int = probe.getsockname()[1]
-        return port

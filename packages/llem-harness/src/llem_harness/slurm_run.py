@@ -55,15 +55,14 @@ from llem_harness.run import (
     resolve_config,
     terminate_as_interrupt,
 )
+from llem_harness.study.spec import SpecFile
 from llem_persistence import StagingRepository
 from llem_schema import (
     ExperimentConfig,
     ExperimentId,
     ExperimentResult,
-    FrozenModel,
     new_experiment_id,
 )
-from llem_schema.io import atomic_write_bytes
 
 __all__ = ["SrunLaunch", "StepSpec", "main", "run_with_srun", "srun_command"]
 
@@ -113,17 +112,13 @@ class SrunLaunch:
         return total
 
 
-class StepSpec(FrozenModel):
+class StepSpec(SpecFile):
     """What each task of the step runs (``.staging/srun-<experiment id>.json``)."""
 
     config: ExperimentConfig
     experiment_id: ExperimentId
     store_path: str | None = Field(description="The results store; None: none.")
     verbose: bool = False
-
-    def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, self.model_dump_json(indent=2).encode("utf-8") + b"\n")
 
 
 def srun_command(
@@ -360,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     task = slurm_task()
     rank = 0 if task is None else task.rank
     try:
-        spec = StepSpec.model_validate_json(Path(args[0]).read_bytes())
+        spec = StepSpec.load(Path(args[0]))
     except (OSError, ValueError) as exc:
         _tell(rank, f"{_ERROR}cannot read the run's spec {args[0]}: {exc}".splitlines()[0])
         return 2

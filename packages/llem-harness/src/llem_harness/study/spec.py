@@ -1,16 +1,30 @@
 """What the study gives each child process: :class:`ChildSpec` (``runs/run_0003.json``)."""
 
 from pathlib import Path
+from typing import Self
 
 from pydantic import Field
 
 from llem_schema import ExperimentConfig, ExperimentId, FrozenModel
 from llem_schema.io import atomic_write_bytes
 
-__all__ = ["ChildSpec"]
+__all__ = ["ChildSpec", "SpecFile"]
 
 
-class ChildSpec(FrozenModel):
+class SpecFile(FrozenModel):
+    """What a process llem starts reads from a JSON file: written atomically, read whole."""
+
+    def save(self, path: Path) -> None:
+        """Write the spec atomically."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, self.model_dump_json(indent=2).encode("utf-8") + b"\n")
+
+    @classmethod
+    def load(cls, path: Path) -> Self:
+        return cls.model_validate_json(path.read_bytes())
+
+
+class ChildSpec(SpecFile):
     """One run of a study, as its child process runs it."""
 
     config: ExperimentConfig = Field(
@@ -42,12 +56,3 @@ class ChildSpec(FrozenModel):
         description="CUDA_VISIBLE_DEVICES the child is pinned to (--parallel); None: inherited.",
     )
     verbose: bool = Field(default=False, description="Debug logs into the run's log.")
-
-    def save(self, path: Path) -> None:
-        """Write the spec atomically."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, self.model_dump_json(indent=2).encode("utf-8") + b"\n")
-
-    @classmethod
-    def load(cls, path: Path) -> "ChildSpec":
-        return cls.model_validate_json(path.read_bytes())
